@@ -1,0 +1,160 @@
+"""
+TLS for the daemon: a local CA for first runs, and a reloadable context.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from OpenSSL import SSL
+from twisted.internet.interfaces import IOpenSSLContextFactory
+from twisted.internet.ssl import CertificateOptions, PrivateCertificate, TLSVersion
+from zope.interface import implementer
+
+CA_CERT_NAME = "ca.pem"
+CA_KEY_NAME = "ca-key.pem"
+SERVER_CERT_NAME = "server.pem"
+SERVER_KEY_NAME = "server-key.pem"
+
+
+class CertificateError(Exception):
+    """
+    A certificate or key cannot be used; the message says which and why.
+    """
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    # Created with mode 0600 from the start, so the key is never readable by others.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def create_local_ca(directory: Path, now: datetime.datetime) -> Path:
+    """
+    Create a CA and a server certificate for C{localhost}, C{127.0.0.1} and
+    C{::1} in C{directory}; return the path of the CA certificate.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "chatroom local CA")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    names: list[x509.GeneralName] = [
+        x509.DNSName("localhost"),
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        x509.IPAddress(ipaddress.ip_address("::1")),
+    ]
+    server_cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(server_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=825))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    _write_private(directory / CA_KEY_NAME, _key_pem(ca_key))
+    _write_private(directory / SERVER_KEY_NAME, _key_pem(server_key))
+    (directory / SERVER_CERT_NAME).write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
+    ca_path = directory / CA_CERT_NAME
+    ca_path.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    return ca_path
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise CertificateError(f"cannot read the {what} {path}: {e.strerror}") from e
+
+
+def load_server_options(cert_path: Path, key_path: Path) -> CertificateOptions:
+    """
+    TLS options for the server: TLS 1.2 at least, TLS 1.3 offered.
+
+    @raise CertificateError: If a file is missing, unreadable or not a
+        matching certificate and key.
+    """
+    cert_pem = _read(cert_path, "certificate")
+    key_pem = _read(key_path, "private key")
+    try:
+        pair = PrivateCertificate.loadPEM(cert_pem + b"\n" + key_pem)
+        options = CertificateOptions(
+            privateKey=pair.privateKey.original,
+            certificate=pair.original,
+            raiseMinimumTo=TLSVersion.TLSv1_2,
+        )
+        context = options.getContext()
+    except Exception as e:
+        raise CertificateError(f"the certificate {cert_path} and key {key_path} cannot be used: {e}") from e
+    # Lets OpenSSL free an idle connection's buffers: less memory per client.
+    context.set_mode(SSL.MODE_RELEASE_BUFFERS)
+    return options
+
+
+@implementer(IOpenSSLContextFactory)
+class ServerTLS:
+    """
+    The listening port's context factory; L{reload} swaps the certificate
+    for new connections without touching established ones.
+    """
+
+    def __init__(self, cert_path: Path, key_path: Path) -> None:
+        self.cert_path = cert_path
+        self.key_path = key_path
+        self._options = load_server_options(cert_path, key_path)
+
+    def reload(self) -> None:
+        """
+        Load the certificate and key again.
+
+        @raise CertificateError: If they are broken; the old ones stay in use.
+        """
+        self._options = load_server_options(self.cert_path, self.key_path)
+
+    def getContext(self) -> SSL.Context:
+        return self._options.getContext()

@@ -1,0 +1,161 @@
+"""
+The server-to-client line format, shared by the daemon and its clients.
+
+Every line the server sends has the shape::
+
+    <timestamp> <kind> <source> [<arg> ...] :<text>
+
+``timestamp`` is the server's UTC time in ISO 8601 with milliseconds
+(``2026-11-22T10:15:03.250Z``); ``kind`` names the event (see L{Kind});
+``source`` is the member the event comes from, or ``*`` for the server
+itself; the optional ``arg`` tokens carry structured data (a target name,
+a new name, ``key=value`` pairs); everything after the first ``" :"`` is
+free text. Header tokens never contain spaces and never start with ``:``,
+so the first ``" :"`` always ends the header, whatever the text holds.
+
+User text can never forge a line: L{format_line} replaces every control
+character (including ``\\r``, ``\\n`` and the Unicode line separators) so a
+line is always exactly one line, and a fake prefix inside the text stays
+inside the text field. See ``docs/protocol.rst`` for every kind.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+SERVER_SOURCE = "*"
+
+
+class Kind(StrEnum):
+    """
+    The kinds of server-to-client lines.
+    """
+
+    WELCOME = "welcome"
+    MESSAGE = "message"
+    WHISPER = "whisper"
+    ACTION = "action"
+    JOIN = "join"
+    LEAVE = "leave"
+    RENAME = "rename"
+    LIST = "list"
+    WHOIS = "whois"
+    FILTER = "filter"
+    HELP = "help"
+    INFO = "info"
+    ERROR = "error"
+
+
+class WireError(ValueError):
+    """
+    A line does not follow the server-to-client format.
+    """
+
+
+@dataclass(frozen=True)
+class ServerLine:
+    """
+    One parsed server-to-client line.
+    """
+
+    timestamp: datetime
+    kind: str
+    source: str
+    args: tuple[str, ...]
+    text: str
+
+    @property
+    def fields(self) -> dict[str, str]:
+        """
+        The C{key=value} arguments of this line as a dictionary.
+        """
+        return dict(arg.split("=", 1) for arg in self.args if "=" in arg)
+
+
+# Every C0/C1 control character, DEL, and the Unicode line and paragraph
+# separators: any of them could end or visually split a line in a client.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def has_control_characters(text: str) -> bool:
+    """
+    Whether C{text} holds a character that must never reach another client.
+    """
+    return _UNSAFE.search(text) is not None
+
+
+def sanitize(text: str) -> str:
+    """
+    Replace every unsafe character in C{text} with U+FFFD.
+    """
+    return _UNSAFE.sub("\ufffd", text)
+
+
+def format_timestamp(seconds: float) -> str:
+    """
+    Format POSIX time C{seconds} as UTC ISO 8601 with milliseconds.
+    """
+    moment = datetime.fromtimestamp(seconds, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _check_token(token: str) -> str:
+    if not token or " " in token or token.startswith(":") or has_control_characters(token):
+        raise WireError(f"bad header token {token!r}")
+    return token
+
+
+def format_line(
+    seconds: float, kind: Kind | str, source: str, text: str = "", args: tuple[str, ...] = ()
+) -> bytes:
+    """
+    Encode one server-to-client line, without its line ending.
+
+    @param seconds: The server time of the event, POSIX seconds.
+    @param kind: The event kind.
+    @param source: The name the event comes from, or L{SERVER_SOURCE}.
+    @param text: Free text; unsafe characters are replaced.
+    @param args: Structured header tokens (no spaces, not starting with C{:}).
+    @raise WireError: If a header token is malformed (a programming error).
+    """
+    kind_name = kind.value if isinstance(kind, Kind) else kind
+    header = [format_timestamp(seconds), _check_token(kind_name), _check_token(source)]
+    header.extend(_check_token(arg) for arg in args)
+    return (" ".join(header) + " :" + sanitize(text)).encode("utf-8")
+
+
+def parse_line(line: bytes | str) -> ServerLine:
+    """
+    Parse one server-to-client line (a trailing C{\\r\\n} or C{\\n} is allowed).
+
+    @raise WireError: If the line does not follow the format.
+    """
+    if isinstance(line, bytes):
+        try:
+            line = line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise WireError("line is not UTF-8") from e
+    line = line.rstrip("\r\n")
+    header, sep, text = line.partition(" :")
+    if not sep:
+        raise WireError("line has no text field")
+    tokens = header.split(" ")
+    if len(tokens) < 3 or not all(tokens):
+        raise WireError("line header needs a timestamp, a kind and a source")
+    stamp, kind, source, *args = tokens
+    try:
+        timestamp = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    except ValueError as e:
+        raise WireError(f"bad timestamp {stamp!r}") from e
+    return ServerLine(timestamp, kind, source, tuple(args), text)
+
+
+def normalize_text(text: str) -> str:
+    """
+    Normalise user text to NFC so that equal-looking text compares equal.
+    """
+    return unicodedata.normalize("NFC", text)

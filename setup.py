@@ -1,0 +1,16 @@
+from pathlib import Path
+
+from setuptools import setup
+
+setup(
+    name="chatroom",
+    version="0.1.0",
+    description="A one-room chat daemon over TLS, on Twisted.",
+    long_description=Path("README.rst").read_text(encoding="utf-8"),
+    long_description_content_type="text/x-rst",
+    python_requires=">=3.11",
+    packages=["chatroom", "twisted.plugins"],
+    package_data={"twisted": ["plugins/chatroom_plugin.py"]},
+    install_requires=["twisted>=24.7", "pyopenssl>=24", "service-identity>=24", "cryptography>=43"],
+    extras_require={"test": ["pytest", "hypothesis", "ruff", "mypy"]},
+)
