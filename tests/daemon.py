@@ -1,0 +1,183 @@
+"""
+Start the real daemon, C{twistd -n chatroom}, as a subprocess for end-to-end tests.
+
+The daemon runs this checkout's source (the repository root goes on
+C{PYTHONPATH}, so C{twisted/plugins/} here is found) on 127.0.0.1 with
+port 0, in a temporary directory that holds its certificates and state.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+_LISTENING = re.compile(rb"chatroom listening on 127\.0\.0\.1:(\d+)")
+START_TIMEOUT = 30.0
+
+
+@dataclass
+class Daemon:
+    """
+    A running daemon: its port, its CA file and what it has logged so far.
+    """
+
+    process: subprocess.Popen[bytes]
+    port: int
+    directory: Path
+    output: bytearray = field(default_factory=bytearray)
+
+    @property
+    def ca_path(self) -> Path:
+        return self.directory / "certs" / "ca.pem"
+
+    def connect(self, timeout: float = 10.0) -> LineClient:
+        """
+        Open a verified TLS connection as a new client.
+        """
+        return LineClient.open("127.0.0.1", self.port, self.ca_path, timeout)
+
+    def stop(self) -> int:
+        """
+        Stop the daemon with SIGTERM and return its exit code.
+        """
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            return self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait(timeout=15)
+
+
+def daemon_env() -> dict[str, str]:
+    """
+    The environment that makes C{twistd} load this checkout's chatroom.
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+@contextmanager
+def running_daemon(directory: Path, *args: str) -> Iterator[Daemon]:
+    """
+    Run the daemon in C{directory} until the block ends.
+    """
+    command = [
+        sys.executable,
+        "-c",
+        "from twisted.scripts.twistd import run; run()",
+        "--pidfile=",
+        "-n",
+        "chatroom",
+        "--port",
+        "0",
+        "--interface",
+        "127.0.0.1",
+        *args,
+    ]
+    process = subprocess.Popen(
+        command,
+        cwd=directory,
+        env=daemon_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    output = bytearray()
+    found = threading.Event()
+    port_holder: list[int] = []
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            output.extend(line)
+            match = _LISTENING.search(line)
+            if match and not port_holder:
+                port_holder.append(int(match.group(1)))
+                found.set()
+        found.set()
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    found.wait(START_TIMEOUT)
+    if not port_holder:
+        process.kill()
+        process.wait(timeout=15)
+        raise RuntimeError("the daemon did not start:\n" + output.decode(errors="replace"))
+    daemon = Daemon(process, port_holder[0], directory, output)
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+        reader.join(timeout=15)
+
+
+class LineClient:
+    """
+    A blocking TLS line client for tests, with a deadline on every read.
+    """
+
+    def __init__(self, sock: ssl.SSLSocket, timeout: float) -> None:
+        self.sock = sock
+        self.timeout = timeout
+        self._buffer = b""
+
+    @classmethod
+    def open(cls, host: str, port: int, ca_path: Path, timeout: float = 10.0) -> LineClient:
+        context = ssl.create_default_context(cafile=str(ca_path))
+        raw = socket.create_connection((host, port), timeout=timeout)
+        sock = context.wrap_socket(raw, server_hostname="localhost")
+        return cls(sock, timeout)
+
+    def send(self, line: str | bytes) -> None:
+        data = line.encode("utf-8") if isinstance(line, str) else line
+        self.sock.sendall(data + b"\n")
+
+    def read_line(self) -> bytes:
+        """
+        The next line, without its ending.
+
+        @raise TimeoutError: If none comes before the deadline.
+        @raise ConnectionError: If the server closes the connection.
+        """
+        deadline = time.monotonic() + self.timeout
+        while b"\n" not in self._buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("no line from the server in time")
+            self.sock.settimeout(remaining)
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("the server closed the connection")
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return line.rstrip(b"\r")
+
+    def read_until(self, predicate: object) -> list[bytes]:
+        """
+        Read lines until one satisfies C{predicate}; return all read.
+        """
+        assert callable(predicate)
+        lines: list[bytes] = []
+        while True:
+            line = self.read_line()
+            lines.append(line)
+            if predicate(line):
+                return lines
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass

@@ -1,0 +1,90 @@
+"""
+End to end: the real daemon over real TLS on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chatroom.wire import ServerLine, parse_line
+from tests.daemon import Daemon, LineClient, running_daemon
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    with running_daemon(tmp_path) as d:
+        yield d
+
+
+def kind_is(kind: str, *args: str):  # type: ignore[no-untyped-def]
+    def check(raw: bytes) -> bool:
+        line = parse_line(raw)
+        return line.kind == kind and line.args[: len(args)] == args
+
+    return check
+
+
+def joined(daemon: Daemon, name: str) -> tuple[LineClient, str]:
+    client = daemon.connect()
+    welcome = parse_line(client.read_until(kind_is("welcome"))[-1])
+    client.read_until(kind_is("list"))
+    client.send(f"/nick {name}")
+    client.read_until(kind_is("rename", name))
+    return client, welcome.args[0]
+
+
+def lines_until(client: LineClient, kind: str, *args: str) -> list[ServerLine]:
+    return [parse_line(raw) for raw in client.read_until(kind_is(kind, *args))]
+
+
+def test_three_clients_chat(daemon: Daemon) -> None:
+    alice, _ = joined(daemon, "alice")
+    bob, _ = joined(daemon, "bob")
+    carol, _ = joined(daemon, "carol")
+
+    alice.send("hello all")
+    for client in (alice, bob, carol):
+        got = lines_until(client, "message")[-1]
+        assert (got.source, got.text) == ("alice", "hello all")
+
+    bob.send("/whisper carol just for you")
+    # Carol gets the whisper; alice never does (checked below with a marker).
+    assert lines_until(carol, "whisper")[-1].text == "just for you"
+    assert lines_until(bob, "whisper")[-1].args == ("carol",)
+
+    carol.send("/me waves")
+    for client in (alice, bob, carol):
+        assert lines_until(client, "action")[-1].text == "carol waves"
+
+    alice.send("/filter secret")
+    lines_until(alice, "filter")
+    bob.send("the secret is out")
+    bob.send("/say marker")
+    seen = lines_until(alice, "message")
+    while seen[-1].text != "marker":
+        seen += lines_until(alice, "message")
+    texts = [line.text for line in seen if line.kind in ("message", "whisper")]
+    assert texts == ["marker"]
+
+    carol.send("/list")
+    listed = lines_until(carol, "list")[-1]
+    assert set(listed.args) == {"alice", "bob", "carol"}
+
+    carol.send("/whois alice")
+    whois = lines_until(carol, "whois")[-1]
+    assert whois.fields["name"] == "alice"
+    assert whois.fields["address"].startswith("127.0.0.1:")
+
+    bob.send("/quit see you")
+    for client in (alice, carol):
+        left = lines_until(client, "leave")[-1]
+        assert (left.source, left.text) == ("bob", "bob left (quit: see you)")
+    with pytest.raises(ConnectionError):
+        bob.read_until(lambda line: False)
+
+    carol.close()
+    assert lines_until(alice, "leave")[-1].source == "carol"
+    alice.close()
