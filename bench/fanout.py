@@ -1,0 +1,448 @@
+"""
+Fan-out benchmark: chatroom side by side with ngircd and Twisted's IRC server.
+
+    .venv/bin/python bench/fanout.py [--scenarios s1,s2,idle1000,idle5000]
+                                     [--servers chatroom,ngircd,words] [--smoke]
+
+For every scenario and server it starts the server (on 127.0.0.1, with a
+fresh throwaway CA and certificate, pinned to one core), runs the compiled
+load generator (bench/loadgen.c, pinned to the other core) against it, and
+prints every server's figures, then the ratios of chatroom to the others.
+Nothing here asserts a speed: the figures are for people to read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import pwd
+import re
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+
+from chatroom.tls import create_local_ca  # noqa: E402
+
+START_TIMEOUT = 30.0
+SETUP_TIMEOUT = 330.0
+TICKS = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    clients: int
+    senders: int = 0
+    window: int = 0
+    rate: float = 0.0
+    duration: float = 0.0
+
+    @property
+    def idle(self) -> bool:
+        return self.senders == 0
+
+    def describe(self) -> str:
+        if self.idle:
+            return f"{self.clients} idle TLS clients, memory only"
+        load = f"closed loop W={self.window}" if self.window else f"{self.rate:g} messages/s in total"
+        return f"{self.clients} clients, {self.senders} senders, {load}, {self.duration:g} s"
+
+
+SCENARIOS = {
+    "s1": Scenario("s1", 100, senders=10, window=32, duration=20),
+    "s2": Scenario("s2", 1000, senders=10, rate=50, duration=20),
+    "idle1000": Scenario("idle1000", 1000),
+    "idle5000": Scenario("idle5000", 5000),
+}
+# Small enough for CI: the whole run takes a few seconds per server.
+SMOKE = {
+    "s1": Scenario("s1", 10, senders=2, window=4, duration=1),
+    "s2": Scenario("s2", 20, senders=2, rate=20, duration=1),
+    "idle1000": Scenario("idle1000", 20),
+}
+
+
+@dataclass
+class Running:
+    """
+    A started server: its process and the TLS port it listens on.
+    """
+
+    process: subprocess.Popen[bytes]
+    port: int
+    proto: str
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_for(check: Callable[[], int | None], process: subprocess.Popen[bytes], log: Path) -> int:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        found = check()
+        if found is not None:
+            return found
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"server did not start; its log:\n{log.read_text(errors='replace')}")
+
+
+def port_open(port: int) -> Callable[[], int | None]:
+    def check() -> int | None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            return None
+        return port
+
+    return check
+
+
+def pinned(cpu: int | None) -> Callable[[], None]:
+    """
+    A preexec function: pin the child to C{cpu} (like taskset) and raise its
+    open-file limit to the hard limit, for thousands of connections.
+    """
+
+    def setup() -> None:
+        if cpu is not None:
+            os.sched_setaffinity(0, {cpu})
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    return setup
+
+
+def start_chatroom(work: Path, certs: Path, cpu: int | None, scenario: Scenario) -> Running:
+    log = work / "chatroom.log"
+    command = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+    command += ["--pidfile=", "-n", "chatroom", "--port", "0", "--interface", "127.0.0.1"]
+    command += ["--cert", str(certs / "server.pem"), "--key", str(certs / "server-key.pem")]
+    command += ["--state", str(work / "state")]
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    )
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=pinned(cpu)
+        )
+    pattern = re.compile(r"chatroom listening on 127\.0\.0\.1:(\d+)")
+
+    def check() -> int | None:
+        match = pattern.search(log.read_text(errors="replace"))
+        return int(match.group(1)) if match else None
+
+    return Running(process, wait_for(check, process, log), "chat")
+
+
+NGIRCD_CONF = """\
+[Global]
+    Name = bench.localhost
+    Info = chatroom benchmark reference
+    Listen = 127.0.0.1
+    Ports = {plain_port}
+    PidFile = {work}/ngircd.pid
+    MotdPhrase = benchmark
+    Password = bench
+{user}
+[Limits]
+    MaxConnections = 0
+    MaxConnectionsIP = 0
+    MaxJoins = 0
+    MaxPenaltyTime = 0
+    PingTimeout = 600
+    PongTimeout = 600
+    IdleTimeout = 0
+[Options]
+    DNS = no
+    Ident = no
+    PAM = no
+[SSL]
+    CertFile = {certs}/server.pem
+    KeyFile = {certs}/server-key.pem
+    Ports = {tls_port}
+"""
+
+
+def start_ngircd(work: Path, certs: Path, cpu: int | None, scenario: Scenario) -> Running:
+    binary = shutil.which("ngircd") or "/usr/sbin/ngircd"
+    user = ""
+    if os.geteuid() == 0:
+        # ngircd refuses to run as root without an account to drop to.
+        nobody = pwd.getpwnam("nobody")
+        user = f"    ServerUID = {nobody.pw_uid}\n    ServerGID = {nobody.pw_gid}"
+        for path in (work, certs, *certs.iterdir()):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+    tls_port = free_port()
+    conf = work / "ngircd.conf"
+    conf.write_text(
+        NGIRCD_CONF.format(plain_port=free_port(), tls_port=tls_port, work=work, certs=certs, user=user)
+    )
+    log = work / "ngircd.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [binary, "-n", "-f", str(conf)], stdout=out, stderr=subprocess.STDOUT, preexec_fn=pinned(cpu)
+        )
+    return Running(process, wait_for(port_open(tls_port), process, log), "irc")
+
+
+def start_words(work: Path, certs: Path, cpu: int | None, scenario: Scenario) -> Running:
+    port = free_port()
+    env = dict(
+        os.environ,
+        BENCH_PORT=str(port),
+        BENCH_CERT=str(certs / "server.pem"),
+        BENCH_KEY=str(certs / "server-key.pem"),
+        BENCH_USERS=str(scenario.clients),
+    )
+    log = work / "words.log"
+    command = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+    command += ["--pidfile=", "-n", "-y", str(HERE / "words.tac")]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=pinned(cpu)
+        )
+    return Running(process, wait_for(port_open(port), process, log), "irc")
+
+
+SERVERS: dict[str, Callable[[Path, Path, int | None, Scenario], Running]] = {
+    "chatroom": start_chatroom,
+    "ngircd": start_ngircd,
+    "words": start_words,
+}
+
+
+@contextmanager
+def running(name: str, work: Path, certs: Path, cpu: int | None, scenario: Scenario) -> Iterator[Running]:
+    server = SERVERS[name](work, certs, cpu, scenario)
+    try:
+        yield server
+    finally:
+        server.process.terminate()
+        try:
+            server.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait(timeout=15)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # utime and stime are fields 14 and 15 of stat; index 0 here is field 3.
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def rss_bytes(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
+
+
+def build_loadgen(work: Path) -> Path:
+    binary = work / "loadgen"
+    compiler = os.environ.get("CC", "cc")
+    subprocess.run(
+        [compiler, "-O2", "-o", str(binary), str(HERE / "loadgen.c"), "-lssl", "-lcrypto"], check=True
+    )
+    return binary
+
+
+def read_line(stream: IO[str], process: subprocess.Popen[str], prefix: str) -> str:
+    """
+    The next line from the load generator that starts with C{prefix}.
+    """
+    for line in stream:
+        if line.startswith(prefix):
+            return line
+    process.wait(timeout=15)
+    raise RuntimeError(f"the load generator stopped (exit {process.returncode}) before {prefix!r}")
+
+
+def measure(
+    loadgen: Path, server: Running, ca: Path, scenario: Scenario, cpu: int | None
+) -> dict[str, float]:
+    """
+    Run one scenario against one started server; return its figures.
+    """
+    pid = server.process.pid
+    time.sleep(0.5)  # let the server settle before its baseline memory
+    figures: dict[str, float] = {"rss_base_kb": rss_bytes(pid) / 1024}
+    command = [str(loadgen), "--port", str(server.port), "--ca", str(ca), "--proto", server.proto]
+    command += ["--clients", str(scenario.clients)]
+    if scenario.idle:
+        command += ["--idle"]
+    else:
+        command += ["--senders", str(scenario.senders), "--duration", str(scenario.duration)]
+        command += ["--window", str(scenario.window)] if scenario.window else ["--rate", str(scenario.rate)]
+    process = subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, preexec_fn=pinned(cpu)
+    )
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        ready = read_line(process.stdout, process, "ready")
+        figures["connect_s"] = float(ready.split("connect_s=")[1])
+        time.sleep(1.0)  # let join announcements drain before measuring memory
+        figures["rss_idle_kb"] = rss_bytes(pid) / 1024
+        figures["rss_per_conn_kb"] = (figures["rss_idle_kb"] - figures["rss_base_kb"]) / scenario.clients
+        cpu_before = cpu_seconds(pid)
+        started = time.monotonic()
+        process.stdin.write("go\n")
+        process.stdin.flush()
+        if scenario.idle:
+            process.wait(timeout=30)
+            return figures
+        read_line(process.stdout, process, "stop")
+        elapsed = time.monotonic() - started
+        figures["server_cpu"] = (cpu_seconds(pid) - cpu_before) / elapsed
+        figures["rss_load_kb"] = rss_bytes(pid) / 1024
+        result = read_line(process.stdout, process, "result")
+        for pair in result.split()[1:]:
+            key, value = pair.split("=")
+            figures[key] = float(value)
+        if figures["deliveries"]:
+            figures["us_per_delivery"] = figures["server_cpu"] * elapsed * 1e6 / figures["deliveries"]
+        process.wait(timeout=30)
+        return figures
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=15)
+
+
+COLUMNS = [
+    ("deliveries/s", "deliveries_per_s", "{:,.0f}"),
+    ("p50 ms", "p50_ms", "{:.2f}"),
+    ("p99 ms", "p99_ms", "{:.2f}"),
+    ("max ms", "max_ms", "{:.2f}"),
+    ("lost", "lost", "{:.0f}"),
+    ("reord", "reordered", "{:.0f}"),
+    ("dup", "duplicated", "{:.0f}"),
+    ("srv CPU", "server_cpu", "{:.0%}"),
+    ("us/deliv", "us_per_delivery", "{:.2f}"),
+    ("gen CPU", "loadgen_cpu", "{:.0%}"),
+    ("connect s", "connect_s", "{:.2f}"),
+    ("RSS idle MB", "rss_idle_kb", "{:.1f}"),
+    ("KB/conn", "rss_per_conn_kb", "{:.1f}"),
+    ("RSS load MB", "rss_load_kb", "{:.1f}"),
+]
+IDLE_COLUMNS = ["connect_s", "rss_idle_kb", "rss_per_conn_kb"]
+# For each ratio: the figure, and whether more is better.
+RATIOS = [
+    ("deliveries_per_s", True),
+    ("us_per_delivery", False),
+    ("p99_ms", False),
+    ("rss_per_conn_kb", False),
+]
+
+
+def show(scenario: Scenario, results: dict[str, dict[str, float]]) -> None:
+    columns = [c for c in COLUMNS if not scenario.idle or c[1] in IDLE_COLUMNS]
+    print(f"\n== {scenario.name}: {scenario.describe()}")
+    header = f"{'server':<10}" + "".join(f"{title:>13}" for title, _, _ in columns)
+    print(header)
+    for server, figures in results.items():
+        cells = []
+        for _, key, fmt in columns:
+            value = figures.get(key)
+            if value is not None and key.endswith("_kb") and key != "rss_per_conn_kb":
+                value /= 1024
+            cells.append(fmt.format(value) if value is not None else "-")
+        print(f"{server:<10}" + "".join(f"{cell:>13}" for cell in cells))
+    ours = results.get("chatroom")
+    if ours is None:
+        return
+    for other, figures in results.items():
+        if other == "chatroom":
+            continue
+        parts = []
+        for key, _ in RATIOS:
+            if key in ours and figures.get(key):
+                parts.append(f"{key} x{ours[key] / figures[key]:.2f}")
+        if parts:
+            print(f"chatroom / {other}: " + ", ".join(parts))
+
+
+def cpus() -> tuple[int | None, int | None]:
+    """
+    One core for the server and another for the load generator, when there are two.
+    """
+    available = sorted(os.sched_getaffinity(0))
+    if len(available) >= 2:
+        return available[0], available[1]
+    return None, None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--scenarios", default="s1,s2,idle1000,idle5000", help="comma-separated, of: " + ", ".join(SCENARIOS)
+    )
+    parser.add_argument(
+        "--servers", default=",".join(SERVERS), help="comma-separated, of: " + ", ".join(SERVERS)
+    )
+    parser.add_argument("--duration", type=float, help="override every load scenario's duration, seconds")
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny scenarios, for CI: checks it runs, not speed"
+    )
+    args = parser.parse_args(argv)
+    table = SMOKE if args.smoke else SCENARIOS
+    names = [n for n in args.scenarios.split(",") if n in table]
+    servers = args.servers.split(",")
+    unknown = [s for s in servers if s not in SERVERS] + [
+        n for n in args.scenarios.split(",") if n not in SCENARIOS
+    ]
+    if unknown:
+        parser.error(f"unknown: {', '.join(unknown)}")
+    server_cpu, loadgen_cpu = cpus()
+    print(f"server core {server_cpu}, load generator core {loadgen_cpu}; 127.0.0.1 only")
+    failed = False
+    with tempfile.TemporaryDirectory(prefix="chatroom-bench-") as tmp:
+        root = Path(tmp)
+        root.chmod(0o755)
+        certs = root / "certs"
+        create_local_ca(certs, datetime.datetime.now(datetime.UTC))
+        loadgen = build_loadgen(root)
+        for name in names:
+            scenario = table[name]
+            if args.duration and not scenario.idle:
+                scenario = Scenario(**{**scenario.__dict__, "duration": args.duration})
+            results: dict[str, dict[str, float]] = {}
+            for server in servers:
+                work = root / f"{name}-{server}"
+                work.mkdir()
+                try:
+                    with running(server, work, certs, server_cpu, scenario) as started:
+                        results[server] = measure(loadgen, started, certs / "ca.pem", scenario, loadgen_cpu)
+                except (RuntimeError, subprocess.SubprocessError, OSError) as e:
+                    print(f"{server} failed in {name}: {e}", file=sys.stderr)
+                    failed = True
+            show(scenario, results)
+            for figures in results.values():
+                if any(figures.get(key) for key in ("lost", "reordered", "duplicated")):
+                    failed = True
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
