@@ -278,7 +278,7 @@ def read_line(stream: IO[str], process: subprocess.Popen[str], prefix: str) -> s
 
 
 def measure(
-    loadgen: Path, server: Running, ca: Path, scenario: Scenario, cpu: int | None
+    loadgen: Path, server: Running, ca: Path, scenario: Scenario, cpu: int | None, profile: Path | None = None
 ) -> dict[str, float]:
     """
     Run one scenario against one started server; return its figures.
@@ -303,6 +303,15 @@ def measure(
         time.sleep(1.0)  # let join announcements drain before measuring memory
         figures["rss_idle_kb"] = rss_bytes(pid) / 1024
         figures["rss_per_conn_kb"] = (figures["rss_idle_kb"] - figures["rss_base_kb"]) / scenario.clients
+        profiler = None
+        if profile is not None and not scenario.idle:
+            # Sampled from the load generator's core; a flame graph for the window.
+            spy = ["py-spy", "record", "--pid", str(pid), "--rate", "250", "--nonblocking", "--format", "raw"]
+            profiler = subprocess.Popen(
+                [*spy, "--duration", str(int(scenario.duration)), "--output", str(profile)],
+                stdout=subprocess.DEVNULL,
+                preexec_fn=pinned(cpu),
+            )
         cpu_before = cpu_seconds(pid)
         started = time.monotonic()
         process.stdin.write("go\n")
@@ -321,6 +330,8 @@ def measure(
         if figures["deliveries"]:
             figures["us_per_delivery"] = figures["server_cpu"] * elapsed * 1e6 / figures["deliveries"]
         process.wait(timeout=30)
+        if profiler is not None:
+            profiler.wait(timeout=60)
         return figures
     finally:
         if process.poll() is None:
@@ -403,6 +414,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--duration", type=float, help="override every load scenario's duration, seconds")
     parser.add_argument(
+        "--profile", type=Path, help="directory for py-spy profiles of chatroom (py-spy must be on PATH)"
+    )
+    parser.add_argument(
         "--smoke", action="store_true", help="tiny scenarios, for CI: checks it runs, not speed"
     )
     args = parser.parse_args(argv)
@@ -433,7 +447,13 @@ def main(argv: list[str] | None = None) -> int:
                 work.mkdir()
                 try:
                     with running(server, work, certs, server_cpu, scenario) as started:
-                        results[server] = measure(loadgen, started, certs / "ca.pem", scenario, loadgen_cpu)
+                        profile = None
+                        if args.profile is not None and server == "chatroom":
+                            args.profile.mkdir(parents=True, exist_ok=True)
+                            profile = (args.profile / f"{name}.txt").resolve()
+                        results[server] = measure(
+                            loadgen, started, certs / "ca.pem", scenario, loadgen_cpu, profile
+                        )
                 except (RuntimeError, subprocess.SubprocessError, OSError) as e:
                     print(f"{server} failed in {name}: {e}", file=sys.stderr)
                     failed = True

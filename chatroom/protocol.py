@@ -21,6 +21,7 @@ from zope.interface import implementer
 from chatroom.commands import ParseError, parse_command
 from chatroom.room import ChatError, Member, Room
 from chatroom.wire import Kind, has_control_characters, normalize_text
+from chatroom.writer import LineWriter, TurnFlusher
 
 # The longest line a client may send, in bytes, line ending excluded. 4 KiB
 # holds a long paragraph even in 4-byte UTF-8 characters, while keeping what
@@ -42,8 +43,13 @@ class ChatProtocol(LineReceiver):
     MAX_LENGTH = MAX_LINE_BYTES
     log = Logger()
 
-    def __init__(self, room: Room) -> None:
+    def __init__(self, room: Room, flusher: TurnFlusher | None = None) -> None:
+        """
+        @param flusher: Batches this connection's lines into one write per
+            reactor turn; without it every line is written at once.
+        """
         self.room = room
+        self._flusher = flusher
         self.member: Member | None = None
         self._discarding = False
         self._leftover = b""
@@ -54,6 +60,8 @@ class ChatProtocol(LineReceiver):
     def connectionMade(self) -> None:
         assert self.transport is not None
         self._transport: ITransport = self.transport
+        flusher = self._flusher
+        self._writer = flusher.writer(self.transport) if flusher else LineWriter(self.transport)
         set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
         if set_no_delay is not None:
             # Without it Nagle's algorithm and delayed ACKs hold back lines.
@@ -70,6 +78,7 @@ class ChatProtocol(LineReceiver):
         self.log.info("{name} joined from {address}", name=self.member.name, address=self.member.address)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._writer.discard()
         member, self.member = self.member, None
         if member is not None:
             clean = reason.check(ConnectionDone) is not None
@@ -79,10 +88,10 @@ class ChatProtocol(LineReceiver):
     # Recipient, for the room
 
     def deliver(self, line: bytes) -> None:
-        self._transport.write(line)
+        self._writer.write(line)
 
     def close(self) -> None:
-        self._transport.loseConnection()
+        self._writer.close()
 
     # Framing
 
@@ -150,10 +159,11 @@ class ChatFactory(ServerFactory):
 
     noisy = False
 
-    def __init__(self, room: Room) -> None:
+    def __init__(self, room: Room, flusher: TurnFlusher | None = None) -> None:
         self.room = room
+        self.flusher = flusher
 
     def buildProtocol(self, addr: Any) -> ChatProtocol:
-        protocol = ChatProtocol(self.room)
+        protocol = ChatProtocol(self.room, self.flusher)
         protocol.factory = self
         return protocol

@@ -23,6 +23,7 @@ from chatroom.tls import (
     ServerTLS,
     create_local_ca,
 )
+from chatroom.writer import TurnFlusher
 
 DEFAULT_CERT_DIR = Path("certs")
 DEFAULT_PORT = 6697
@@ -104,5 +105,5 @@ def makeService(config: Options) -> ChatService:
         )
     elif config["cert"] is None:
         ChatService.log.info("clients should trust {ca}", ca=(DEFAULT_CERT_DIR / CA_CERT_NAME).resolve())
-    factory = ChatFactory(Room(reactor))
+    factory = ChatFactory(Room(reactor), TurnFlusher(reactor))
     return ChatService(reactor, factory, config["tls"], config["port"], config["interface"])

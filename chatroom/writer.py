@@ -1,0 +1,217 @@
+"""
+The write path from the room to the sockets: one write per connection per turn.
+
+A broadcast hands the same line to every member; L{LineWriter} only queues
+it. Once per reactor turn, L{TurnFlusher} joins each connection's queued
+lines and writes them at once: one TLS record and one C{send} per
+connection, however many lines fell due to it in that turn.
+
+Over TLS on a real TCP connection, L{TLSLineWriter} skips the Python layers
+of Twisted's TLS wrapper for that write (they cost more than the encryption
+itself): it encrypts straight through OpenSSL into the memory BIO, reads the
+ciphertext back into one reusable buffer and sends it on the socket, falling
+back to Twisted's path whenever that path holds state of its own (handshake
+not done, buffered data, a connection closing). Lines for one connection
+always leave in the order they were queued.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from OpenSSL import SSL
+from twisted.internet.interfaces import IReactorTime, ITransport
+from twisted.internet.tcp import Connection as TCPConnection
+from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOProtocol
+
+# One TLS record holds at most 16 KiB of plaintext; the ciphertext of one
+# record always fits in the read buffer.
+RECORD_PLAINTEXT = 2**14
+CIPHER_BUFFER = 2**15
+
+# pyOpenSSL's cffi bindings, used directly on the hot path: one C call per
+# step instead of several Python calls. Absent in some future pyOpenSSL,
+# the public API below takes over.
+_lib: Any = getattr(SSL, "_lib", None)
+_ffi: Any = getattr(SSL, "_ffi", None)
+_HAVE_CFFI = all(hasattr(_lib, name) for name in ("SSL_write", "BIO_read", "ERR_clear_error")) and hasattr(
+    _ffi, "new"
+)
+
+
+class TurnFlusher:
+    """
+    Writes every connection's queued lines once per reactor turn.
+
+    @ivar _dirty: The writers with lines queued since the last flush.
+    """
+
+    log = Logger()
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        self._dirty: list[LineWriter] = []
+        self._scheduled = False
+        self._cipher_buffer: Any = _ffi.new("char[]", CIPHER_BUFFER) if _HAVE_CFFI else None
+
+    def writer(self, transport: ITransport) -> LineWriter:
+        """
+        A writer for one connection's C{transport}: the TLS fast path when
+        C{transport} is Twisted's TLS over TCP, a plain writer otherwise.
+        """
+        if isinstance(transport, TLSMemoryBIOProtocol):
+            return TLSLineWriter(transport, self)
+        return LineWriter(transport, self)
+
+    def queued(self, writer: LineWriter) -> None:
+        """
+        Note that C{writer} has lines to write; they go out this turn.
+        """
+        self._dirty.append(writer)
+        if not self._scheduled:
+            self._scheduled = True
+            self._clock.callLater(0, self.flush)
+
+    def flush(self) -> None:
+        """
+        Write every queued line now.
+        """
+        self._scheduled = False
+        dirty, self._dirty = self._dirty, []
+        for writer in dirty:
+            try:
+                writer.flush()
+            except Exception:
+                # One broken connection must not hold back everyone else's lines.
+                self.log.failure("flushing lines to a connection failed")
+
+
+class LineWriter:
+    """
+    Queues the lines due to one connection and writes them in one go.
+
+    Without a flusher every line is written at once.
+    """
+
+    __slots__ = ("_closed", "_flusher", "_pending", "_transport")
+
+    def __init__(self, transport: ITransport, flusher: TurnFlusher | None = None) -> None:
+        self._transport = transport
+        self._flusher = flusher
+        self._pending: list[bytes] = []
+        self._closed = False
+
+    def write(self, line: bytes) -> None:
+        """
+        Queue C{line} (or, without a flusher, write it now).
+        """
+        if self._closed:
+            return
+        if self._flusher is None:
+            self._send(line)
+            return
+        if not self._pending:
+            self._flusher.queued(self)
+        self._pending.append(line)
+
+    def flush(self) -> None:
+        """
+        Write the queued lines as one piece of data.
+        """
+        pending = self._pending
+        if pending:
+            data = pending[0] if len(pending) == 1 else b"".join(pending)
+            pending.clear()
+            self._send(data)
+
+    def close(self) -> None:
+        """
+        Write what is queued, then close the connection; later lines are dropped.
+        """
+        self.flush()
+        self._closed = True
+        self._transport.loseConnection()
+
+    def discard(self) -> None:
+        """
+        The connection is gone: forget what is queued, accept nothing more.
+        """
+        self._pending.clear()
+        self._closed = True
+
+    def _send(self, data: bytes) -> None:
+        self._transport.write(data)
+
+
+class TLSLineWriter(LineWriter):
+    """
+    A L{LineWriter} for a L{TLSMemoryBIOProtocol} transport that encrypts
+    and sends without going through the wrapper's write methods.
+
+    The OpenSSL handles and the socket's C{send} are looked up once, here;
+    every write still checks that neither the TLS wrapper nor the TCP
+    transport holds data or state of its own, and leaves the write to them
+    when they do.
+    """
+
+    __slots__ = ("_bio", "_buffer", "_socket_send", "_ssl", "_tcp")
+
+    _transport: Any
+
+    def __init__(self, transport: TLSMemoryBIOProtocol, flusher: TurnFlusher) -> None:
+        super().__init__(transport, flusher)
+        tls: Any = transport
+        connection = tls._tlsConnection
+        self._tcp = tls.transport
+        self._buffer = flusher._cipher_buffer
+        usable = self._buffer is not None and connection is not None
+        self._ssl = connection._ssl if usable else None
+        self._bio = connection._from_ssl if usable else None
+        self._socket_send = self._tcp.socket.send if isinstance(self._tcp, TCPConnection) else None
+
+    def _send(self, data: bytes) -> None:
+        if len(data) > RECORD_PLAINTEXT:
+            # One record at a time, so that the ciphertext fits the buffer.
+            for start in range(0, len(data), RECORD_PLAINTEXT):
+                self._send(data[start : start + RECORD_PLAINTEXT])
+            return
+        tls = self._transport
+        if (
+            self._ssl is None
+            or not tls._handshakeDone
+            or tls.disconnecting
+            or tls._lostTLSConnection
+            or tls._appSendBuffer
+        ):
+            # The wrapper has state of its own: it does this write, now (not
+            # through its per-connection aggregation, which a later fast
+            # write could overtake).
+            TLSMemoryBIOProtocol.write(tls, data)
+            return
+        if _lib.SSL_write(self._ssl, data, len(data)) <= 0:
+            # Renegotiation, or a broken connection; nothing was written,
+            # and the wrapper's path buffers it or reports the error.
+            _lib.ERR_clear_error()
+            TLSMemoryBIOProtocol.write(tls, data)
+            return
+        # Up to 16 KiB of plaintext is one record, written whole into the BIO.
+        size = _lib.BIO_read(self._bio, self._buffer, CIPHER_BUFFER)
+        cipher = _ffi.buffer(self._buffer, size)
+        tcp = self._tcp
+        sent = 0
+        if (
+            self._socket_send is not None
+            and not tcp.dataBuffer
+            and not tcp._tempDataLen
+            and tcp.connected
+            and not tcp.disconnecting
+        ):
+            try:
+                sent = self._socket_send(cipher)
+            except OSError:
+                # Full or broken: the transport buffers the data, and meets
+                # and reports any error itself.
+                sent = 0
+        if sent < size:
+            tcp.write(cipher[sent:])
