@@ -177,13 +177,13 @@ class TLSLineWriter(LineWriter):
                 self._send(data[start : start + RECORD_PLAINTEXT])
             return
         tls = self._transport
-        if (
-            self._ssl is None
-            or not tls._handshakeDone
-            or tls.disconnecting
-            or tls._lostTLSConnection
-            or tls._appSendBuffer
-        ):
+        if tls._appSendBuffer and not tls.disconnecting:
+            # Earlier data waits in the wrapper for the end of a handshake:
+            # this goes after it (the wrapper itself would let it overtake,
+            # when written from handshakeCompleted).
+            tls._bufferedWrite(data)
+            return
+        if self._ssl is None or not tls._handshakeDone or tls.disconnecting or tls._lostTLSConnection:
             # The wrapper has state of its own: it does this write, now (not
             # through its per-connection aggregation, which a later fast
             # write could overtake).
