@@ -25,19 +25,24 @@ from twisted.internet.tcp import Connection as TCPConnection
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 
-# One TLS record holds at most 16 KiB of plaintext; the ciphertext of one
-# record always fits in the read buffer.
+# Plaintext per TLS record, the most TLS allows; its ciphertext always fits
+# the read buffer.
 RECORD_PLAINTEXT = 2**14
 CIPHER_BUFFER = 2**15
+# OpenSSL's memory BIO keeps its buffer at the largest size it ever held:
+# after writing more than this at once, a connection gets a new, empty BIO,
+# so idle connections do not each keep a 20 KiB buffer from a past burst.
+BIO_KEEP = 2**12
 
 # pyOpenSSL's cffi bindings, used directly on the hot path: one C call per
 # step instead of several Python calls. Absent in some future pyOpenSSL,
 # the public API below takes over.
 _lib: Any = getattr(SSL, "_lib", None)
 _ffi: Any = getattr(SSL, "_ffi", None)
-_HAVE_CFFI = all(hasattr(_lib, name) for name in ("SSL_write", "BIO_read", "ERR_clear_error")) and hasattr(
-    _ffi, "new"
-)
+_HAVE_CFFI = all(
+    hasattr(_lib, name)
+    for name in ("SSL_write", "SSL_set_bio", "BIO_new", "BIO_s_mem", "BIO_read", "ERR_clear_error")
+) and hasattr(_ffi, "new")
 
 
 class TurnFlusher:
@@ -171,11 +176,6 @@ class TLSLineWriter(LineWriter):
         self._socket_send = self._tcp.socket.send if isinstance(self._tcp, TCPConnection) else None
 
     def _send(self, data: bytes) -> None:
-        if len(data) > RECORD_PLAINTEXT:
-            # One record at a time, so that the ciphertext fits the buffer.
-            for start in range(0, len(data), RECORD_PLAINTEXT):
-                self._send(data[start : start + RECORD_PLAINTEXT])
-            return
         tls = self._transport
         if tls._appSendBuffer and not tls.disconnecting:
             # Earlier data waits in the wrapper for the end of a handshake:
@@ -189,15 +189,48 @@ class TLSLineWriter(LineWriter):
             # write could overtake).
             TLSMemoryBIOProtocol.write(tls, data)
             return
-        if _lib.SSL_write(self._ssl, data, len(data)) <= 0:
-            # Renegotiation, or a broken connection; nothing was written,
-            # and the wrapper's path buffers it or reports the error.
-            _lib.ERR_clear_error()
-            TLSMemoryBIOProtocol.write(tls, data)
+        if len(data) <= RECORD_PLAINTEXT:
+            if _lib.SSL_write(self._ssl, data, len(data)) <= 0:
+                self._refused(data)
+                return
+            # The ciphertext goes to the socket straight from the buffer.
+            size = _lib.BIO_read(self._bio, self._buffer, CIPHER_BUFFER)
+            self._send_cipher(_ffi.buffer(self._buffer, size))
+            if size > BIO_KEEP:
+                self._renew_bio()
             return
-        # Up to 16 KiB of plaintext is one record, written whole into the BIO.
-        size = _lib.BIO_read(self._bio, self._buffer, CIPHER_BUFFER)
-        cipher = _ffi.buffer(self._buffer, size)
+        pieces: list[bytes] = []
+        for start in range(0, len(data), RECORD_PLAINTEXT):
+            chunk = data[start : start + RECORD_PLAINTEXT]
+            if _lib.SSL_write(self._ssl, chunk, len(chunk)) <= 0:
+                self._send_cipher(b"".join(pieces))
+                self._refused(data[start:])
+                return
+            size = _lib.BIO_read(self._bio, self._buffer, CIPHER_BUFFER)
+            pieces.append(_ffi.buffer(self._buffer, size)[:])
+        self._send_cipher(b"".join(pieces))
+        self._renew_bio()
+
+    def _renew_bio(self) -> None:
+        # The old BIO is empty (all read above); SSL_set_bio frees it.
+        bio = _lib.BIO_new(_lib.BIO_s_mem())
+        if bio == _ffi.NULL:
+            return
+        connection = self._transport._tlsConnection
+        _lib.SSL_set_bio(self._ssl, connection._into_ssl, bio)
+        connection._from_ssl = self._bio = bio
+
+    def _refused(self, data: bytes) -> None:
+        # Renegotiation, or a broken connection. OpenSSL wrote none of
+        # C{data}; the wrapper's path buffers it or reports the error.
+        _lib.ERR_clear_error()
+        TLSMemoryBIOProtocol.write(self._transport, data)
+
+    def _send_cipher(self, cipher: Any) -> None:
+        """
+        Send C{cipher} on the socket at once when nothing waits before it;
+        what the socket does not take goes through the TCP transport.
+        """
         tcp = self._tcp
         sent = 0
         if (
@@ -213,5 +246,5 @@ class TLSLineWriter(LineWriter):
                 # Full or broken: the transport buffers the data, and meets
                 # and reports any error itself.
                 sent = 0
-        if sent < size:
+        if sent < len(cipher):
             tcp.write(cipher[sent:])
