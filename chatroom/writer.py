@@ -58,14 +58,16 @@ class TurnFlusher:
         self._clock = clock
         self._dirty: list[LineWriter] = []
         self._scheduled = False
+        # Shared by every TLS writer: ciphertext goes out before the next write.
         self._cipher_buffer: Any = _ffi.new("char[]", CIPHER_BUFFER) if _HAVE_CFFI else None
+        self._cipher_view: Any = memoryview(_ffi.buffer(self._cipher_buffer)) if _HAVE_CFFI else None
 
     def writer(self, transport: ITransport) -> LineWriter:
         """
         A writer for one connection's C{transport}: the TLS fast path when
         C{transport} is Twisted's TLS over TCP, a plain writer otherwise.
         """
-        if isinstance(transport, TLSMemoryBIOProtocol):
+        if _HAVE_CFFI and isinstance(transport, TLSMemoryBIOProtocol):
             return TLSLineWriter(transport, self)
         return LineWriter(transport, self)
 
@@ -160,7 +162,7 @@ class TLSLineWriter(LineWriter):
     when they do.
     """
 
-    __slots__ = ("_bio", "_buffer", "_socket_send", "_ssl", "_tcp")
+    __slots__ = ("_bio", "_buffer", "_socket_send", "_ssl", "_tcp", "_view")
 
     _transport: Any
 
@@ -170,9 +172,9 @@ class TLSLineWriter(LineWriter):
         connection = tls._tlsConnection
         self._tcp = tls.transport
         self._buffer = flusher._cipher_buffer
-        usable = self._buffer is not None and connection is not None
-        self._ssl = connection._ssl if usable else None
-        self._bio = connection._from_ssl if usable else None
+        self._view = flusher._cipher_view
+        self._ssl = connection._ssl if connection is not None else None
+        self._bio = connection._from_ssl if connection is not None else None
         self._socket_send = self._tcp.socket.send if isinstance(self._tcp, TCPConnection) else None
 
     def _send(self, data: bytes) -> None:
@@ -195,7 +197,7 @@ class TLSLineWriter(LineWriter):
                 return
             # The ciphertext goes to the socket straight from the buffer.
             size = _lib.BIO_read(self._bio, self._buffer, CIPHER_BUFFER)
-            self._send_cipher(_ffi.buffer(self._buffer, size))
+            self._send_cipher(self._view[:size])
             if size > BIO_KEEP:
                 self._renew_bio()
             return
@@ -207,7 +209,7 @@ class TLSLineWriter(LineWriter):
                 self._refused(data[start:])
                 return
             size = _lib.BIO_read(self._bio, self._buffer, CIPHER_BUFFER)
-            pieces.append(_ffi.buffer(self._buffer, size)[:])
+            pieces.append(self._view[:size].tobytes())
         self._send_cipher(b"".join(pieces))
         self._renew_bio()
 
@@ -226,7 +228,7 @@ class TLSLineWriter(LineWriter):
         _lib.ERR_clear_error()
         TLSMemoryBIOProtocol.write(self._transport, data)
 
-    def _send_cipher(self, cipher: Any) -> None:
+    def _send_cipher(self, cipher: bytes | memoryview) -> None:
         """
         Send C{cipher} on the socket at once when nothing waits before it;
         what the socket does not take goes through the TCP transport.
@@ -247,4 +249,4 @@ class TLSLineWriter(LineWriter):
                 # and reports any error itself.
                 sent = 0
         if sent < len(cipher):
-            tcp.write(cipher[sent:])
+            tcp.write(bytes(cipher[sent:]))
