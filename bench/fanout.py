@@ -38,7 +38,6 @@ sys.path.insert(0, str(REPO))
 from chatroom.tls import create_local_ca  # noqa: E402
 
 START_TIMEOUT = 30.0
-SETUP_TIMEOUT = 330.0
 TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -356,13 +355,13 @@ COLUMNS = [
     ("RSS load MB", "rss_load_kb", "{:.1f}"),
 ]
 IDLE_COLUMNS = ["connect_s", "rss_idle_kb", "rss_per_conn_kb"]
-# For each ratio: the figure, and whether more is better.
-RATIOS = [
-    ("deliveries_per_s", True),
-    ("us_per_delivery", False),
-    ("p99_ms", False),
-    ("rss_per_conn_kb", False),
-]
+RATIOS = ["deliveries_per_s", "us_per_delivery", "p99_ms", "rss_per_conn_kb"]
+LEGEND = """\
+deliveries/s: messages received by clients other than the sender, per second of sending;
+p50/p99/max: send to receive, per delivery; lost/reord/dup: must be 0;
+srv CPU: the server's CPU (100% = one core); us/deliv: server CPU microseconds per delivery;
+gen CPU: the load generator's own CPU (near 100% would make it the bottleneck);
+connect s: TLS connect and join of all clients; KB/conn: RSS added per idle connection."""
 
 
 def show(scenario: Scenario, results: dict[str, dict[str, float]]) -> None:
@@ -385,7 +384,7 @@ def show(scenario: Scenario, results: dict[str, dict[str, float]]) -> None:
         if other == "chatroom":
             continue
         parts = []
-        for key, _ in RATIOS:
+        for key in RATIOS:
             if key in ours and figures.get(key):
                 parts.append(f"{key} x{ours[key] / figures[key]:.2f}")
         if parts:
@@ -430,6 +429,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown: {', '.join(unknown)}")
     server_cpu, loadgen_cpu = cpus()
     print(f"server core {server_cpu}, load generator core {loadgen_cpu}; 127.0.0.1 only")
+    print(LEGEND)
     failed = False
     with tempfile.TemporaryDirectory(prefix="chatroom-bench-") as tmp:
         root = Path(tmp)
