@@ -66,7 +66,14 @@ class ChatProtocol(LineReceiver):
 
     def _join(self) -> None:
         peer: Any = self._transport.getPeer()
-        self.member = self.room.join(self, getattr(peer, "host", "?"), getattr(peer, "port", 0))
+        host = getattr(peer, "host", "?")
+        refusal = self.room.moderation.refusal(host)
+        if refusal is not None:
+            self.log.info("refused a connection from banned {host}", host=host)
+            self.deliver(refusal)
+            self.close()
+            return
+        self.member = self.room.join(self, host, getattr(peer, "port", 0))
         self.log.info("{name} joined from {address}", name=self.member.name, address=self.member.address)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:

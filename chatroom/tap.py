@@ -5,16 +5,22 @@ Wiring for C{twistd -n chatroom}: options, and the service they make.
 from __future__ import annotations
 
 import datetime
+from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from twisted.application.service import Service
-from twisted.internet.interfaces import IListeningPort, IReactorSSL
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IListeningPort, IReactorSSL, IReactorThreads
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python import usage
 
+from chatroom.moderation import STATE_FILE, ModerationSettings, PasswordCheck, load_bans
+from chatroom.passwd import read_hash_file
 from chatroom.protocol import ChatFactory
 from chatroom.room import Room
+from chatroom.state import StateError, write_json
 from chatroom.tls import (
     CA_CERT_NAME,
     SERVER_CERT_NAME,
@@ -44,7 +50,17 @@ class Options(usage.Options):
         ["interface", "i", "", "Address to listen on (default: all IPv4; '::' for IPv6 too)."],
         ["cert", None, None, f"Server certificate, PEM [default: certs/{SERVER_CERT_NAME}]."],
         ["key", None, None, f"Server private key, PEM [default: certs/{SERVER_KEY_NAME}]."],
-        ["state", None, "state", "Directory for data kept across restarts."],
+        ["state", None, "state", "Directory for data kept across restarts (the bans)."],
+        [
+            "admin-password-file",
+            None,
+            None,
+            "File holding the admin password hash (make it with python -m chatroom.passwd):"
+            " /oper <password> makes its sender admin, and the first member is no longer admin.",
+        ],
+    ]
+    optFlags: ClassVar[list[list[Any]]] = [
+        ["first-admin", None, "With --admin-password-file, still make the first member admin."],
     ]
 
     def postOptions(self) -> None:
@@ -66,6 +82,16 @@ class Options(usage.Options):
             state.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise usage.UsageError(f"cannot create the state directory {state}: {e.strerror}") from e
+        try:
+            self["bans"] = load_bans(state / STATE_FILE)
+        except StateError as e:
+            raise usage.UsageError(str(e)) from e
+        self["password"] = None
+        if self["admin-password-file"] is not None:
+            try:
+                self["password"] = read_hash_file(Path(self["admin-password-file"]))
+            except ValueError as e:
+                raise usage.UsageError(str(e)) from e
 
 
 class ChatService(Service):
@@ -104,5 +130,19 @@ def makeService(config: Options) -> ChatService:
         )
     elif config["cert"] is None:
         ChatService.log.info("clients should trust {ca}", ca=(DEFAULT_CERT_DIR / CA_CERT_NAME).resolve())
-    factory = ChatFactory(Room(reactor))
+
+    threads = cast(IReactorThreads, reactor)
+
+    def run_check(check: PasswordCheck) -> Deferred[bool]:
+        # scrypt takes tens of milliseconds: not on the reactor thread.
+        return deferToThreadPool(threads, threads.getThreadPool(), check)
+
+    moderation = ModerationSettings(
+        bans=config["bans"],
+        password=config["password"],
+        first_admin=config["password"] is None or bool(config["first-admin"]),
+        save=partial(write_json, Path(config["state"]) / STATE_FILE),
+        run_check=run_check,
+    )
+    factory = ChatFactory(Room(reactor, moderation=moderation))
     return ChatService(reactor, factory, config["tls"], config["port"], config["interface"])

@@ -48,6 +48,12 @@ class Kind(StrEnum):
     HELP = "help"
     INFO = "info"
     ERROR = "error"
+    ADMIN = "admin"
+    KICK = "kick"
+    BAN = "ban"
+    UNBAN = "unban"
+    BANLIST = "banlist"
+    BANNED = "banned"
 
 
 class WireError(ValueError):
