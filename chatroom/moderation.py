@@ -64,7 +64,9 @@ class ModerationSettings:
 
     @ivar bans: The bans in force at start.
     @ivar password: The admin password hash, if C{/oper} is enabled.
-    @ivar first_admin: Whether the first-member rule is on.
+    @ivar first_admin: Whether the first-member rule is on; off by default
+        here (a bare room has no automatic admin), the daemon turns it on
+        unless an admin password is configured.
     @ivar save: Called with the state document after every ban change.
     @ivar run_check: Runs a (slow) password check, off the reactor thread
         in the daemon.
@@ -72,7 +74,7 @@ class ModerationSettings:
 
     bans: BanList = field(default_factory=BanList)
     password: PasswordHash | None = None
-    first_admin: bool = True
+    first_admin: bool = False
     save: Callable[[Any], None] | None = None
     run_check: Callable[[PasswordCheck], Deferred[bool]] = check_inline
 
