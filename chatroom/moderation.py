@@ -93,7 +93,7 @@ def load_bans(path: Path) -> BanList:
             raise ValueError(f"not a version {STATE_VERSION} moderation state")
         return BanList.from_json(document.get("bans"))
     except ValueError as e:
-        raise StateError(f"the state file {path} is corrupt ({e}); fix it, or move it away") from e
+        raise StateError.corrupt(path, e) from e
 
 
 def _until(ban: Ban) -> str:

@@ -21,6 +21,10 @@ class StateError(Exception):
     A state file cannot be read or does not hold what it should.
     """
 
+    @classmethod
+    def corrupt(cls, path: Path, why: object) -> StateError:
+        return cls(f"the state file {path} is corrupt ({why}); fix it, or move it away to start afresh")
+
 
 def read_json(path: Path) -> Any:
     """
@@ -37,9 +41,7 @@ def read_json(path: Path) -> Any:
     try:
         return json.loads(data)
     except ValueError as e:
-        raise StateError(
-            f"the state file {path} is corrupt ({e}); fix it, or move it away to start afresh"
-        ) from e
+        raise StateError.corrupt(path, e) from e
 
 
 def write_json(path: Path, value: Any) -> None:
