@@ -96,6 +96,10 @@ def load_bans(path: Path) -> BanList:
         raise StateError.corrupt(path, e) from e
 
 
+def _expires(ban: Ban) -> str:
+    return f"expires={'never' if ban.expires is None else format_timestamp(ban.expires)}"
+
+
 def _until(ban: Ban) -> str:
     return "permanently" if ban.expires is None else f"until {format_timestamp(ban.expires)}"
 
@@ -311,14 +315,15 @@ class Moderation:
         seconds = parse_duration(word)
         return (None, rest) if seconds is None else (seconds, remainder.strip())
 
-    def _ban_fields(self, ban: Ban) -> tuple[str, ...]:
-        expires = "never" if ban.expires is None else format_timestamp(ban.expires)
+    @staticmethod
+    def _ban_fields(ban: Ban) -> tuple[str, ...]:
         address = () if ban.network is None else (f"address={ban.network}",)
-        return (ban.target, *address, f"by={ban.by}", f"at={format_timestamp(ban.at)}", f"expires={expires}")
+        return (ban.target, *address, f"by={ban.by}", f"at={format_timestamp(ban.at)}", _expires(ban))
 
     def _banned_line(self, ban: Ban) -> bytes:
+        # Who set the ban and when is for admins; the banned get what and why.
         text = f"you are banned from this room {_until(ban)}{_because(ban.reason)}"
-        return self.room.line(Kind.BANNED, SERVER_SOURCE, text, self._ban_fields(ban))
+        return self.room.line(Kind.BANNED, SERVER_SOURCE, text, (ban.target, _expires(ban)))
 
     def unban(self, member: Member, args: tuple[str, ...]) -> None:
         self._require_admin(member, "unban")

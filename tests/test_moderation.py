@@ -358,7 +358,7 @@ def test_banning_a_member_bans_name_and_address_and_kicks() -> None:
     assert confirmation.text == f"alice banned bob (10.0.0.2/32) until {expires}: flooding the room"
     kick, farewell = bob.lines()
     assert (kick.kind, kick.text) == ("kick", "alice kicked bob: banned: flooding the room")
-    assert (farewell.kind, farewell.fields["expires"]) == ("banned", expires)
+    assert (farewell.kind, farewell.args[0], farewell.fields) == ("banned", "bob", {"expires": expires})
     assert farewell.text == f"you are banned from this room until {expires}: flooding the room"
     assert gone(bob)
     # carol sees the kick, not the ban line with bob's address.
