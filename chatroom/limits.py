@@ -152,3 +152,40 @@ class ConnectionCounter:
 def _expire(recent: deque[float], before: float) -> None:
     while recent and recent[0] <= before:
         recent.popleft()
+
+
+@dataclass(frozen=True)
+class ClientLimits:
+    """
+    Per-connection limits and timeouts; a rate or time of 0 disables one.
+
+    @ivar send_queue: Bytes the server queues for a client that is not
+        reading, past what the socket takes, before dropping it.
+    @ivar flood_rate: Lines per second a client may send, sustained.
+    @ivar flood_burst: Lines a client may send at once after a quiet spell.
+    @ivar flood_kick: Lines refused for flooding, in a row, before the client
+        is disconnected.
+    @ivar nick_rate: Name changes per second, sustained.
+    @ivar nick_burst: Name changes at once.
+    @ivar bad_input_burst: Bad lines (too long, not UTF-8, control
+        characters) a client may send before it is dropped; one more is
+        forgiven every C{1 / bad_input_rate} seconds.
+    @ivar bad_input_rate: See C{bad_input_burst}.
+    @ivar handshake_timeout: Seconds to finish the TLS handshake.
+    @ivar first_line_timeout: Seconds from connecting to the first line.
+    @ivar ping_interval: Seconds of silence before the server pings.
+    @ivar ping_timeout: Seconds a pinged client has to answer.
+    """
+
+    send_queue: int = 256 * 1024
+    flood_rate: float = 5.0
+    flood_burst: float = 20.0
+    flood_kick: int = 50
+    nick_rate: float = 0.1
+    nick_burst: float = 3.0
+    bad_input_burst: float = 10.0
+    bad_input_rate: float = 0.1
+    handshake_timeout: float = 15.0
+    first_line_timeout: float = 60.0
+    ping_interval: float = 90.0
+    ping_timeout: float = 60.0
