@@ -48,6 +48,7 @@ class Kind(StrEnum):
     HELP = "help"
     INFO = "info"
     ERROR = "error"
+    PING = "ping"
     ADMIN = "admin"
     KICK = "kick"
     BAN = "ban"
