@@ -30,9 +30,9 @@ from twisted.python.failure import Failure
 
 from chatroom.bans import Ban, BanList, covers, is_loopback, parse_duration, parse_network
 from chatroom.errors import ChatError
+from chatroom.limits import AttemptLimiter, address_key
 from chatroom.names import name_problem, skeleton
 from chatroom.passwd import PasswordHash
-from chatroom.ratelimit import AttemptLimiter
 from chatroom.state import StateError, read_json
 from chatroom.wire import SERVER_SOURCE, Kind, format_timestamp
 
@@ -44,7 +44,7 @@ STATE_VERSION = 1
 # One /oper try per connection every few seconds, and a handful a minute per
 # address, whatever the outcome: a guesser gets nowhere, a typo costs seconds.
 OPER_CONNECTION_LIMIT = (1, 5.0)
-OPER_HOST_LIMIT = (5, 60.0)
+OPER_ADDRESS_LIMIT = (5, 60.0)
 
 Handler = Callable[["Member", tuple[str, ...]], None]
 PasswordCheck = Callable[[], bool]
@@ -120,8 +120,8 @@ class Moderation:
         self.settings = settings
         self.bans = settings.bans
         self._admins: set[Member] = set()
-        self._oper_by_connection = AttemptLimiter(*OPER_CONNECTION_LIMIT)
-        self._oper_by_host = AttemptLimiter(*OPER_HOST_LIMIT)
+        self._oper_by_connection = AttemptLimiter(room.clock, *OPER_CONNECTION_LIMIT)
+        self._oper_by_address = AttemptLimiter(room.clock, *OPER_ADDRESS_LIMIT)
 
     def handlers(self) -> dict[str, Handler]:
         """
@@ -197,16 +197,15 @@ class Moderation:
             raise ChatError("this server has no admin password: ask an admin to /op you")
         if member.is_admin:
             raise ChatError("you are already an admin")
-        now = self.room.clock.seconds()
-        wait = max(
-            self._oper_by_connection.wait(member.address, now), self._oper_by_host.wait(member.host, now)
-        )
+        # Counted by address as connections are (an IPv6 /64 is one address).
+        address = address_key(member.host)
+        wait = max(self._oper_by_connection.wait(member.address), self._oper_by_address.wait(address))
         if wait > 0:
             raise ChatError(f"too many /oper attempts: try again in {math.ceil(wait)}s")
         # Every try counts, not only failures: a guesser cannot get several
         # checks going before the first one fails.
-        self._oper_by_connection.record(member.address, now)
-        self._oper_by_host.record(member.host, now)
+        self._oper_by_connection.record(member.address)
+        self._oper_by_address.record(address)
         (guess,) = args
         checking = self.settings.run_check(lambda: password.matches(guess))
         checking.addCallback(self._oper_checked, member)

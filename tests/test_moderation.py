@@ -220,13 +220,14 @@ def test_wrong_passwords_are_refused_logged_and_rate_limited() -> None:
 
 
 def test_oper_attempts_are_limited_per_address_across_connections() -> None:
+    # Counted per IPv6 /64, as connections are: one host usually owns a /64.
     rooms = Rooms(first_admin=False, password=PASSWORD)
     for attempt in range(5):
-        client = rooms.join(f"guesser{attempt}", "10.9.9.9")
+        client = rooms.join(f"guesser{attempt}", f"2001:db8::{attempt + 1}")
         assert error(client, "/oper wrong") == "wrong password"
-    late = rooms.join("guesser5", "10.9.9.9")
+    late = rooms.join("guesser5", "2001:db8::99")
     assert error(late, "/oper open sesame").startswith("too many /oper attempts: try again in ")
-    elsewhere = rooms.join("honest", "10.9.9.10")
+    elsewhere = rooms.join("honest", "2001:db8:0:1::1")
     elsewhere.lines()
     elsewhere.send("/oper open sesame")
     assert rooms.admins() == ["honest"]
