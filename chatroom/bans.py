@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from chatroom.names import skeleton
+from chatroom.names import name_problem, skeleton
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -144,8 +144,10 @@ class Ban:
         name, network, by, at, expires, reason = (
             data.get(key) for key in ("name", "network", "by", "at", "expires", "reason")
         )
-        if name is not None and not isinstance(name, str):
-            raise ValueError(f"bad name {name!r}")
+        # Names go into line headers: they must be names the room accepts.
+        for who in (name, by):
+            if who is not None and (not isinstance(who, str) or name_problem(who) is not None):
+                raise ValueError(f"bad name {who!r}")
         parsed = None
         if network is not None:
             parsed = parse_network(network) if isinstance(network, str) else None
@@ -153,7 +155,7 @@ class Ban:
                 raise ValueError(f"bad network {network!r}")
         if name is None and parsed is None:
             raise ValueError("a ban needs a name or a network")
-        if not isinstance(by, str) or not isinstance(reason, str):
+        if by is None or not isinstance(reason, str):
             raise ValueError("a ban needs 'by' and 'reason' strings")
         if not isinstance(at, int | float) or not isinstance(expires, int | float | None):
             raise ValueError("a ban needs numbers 'at' and 'expires' (or null)")
