@@ -115,11 +115,14 @@ class Ban:
         return self.expires is None or now < self.expires
 
     @cached_property
-    def _skeleton(self) -> str | None:
+    def name_skeleton(self) -> str | None:
+        """
+        The L{skeleton} of the banned name: look-alikes share it.
+        """
         return None if self.name is None else skeleton(self.name)
 
     def covers_name(self, name: str) -> bool:
-        return self._skeleton is not None and self._skeleton == skeleton(name)
+        return self.name_skeleton is not None and self.name_skeleton == skeleton(name)
 
     def covers_host(self, host: str) -> bool:
         return self.network is not None and covers(self.network, host)
@@ -181,7 +184,8 @@ class BanList:
         """
         The ban in force on C{name} or a look-alike, if any.
         """
-        return next((ban for ban in self._in_force(now) if ban.covers_name(name)), None)
+        key = skeleton(name)
+        return next((ban for ban in self._in_force(now) if ban.name_skeleton == key), None)
 
     def for_host(self, host: str, now: float) -> Ban | None:
         """
