@@ -77,7 +77,7 @@ class ConnectionLimits:
     @ivar exempt_loopback: Whether loopback addresses skip the per-address limits.
     """
 
-    total: int = 5000
+    total: int = 10000
     per_address: int = 10
     rate: int = 20
     window: float = 60.0

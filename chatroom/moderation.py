@@ -158,6 +158,8 @@ class Moderation:
             raise ChatError(f"the name {name} is banned {_until(ban)}: choose another")
 
     def joined(self, member: Member) -> None:
+        # Room.close drops members without a leave: forget those admins.
+        self._admins = {admin for admin in self._admins if admin in self.room.members}
         if self.settings.first_admin and not self._admins:
             self._set_admin(member, True, SERVER_SOURCE, f"{member.name} is the admin (first to join)")
 

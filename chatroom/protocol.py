@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import (
     IDelayedCall,
@@ -152,7 +153,7 @@ class ChatProtocol(LineReceiver):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._set_timer(0, None)
-        self.factory.connections_open.discard(self)
+        self.factory.forget(self)
         if self._admitted:
             self._admitted = False
             self.factory.connections.release(self.host)
@@ -192,6 +193,12 @@ class ChatProtocol(LineReceiver):
         if member is not None:
             self.room.leave(member, reason)
             self.log.info("dropped {name}: {why}", name=member.name, why=reason)
+        self.abort()
+
+    def abort(self) -> None:
+        """
+        Close the connection at once, dropping unsent output.
+        """
         self._transport.abortConnection()
 
     def _say_and_close(self, text: str) -> None:
@@ -209,7 +216,7 @@ class ChatProtocol(LineReceiver):
     def _time_out(self, reason: str) -> None:
         if self.member is None:
             self.log.info("{host}: {why}", host=self.host, why=reason)
-            self._transport.abortConnection()
+            self.abort()
         else:
             self.room.tell(self.member, Kind.ERROR, f"disconnected: {reason}")
             self.drop(reason)
@@ -322,5 +329,46 @@ class ChatFactory(ServerFactory):
         self.connections = ConnectionCounter(self.clock, connection_limits or ConnectionLimits())
         self.connections_open: set[ChatProtocol] = set()
 
+        self._drained: list[Deferred[None]] = []
+
     def buildProtocol(self, addr: Any) -> ChatProtocol:
         return ChatProtocol(self)
+
+    def forget(self, protocol: ChatProtocol) -> None:
+        """
+        Note that C{protocol}'s connection is gone.
+        """
+        self.connections_open.discard(protocol)
+        if not self.connections_open:
+            waiting, self._drained = self._drained, []
+            for d in waiting:
+                d.callback(None)
+
+    def close_all(self, text: str, grace: float) -> Deferred[None]:
+        """
+        Tell every member C{text} and close every connection, giving output
+        C{grace} seconds to drain before aborting what is left.
+
+        @return: Fires once every connection is gone.
+        """
+        self.room.close(text)
+        if not self.connections_open:
+            return succeed(None)
+        drained: Deferred[None] = Deferred()
+        self._drained.append(drained)
+        for protocol in list(self.connections_open):
+            if protocol.member is None:
+                protocol.abort()
+        timer = self.clock.callLater(grace, self._abort_all)
+
+        def stop_timer(result: object) -> object:
+            if timer.active():
+                timer.cancel()
+            return result
+
+        drained.addBoth(stop_timer)
+        return drained
+
+    def _abort_all(self) -> None:
+        for protocol in list(self.connections_open):
+            protocol.abort()

@@ -233,6 +233,16 @@ class Room:
         self.broadcast(self.line(Kind.LEAVE, member.name, f"{member.name} left ({reason})"))
         self.moderation.left(member)
 
+    def close(self, text: str) -> None:
+        """
+        Tell everyone C{text}, then close every member's connection without
+        announcing each departure (nobody stays to hear it).
+        """
+        self.broadcast(self.line(Kind.INFO, SERVER_SOURCE, text))
+        for member in self.members:
+            self.members.remove(member)
+            member.recipient.close()
+
     # Commands
 
     def execute(self, member: Member, command: Command) -> None:

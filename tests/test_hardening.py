@@ -154,3 +154,36 @@ def test_connection_limits_per_address_with_loopback_exempt() -> None:
     assert not FakeClient(factory, 9, host="192.0.2.1").transport.disconnecting
     local = [FakeClient(factory, port) for port in range(10, 20)]
     assert not any(c.transport.disconnecting for c in local)
+
+
+def test_close_all_tells_everyone_and_waits_for_the_connections() -> None:
+    room, clock, factory = make_room()
+    alice, bob = connect_named(factory, "alice", "bob")
+    done: list[object] = []
+    factory.close_all("the server is shutting down", grace=5).addCallback(done.append)
+    for client in (alice, bob):
+        (line,) = client.lines()
+        assert (line.kind, line.text) == ("info", "the server is shutting down")
+        assert client.transport.disconnecting
+    assert len(room.members) == 0
+    alice.disconnect()
+    assert done == []
+    bob.disconnect()
+    assert done == [None]
+    # Nobody was told of the others leaving: there was nobody left to tell.
+    assert alice.lines() == [] and bob.lines() == []
+    clock.advance(10)
+
+
+def test_close_all_aborts_what_does_not_drain_in_time() -> None:
+    _, clock, factory = make_room()
+    (alice,) = connect_named(factory, "alice")
+    done: list[object] = []
+    factory.close_all("bye", grace=5).addCallback(done.append)
+    # StringTransport marks an abort with "disconnected", a close with "disconnecting".
+    clock.advance(4)
+    assert alice.transport.disconnecting and not alice.transport.disconnected
+    clock.advance(1)
+    assert alice.transport.disconnected
+    alice.disconnect()
+    assert done == [None]

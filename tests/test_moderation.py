@@ -623,3 +623,11 @@ def test_help_documents_the_admin_commands() -> None:
     alice.send("/help ban")
     (line,) = alice.lines()
     assert line.text.startswith("/ban <user|address|CIDR> [duration] [reason] - ")
+
+
+def test_a_room_closed_at_shutdown_starts_again_with_a_first_admin() -> None:
+    rooms = Rooms()
+    joined(rooms, "alice", "bob")
+    rooms.room.close("shutting down")
+    newcomer = rooms.connect("10.0.0.9")
+    assert one(newcomer, "admin").args == ("guest3", "admin=yes")
