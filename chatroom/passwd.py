@@ -70,6 +70,8 @@ class PasswordHash:
             salt, key = (base64.b64decode(match.group(i), validate=True) for i in (4, 5))
         except binascii.Error as e:
             raise ValueError("bad base64 in the password hash") from e
+        if len(salt) < 8 or len(key) < 16:
+            raise ValueError("the salt or the key of the password hash is too short")
         return cls(n, r, p, salt, key)
 
     def matches(self, password: str) -> bool:

@@ -50,6 +50,7 @@ def test_passwords_are_compared_in_nfc() -> None:
         "scrypt$n=1048576,r=8,p=1$c2FsdA==$a2V5",
         "scrypt$n=16,r=0,p=1$c2FsdA==$a2V5",
         "scrypt$n=16,r=1,p=1$c2FsdA=$a2V5",
+        "scrypt$n=16,r=1,p=1$c2FsdA==$a2V5",
     ],
 )
 def test_malformed_hashes(text: str) -> None:
