@@ -113,6 +113,7 @@ class ChatProtocol(LineReceiver):
         self._bad_bucket = TokenBucket(clock, self.limits.bad_input_rate, self.limits.bad_input_burst)
         self._timer: IDelayedCall | None = None
         self._dropped = False
+        self._closing = False
 
     # Connection events
 
@@ -181,6 +182,9 @@ class ChatProtocol(LineReceiver):
         self._transport.write(line)
 
     def close(self) -> None:
+        # The room has let the member go (quit, kick, ban, shutdown): lines
+        # still arriving before the connection ends must not act for it.
+        self._closing = True
         # A registered producer would hold the connection open forever.
         self._transport.unregisterProducer()
         self._transport.loseConnection()
@@ -266,7 +270,7 @@ class ChatProtocol(LineReceiver):
 
     def lineReceived(self, line: bytes) -> None:
         member = self.member
-        if member is None:
+        if member is None or self._closing:
             return
         # Any line shows the client is alive: the keepalive starts over.
         self._set_timer(self.limits.ping_interval, self._ping)

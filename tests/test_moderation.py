@@ -631,3 +631,15 @@ def test_a_room_closed_at_shutdown_starts_again_with_a_first_admin() -> None:
     rooms.room.close("shutting down")
     newcomer = rooms.connect("10.0.0.9")
     assert one(newcomer, "admin").args == ("guest3", "admin=yes")
+
+
+def test_a_kicked_client_is_not_heard_any_more() -> None:
+    rooms = Rooms()
+    alice, bob, carol = joined(rooms, "alice", "bob", "carol")
+    alice.send("/kick bob")
+    carol.lines()
+    # Lines still in flight from bob after the kick are ignored.
+    bob.send("still here")
+    bob.send("/nick alicia")
+    assert carol.lines() == []
+    assert [m.name for m in rooms.room.members] == ["alice", "carol"]
