@@ -167,8 +167,10 @@ class ChatService(Service):
         port: int,
         interface: str,
         grace: float = 5.0,
+        password_file: Path | None = None,
     ) -> None:
         self.reactor: IReactorSSL = reactor
+        self.password_file = password_file
         self.factory = factory
         self.tls = tls
         self.port = port
@@ -191,8 +193,9 @@ class ChatService(Service):
 
     def reload(self) -> None:
         """
-        Load the certificate and key again for new connections; a broken
-        pair is refused and the old one stays in use.
+        Load the certificate and key again for new connections, and the
+        admin password file; anything broken is refused, with a logged
+        error, and the old one stays in use.
         """
         try:
             self.tls.reload()
@@ -200,6 +203,14 @@ class ChatService(Service):
             self.log.error("reload refused, keeping the old certificate: {error}", error=str(e))
         else:
             self.log.info("reloaded the certificate {cert}", cert=self.tls.cert_path)
+        if self.password_file is not None:
+            try:
+                password = read_hash_file(self.password_file)
+            except ValueError as e:
+                self.log.error("reload refused, keeping the old admin password: {error}", error=str(e))
+            else:
+                self.factory.room.moderation.settings.password = password
+                self.log.info("reloaded the admin password file {path}", path=self.password_file)
 
     @inlineCallbacks
     def stopService(self) -> Generator[Deferred[Any], Any, None]:
@@ -242,8 +253,15 @@ def makeService(config: Options) -> ChatService:
     factory = ChatFactory(
         Room(reactor, moderation=moderation), config["client_limits"], config["connection_limits"]
     )
+    password_file = config["admin-password-file"]
     service = ChatService(
-        reactor, factory, config["tls"], config["port"], config["interface"], config["shutdown-grace"]
+        reactor,
+        factory,
+        config["tls"],
+        config["port"],
+        config["interface"],
+        config["shutdown-grace"],
+        Path(password_file) if password_file is not None else None,
     )
     service.install_signals()
     return service

@@ -50,6 +50,18 @@ class Daemon:
         self.clients.append(client)
         return client
 
+    def wait_for_log(self, text: str, client: LineClient, rounds: int = 200) -> None:
+        """
+        Wait until the daemon has logged C{text}, using round trips of
+        C{/help me} through C{client} as the clock, never sleeps.
+        """
+        for _ in range(rounds):
+            if text.encode() in self.output:
+                return
+            client.send("/help me")
+            client.read_until(lambda raw: b" help * :" in raw)
+        raise AssertionError(f"the daemon never logged {text!r}")
+
     def stop(self) -> int:
         """
         Close the clients, stop the daemon with SIGTERM and return its exit code.

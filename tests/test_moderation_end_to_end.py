@@ -6,6 +6,7 @@ addresses refused at connect, /oper with a password file, bad files at start.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 from pathlib import Path
 
@@ -123,3 +124,22 @@ def test_bad_files_stop_the_daemon_at_start(
     )
     assert done.returncode != 0
     assert message in done.stdout + done.stderr
+
+
+def test_sighup_reloads_the_admin_password_file(tmp_path: Path) -> None:
+    hash_file = tmp_path / "admin.hash"
+    hash_file.write_text(f"{hash_password('old secret')}\n")
+    args = ("--admin-password-file", "admin.hash", "--flood-rate", "0")
+    with running_daemon(tmp_path, *args) as daemon:
+        alice = named(daemon.connect(), "alice")
+        hash_file.write_text("not a hash")
+        daemon.process.send_signal(signal.SIGHUP)
+        daemon.wait_for_log("reload refused, keeping the old admin password", alice)
+        hash_file.write_text(f"{hash_password('new secret')}\n")
+        daemon.process.send_signal(signal.SIGHUP)
+        daemon.wait_for_log("reloaded the admin password file", alice)
+        alice.send("/oper old secret")
+        assert read(alice, "error")[-1].text == "wrong password"
+        bob = named(daemon.connect(), "bob")
+        bob.send("/oper new secret")
+        assert read(bob, "admin")[-1].args == ("bob", "admin=yes")

@@ -43,7 +43,7 @@ def test_sighup_reloads_the_certificate_and_refuses_a_broken_one(tmp_path: Path)
 
         server_pem.write_text("not a certificate")
         daemon.process.send_signal(signal.SIGHUP)
-        wait_for_log(daemon, old, "reload refused, keeping the old certificate")
+        daemon.wait_for_log("reload refused, keeping the old certificate", old)
         # The old certificate still serves new clients.
         fresh = daemon.connect()
         fresh.read_until(lambda raw: parse_line(raw).kind == "list")
@@ -54,7 +54,7 @@ def test_sighup_reloads_the_certificate_and_refuses_a_broken_one(tmp_path: Path)
         old_ca.write_bytes(daemon.ca_path.read_bytes())
         create_local_ca(tmp_path / "certs", now)
         daemon.process.send_signal(signal.SIGHUP)
-        wait_for_log(daemon, old, "reloaded the certificate")
+        daemon.wait_for_log("reloaded the certificate", old)
         with pytest.raises(ssl.SSLCertVerificationError):
             LineClient.open("127.0.0.1", daemon.port, old_ca)
         renewed = daemon.connect()
@@ -64,15 +64,3 @@ def test_sighup_reloads_the_certificate_and_refuses_a_broken_one(tmp_path: Path)
         old.send("still connected")
         got = parse_line(old.read_until(lambda raw: parse_line(raw).kind == "message")[-1])
         assert got.text == "still connected"
-
-
-def wait_for_log(daemon, client: LineClient, text: str) -> None:  # type: ignore[no-untyped-def]
-    """
-    Wait until the daemon logged C{text}, using a round trip to the daemon as the clock.
-    """
-    for _ in range(200):
-        if text in daemon.output.decode():
-            return
-        client.send("/list")
-        client.read_until(lambda raw: parse_line(raw).kind == "list")
-    raise AssertionError(f"the daemon never logged {text!r}")
