@@ -64,6 +64,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("unfilter", "<word>", "stop hiding chat containing <word>", 1, 1),
     CommandSpec("help", "[command]", "show this help, or help for one command", 0, 1, ("?",)),
     CommandSpec("quit", "[message]", "leave the room", 0, 1),
+    CommandSpec("e2e", "<hello|register|keys|send> [args]", "end-to-end encryption (used by clients)", 1, 2),
 )
 
 _BY_NAME: dict[str, CommandSpec] = {alias: spec for spec in COMMANDS for alias in (spec.name, *spec.aliases)}

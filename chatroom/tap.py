@@ -13,8 +13,8 @@ from twisted.internet.interfaces import IListeningPort, IReactorSSL
 from twisted.logger import Logger
 from twisted.python import usage
 
+from chatroom.e2e.server import E2EFactory, E2ERoom
 from chatroom.protocol import ChatFactory
-from chatroom.room import Room
 from chatroom.tls import (
     CA_CERT_NAME,
     SERVER_CERT_NAME,
@@ -104,5 +104,5 @@ def makeService(config: Options) -> ChatService:
         )
     elif config["cert"] is None:
         ChatService.log.info("clients should trust {ca}", ca=(DEFAULT_CERT_DIR / CA_CERT_NAME).resolve())
-    factory = ChatFactory(Room(reactor))
+    factory = E2EFactory(E2ERoom(reactor))
     return ChatService(reactor, factory, config["tls"], config["port"], config["interface"])

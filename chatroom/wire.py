@@ -48,6 +48,12 @@ class Kind(StrEnum):
     HELP = "help"
     INFO = "info"
     ERROR = "error"
+    # End-to-end encryption (chatroom.e2e.server).
+    CHALLENGE = "challenge"
+    KEY = "key"
+    KEYS = "keys"
+    KEYDROP = "keydrop"
+    E2E = "e2e"
 
 
 class WireError(ValueError):
