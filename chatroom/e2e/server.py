@@ -182,11 +182,13 @@ class E2EProtocol(ChatProtocol):
     A L{ChatProtocol} that allows longer lines for C{/e2e} commands only.
     """
 
-    MAX_LENGTH = E2E_MAX_LINE_BYTES
+    # One more byte for the \r of a \r\n line ending, which the framing keeps.
+    MAX_LENGTH = E2E_MAX_LINE_BYTES + 1
 
     def lineReceived(self, line: bytes) -> None:
         body = line.removesuffix(b"\r")
-        if len(body) > MAX_LINE_BYTES and body[:5].lower() != b"/e2e ":
+        limit = E2E_MAX_LINE_BYTES if body[:5].lower() == b"/e2e " else MAX_LINE_BYTES
+        if len(body) > limit:
             self._refuse(
                 f"line too long: at most {MAX_LINE_BYTES} bytes per line"
                 f" ({E2E_MAX_LINE_BYTES} for /e2e lines)",
