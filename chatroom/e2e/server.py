@@ -184,16 +184,13 @@ class E2EProtocol(ChatProtocol):
 
     # One more byte for the \r of a \r\n line ending, which the framing keeps.
     MAX_LENGTH = E2E_MAX_LINE_BYTES + 1
+    too_long = f"line too long: at most {MAX_LINE_BYTES} bytes per line ({E2E_MAX_LINE_BYTES} for /e2e lines)"
 
     def lineReceived(self, line: bytes) -> None:
         body = line.removesuffix(b"\r")
         limit = E2E_MAX_LINE_BYTES if body[:5].lower() == b"/e2e " else MAX_LINE_BYTES
         if len(body) > limit:
-            self._refuse(
-                f"line too long: at most {MAX_LINE_BYTES} bytes per line"
-                f" ({E2E_MAX_LINE_BYTES} for /e2e lines)",
-                "an over-long line",
-            )
+            self._refuse(self.too_long, "an over-long line")
             return
         super().lineReceived(line)
 
