@@ -64,6 +64,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("unfilter", "<word>", "stop hiding chat containing <word>", 1, 1),
     CommandSpec("help", "[command]", "show this help, or help for one command", 0, 1, ("?",)),
     CommandSpec("quit", "[message]", "leave the room", 0, 1),
+    CommandSpec("pong", "[token]", "answer a server ping (clients do it for you)", 0, 1),
     CommandSpec("e2e", "<hello|register|keys|send> [args]", "end-to-end encryption (used by clients)", 1, 2),
 )
 

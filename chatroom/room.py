@@ -227,6 +227,16 @@ class Room:
         self.members.remove(member)
         self.broadcast(self.line(Kind.LEAVE, member.name, f"{member.name} left ({reason})"))
 
+    def close(self, text: str) -> None:
+        """
+        Tell everyone C{text}, then close every member's connection without
+        announcing each departure (nobody stays to hear it).
+        """
+        self.broadcast(self.line(Kind.INFO, SERVER_SOURCE, text))
+        for member in self.members:
+            self.members.remove(member)
+            member.recipient.close()
+
     # Commands
 
     def execute(self, member: Member, command: Command) -> None:

@@ -5,15 +5,19 @@ Wiring for C{twistd -n chatroom}: options, and the service they make.
 from __future__ import annotations
 
 import datetime
+import signal
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any, ClassVar
 
 from twisted.application.service import Service
+from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
 from twisted.internet.interfaces import IListeningPort, IReactorSSL
 from twisted.logger import Logger
 from twisted.python import usage
 
 from chatroom.e2e.server import E2EFactory, E2ERoom
+from chatroom.limits import ClientLimits, ConnectionLimits
 from chatroom.protocol import ChatFactory
 from chatroom.tls import (
     CA_CERT_NAME,
@@ -26,6 +30,44 @@ from chatroom.tls import (
 
 DEFAULT_CERT_DIR = Path("certs")
 DEFAULT_PORT = 6697
+CLIENT_DEFAULTS = ClientLimits()
+CONNECTION_DEFAULTS = ConnectionLimits()
+
+# (option, defaults, field, help): every limit is a twistd option whose
+# default is the dataclass default; 0 disables a limit.
+LIMIT_OPTIONS: list[tuple[str, ClientLimits | ConnectionLimits, str, str]] = [
+    (
+        "send-queue",
+        CLIENT_DEFAULTS,
+        "send_queue",
+        "Bytes queued for a client that does not read before it is dropped.",
+    ),
+    ("flood-rate", CLIENT_DEFAULTS, "flood_rate", "Lines per second a client may send, sustained."),
+    ("flood-burst", CLIENT_DEFAULTS, "flood_burst", "Lines a client may send in a burst."),
+    ("flood-kick", CLIENT_DEFAULTS, "flood_kick", "Lines refused for flooding, in a row, before a kick."),
+    ("nick-rate", CLIENT_DEFAULTS, "nick_rate", "Name changes per second, sustained."),
+    ("nick-burst", CLIENT_DEFAULTS, "nick_burst", "Name changes in a burst."),
+    (
+        "bad-input-burst",
+        CLIENT_DEFAULTS,
+        "bad_input_burst",
+        "Bad lines a client may send before it is dropped.",
+    ),
+    ("bad-input-rate", CLIENT_DEFAULTS, "bad_input_rate", "Bad lines per second forgiven."),
+    ("handshake-timeout", CLIENT_DEFAULTS, "handshake_timeout", "Seconds to finish the TLS handshake."),
+    ("first-line-timeout", CLIENT_DEFAULTS, "first_line_timeout", "Seconds from joining to the first line."),
+    ("ping-interval", CLIENT_DEFAULTS, "ping_interval", "Seconds of silence before the server pings."),
+    ("ping-timeout", CLIENT_DEFAULTS, "ping_timeout", "Seconds a pinged client has to answer."),
+    ("max-connections", CONNECTION_DEFAULTS, "total", "Connections at once, in all."),
+    (
+        "max-per-address",
+        CONNECTION_DEFAULTS,
+        "per_address",
+        "Connections at once per address (IPv6: per /64).",
+    ),
+    ("connect-rate", CONNECTION_DEFAULTS, "rate", "New connections per address per --connect-window."),
+    ("connect-window", CONNECTION_DEFAULTS, "window", "Seconds of the --connect-rate window."),
+]
 
 
 class Options(usage.Options):
@@ -45,11 +87,28 @@ class Options(usage.Options):
         ["cert", None, None, f"Server certificate, PEM [default: certs/{SERVER_CERT_NAME}]."],
         ["key", None, None, f"Server private key, PEM [default: certs/{SERVER_KEY_NAME}]."],
         ["state", None, "state", "Directory for data kept across restarts."],
+        ["shutdown-grace", None, 5.0, "Seconds to flush output to clients on shutdown.", float],
+        *(
+            [option, None, getattr(defaults, field), help_text, type(getattr(defaults, field))]
+            for option, defaults, field, help_text in LIMIT_OPTIONS
+        ),
+    ]
+    optFlags: ClassVar[list[list[Any]]] = [
+        ["limit-loopback", None, "Apply the per-address limits to loopback clients too."],
     ]
 
     def postOptions(self) -> None:
         if not 0 <= self["port"] <= 65535:
             raise usage.UsageError(f"--port must be 0 to 65535, not {self['port']}")
+        for option, _, _, _ in LIMIT_OPTIONS:
+            if self[option] < 0:
+                raise usage.UsageError(f"--{option} cannot be negative")
+        client_fields = {f: self[o] for o, d, f, _ in LIMIT_OPTIONS if d is CLIENT_DEFAULTS}
+        connection_fields = {f: self[o] for o, d, f, _ in LIMIT_OPTIONS if d is CONNECTION_DEFAULTS}
+        self["client_limits"] = ClientLimits(**client_fields)
+        self["connection_limits"] = ConnectionLimits(
+            **connection_fields, exempt_loopback=not self["limit-loopback"]
+        )
         explicit = self["cert"] is not None or self["key"] is not None
         cert = Path(self["cert"] or DEFAULT_CERT_DIR / SERVER_CERT_NAME)
         key = Path(self["key"] or DEFAULT_CERT_DIR / SERVER_KEY_NAME)
@@ -70,17 +129,28 @@ class Options(usage.Options):
 
 class ChatService(Service):
     """
-    Listens for TLS clients while running.
+    Listens for TLS clients while running; on stop, tells every client and
+    lets its output drain (for at most C{grace} seconds) before closing.
+    SIGHUP reloads the certificate and key, if L{install_signals} was called.
     """
 
     log = Logger()
 
-    def __init__(self, reactor: Any, factory: ChatFactory, tls: ServerTLS, port: int, interface: str) -> None:
+    def __init__(
+        self,
+        reactor: Any,
+        factory: ChatFactory,
+        tls: ServerTLS,
+        port: int,
+        interface: str,
+        grace: float = 5.0,
+    ) -> None:
         self.reactor: IReactorSSL = reactor
         self.factory = factory
         self.tls = tls
         self.port = port
         self.interface = interface
+        self.grace = grace
         self.listening: IListeningPort | None = None
 
     def startService(self) -> None:
@@ -89,10 +159,38 @@ class ChatService(Service):
         address: Any = self.listening.getHost()
         self.log.info("chatroom listening on {host}:{port}", host=address.host, port=address.port)
 
-    def stopService(self) -> Any:
+    def install_signals(self) -> None:
+        """
+        Reload on SIGHUP (the handler only schedules the work on the reactor).
+        """
+        reactor: Any = self.reactor
+        signal.signal(signal.SIGHUP, lambda signum, frame: reactor.callFromThread(self.reload))
+
+    def reload(self) -> None:
+        """
+        Load the certificate and key again for new connections; a broken
+        pair is refused and the old one stays in use.
+        """
+        try:
+            self.tls.reload()
+        except CertificateError as e:
+            self.log.error("reload refused, keeping the old certificate: {error}", error=str(e))
+        else:
+            self.log.info("reloaded the certificate {cert}", cert=self.tls.cert_path)
+
+    @inlineCallbacks
+    def stopService(self) -> Generator[Deferred[Any], Any, None]:
         super().stopService()
         listening, self.listening = self.listening, None
-        return listening.stopListening() if listening is not None else None
+        if listening is not None:
+            yield maybeDeferred(listening.stopListening)
+        count = len(self.factory.connections_open)
+        yield self.factory.close_all("the server is shutting down", self.grace)
+        self.log.info("closed {count} connections", count=count)
+        # twistd re-raises the signal that stopped it, so the exit status
+        # would say "killed"; this was an orderly shutdown: exit 0 instead.
+        if getattr(self.reactor, "_exitSignal", None) is not None:
+            self.reactor._exitSignal = None  # type: ignore[attr-defined]
 
 
 def makeService(config: Options) -> ChatService:
@@ -104,5 +202,9 @@ def makeService(config: Options) -> ChatService:
         )
     elif config["cert"] is None:
         ChatService.log.info("clients should trust {ca}", ca=(DEFAULT_CERT_DIR / CA_CERT_NAME).resolve())
-    factory = E2EFactory(E2ERoom(reactor))
-    return ChatService(reactor, factory, config["tls"], config["port"], config["interface"])
+    factory = E2EFactory(E2ERoom(reactor), config["client_limits"], config["connection_limits"])
+    service = ChatService(
+        reactor, factory, config["tls"], config["port"], config["interface"], config["shutdown-grace"]
+    )
+    service.install_signals()
+    return service

@@ -48,6 +48,7 @@ class Kind(StrEnum):
     HELP = "help"
     INFO = "info"
     ERROR = "error"
+    PING = "ping"
     # End-to-end encryption (chatroom.e2e.server).
     CHALLENGE = "challenge"
     KEY = "key"

@@ -37,6 +37,7 @@ class Daemon:
     directory: Path
     output: bytearray = field(default_factory=bytearray)
     reader: threading.Thread | None = None
+    clients: list[LineClient] = field(default_factory=list)
 
     @property
     def ca_path(self) -> Path:
@@ -46,13 +47,17 @@ class Daemon:
         """
         Open a verified TLS connection as a new client.
         """
-        return LineClient.open("127.0.0.1", self.port, self.ca_path, timeout)
+        client = LineClient.open("127.0.0.1", self.port, self.ca_path, timeout)
+        self.clients.append(client)
+        return client
 
     def stop(self) -> int:
         """
-        Stop the daemon with SIGTERM and return its exit code; L{output}
-        then holds everything it wrote.
+        Close the clients, stop the daemon with SIGTERM and return its exit
+        code; L{output} then holds everything it wrote.
         """
+        for client in self.clients:
+            client.close()
         if self.process.poll() is None:
             self.process.terminate()
         try:

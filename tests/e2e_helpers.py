@@ -10,14 +10,14 @@ from chatroom.e2e.client import E2EClient, Event, Send
 from chatroom.e2e.keys import Identity
 from chatroom.e2e.pins import PinStore
 from chatroom.e2e.server import E2EFactory, E2ERoom
-from tests.helpers import START, FakeClient
+from tests.helpers import START, UNLIMITED, FakeClient
 
 
 def make_e2e_room() -> tuple[E2ERoom, Clock, E2EFactory]:
     clock = Clock()
     clock.advance(START)
     room = E2ERoom(clock)
-    return room, clock, E2EFactory(room)
+    return room, clock, E2EFactory(room, UNLIMITED)
 
 
 class Party:

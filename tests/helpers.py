@@ -10,11 +10,13 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
+from chatroom.limits import ClientLimits
 from chatroom.protocol import ChatFactory, ChatProtocol
 from chatroom.room import Room
 from chatroom.wire import ServerLine, parse_line
 
 START = 1_795_000_000.0
+UNLIMITED = ClientLimits(flood_rate=0, nick_rate=0)
 
 
 class FakeClient:
@@ -46,11 +48,15 @@ class FakeClient:
         self.protocol.connectionLost(Failure(ConnectionLost()))
 
 
-def make_room() -> tuple[Room, Clock, ChatFactory]:
+def make_room(limits: ClientLimits = UNLIMITED) -> tuple[Room, Clock, ChatFactory]:
+    """
+    A room on a fake clock and its factory; flood control is off unless
+    C{limits} says otherwise, so tests can send many lines at once.
+    """
     clock = Clock()
     clock.advance(START)
     room = Room(clock)
-    return room, clock, ChatFactory(room)
+    return room, clock, ChatFactory(room, limits)
 
 
 def connect_named(factory: ChatFactory, *names: str) -> list[FakeClient]:

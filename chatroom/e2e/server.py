@@ -201,6 +201,4 @@ class E2EFactory(ChatFactory):
     """
 
     def buildProtocol(self, addr: Any) -> E2EProtocol:
-        protocol = E2EProtocol(self.room)
-        protocol.factory = self
-        return protocol
+        return E2EProtocol(self)
