@@ -328,3 +328,10 @@ def test_identity_and_pins_persist_across_client_restarts(tmp_path) -> None:  # 
     again.type("same me")
     settle(again, bob)
     assert secure(bob) == [("MESSAGE", "alice", "same me")]
+
+
+def test_pings_are_answered() -> None:
+    _, clock, factory = make_e2e_room()
+    (alice,) = join(factory, clock, "alice")
+    alice.handle(alice.client.receive(format_line(clock.seconds(), Kind.PING, "*", "reply", ("123",))))
+    assert alice.sent[-1] == "/pong 123"

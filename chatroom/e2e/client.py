@@ -426,6 +426,9 @@ class E2EClient:
     def _on_keys(self, line: ServerLine) -> list[Event]:
         return []
 
+    def _on_ping(self, line: ServerLine) -> list[Event]:
+        return [Send(f"/pong {line.args[0]}" if line.args else "/pong")]
+
     def _on_envelope(self, line: ServerLine) -> list[Event]:
         try:
             envelope = Envelope.decode(line.args[0] if line.args else "")
@@ -443,6 +446,7 @@ class E2EClient:
         "key": _on_key,
         "keys": _on_keys,
         "keydrop": _on_keydrop,
+        "ping": _on_ping,
         "e2e": _on_envelope,
     }
 
