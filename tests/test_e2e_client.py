@@ -272,6 +272,11 @@ def test_a_member_without_keys_unlocks_the_room() -> None:
     assert alice.sent[-1] == "plain now"
     settle(alice, bob, plain)
     assert [s.line.text for s in plain.take(Show) if s.line.kind == "message"] == ["plain now"]  # type: ignore[attr-defined]
+    alice.client.required = True
+    alice.type("refused in the clear")
+    alice.type("/whisper guest3 refused too")
+    assert alice.sent[-1] == "plain now"
+    assert [n.text.startswith("not sent") for n in alice.take(Notice)] == [True, True]  # type: ignore[attr-defined]
     plain.wire.disconnect()
     settle(alice, bob)
     assert alice.client.secure

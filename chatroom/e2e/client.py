@@ -200,6 +200,9 @@ class E2EClient:
 
     @ivar enabled: Whether to encrypt when every member supports it (the
         user's switch; on by default).
+    @ivar required: Whether to refuse to send chat in the clear when
+        encryption is not possible (off by default: the room is then
+        I{unlocked}, which the user sees through L{secure}).
     @ivar name: This client's name, as the server last said.
     @ivar members: The room's members by folded name.
     @ivar directory: Members' verified key bundles by folded name.
@@ -212,12 +215,14 @@ class E2EClient:
         pins: PinStore,
         clock: Callable[[], float] = time.time,
         enabled: bool = True,
+        required: bool = False,
     ) -> None:
         self.identity = identity
         self.session = Session(identity)
         self.pins = pins
         self.clock = clock
         self.enabled = enabled
+        self.required = required
         self.name = ""
         self.room: str | None = None
         self.registered = False
@@ -283,7 +288,7 @@ class E2EClient:
         if changed:
             return [Notice(f"not sent: the key of {', '.join(changed)} changed; /verify, then /trust")]
         if not self.secure:
-            return [Send(typed)]
+            return self._in_the_clear(typed)
         bundles = [self.directory[key][1] for key in self.members]
         return self._seal(kind, body, bundles, "")
 
@@ -293,10 +298,15 @@ class E2EClient:
             return [Notice(f"not sent: the key of {target} changed; /verify {target}, then /trust {target}")]
         entry = self.directory.get(key)
         if not (self.enabled and self.registered and entry is not None):
-            return [Send(typed)]
+            return self._in_the_clear(typed)
         name, bundle = entry
         own = self.directory[self.name.casefold()][1]
         return self._seal(EnvelopeKind.WHISPER, body, [bundle] if bundle == own else [bundle, own], name)
+
+    def _in_the_clear(self, typed: str) -> list[Event]:
+        if self.required:
+            return [Notice("not sent: it cannot be end-to-end encrypted (someone has no keys)")]
+        return [Send(typed)]
 
     def _seal(self, kind: EnvelopeKind, body: str, bundles: list[KeyBundle], target: str) -> list[Event]:
         assert self.room is not None
