@@ -20,12 +20,46 @@ def make_e2e_room() -> tuple[E2ERoom, Clock, E2EFactory]:
     return room, clock, E2EFactory(room, UNLIMITED)
 
 
-class Party:
+class User:
     """
-    One user: an L{E2EClient} on a L{FakeClient} connection.
+    An L{E2EClient} whose L{Send} events go to a connection (L{write}) and
+    whose other events are kept.
+
+    @ivar sent: Every line sent.
+    """
+
+    def __init__(self, client: E2EClient) -> None:
+        self.client = client
+        self.events: list[Event] = []
+        self.sent: list[str] = []
+
+    def write(self, line: str) -> None:
+        raise NotImplementedError
+
+    def handle(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, Send):
+                self.sent.append(event.line)
+                self.write(event.line)
+            else:
+                self.events.append(event)
+
+    def type(self, text: str) -> None:
+        self.handle(self.client.command(text))
+
+    def take(self, kind: type | None = None) -> list[Event]:
+        """
+        The events of C{kind} (all, if None) since the last call; all are cleared.
+        """
+        events, self.events = self.events, []
+        return [e for e in events if kind is None or isinstance(e, kind)]
+
+
+class Party(User):
+    """
+    A L{User} on a L{FakeClient} connection.
 
     @ivar raw: Every byte the server sent this party.
-    @ivar sent: Every line this party sent.
     """
 
     def __init__(
@@ -38,20 +72,13 @@ class Party:
         e2e: bool = True,
     ) -> None:
         self.wire = FakeClient(factory, port)
-        self.client = E2EClient(identity or Identity.generate(), pins or PinStore(), clock=clock.seconds)
-        self.events: list[Event] = []
+        super().__init__(E2EClient(identity or Identity.generate(), pins or PinStore(), clock=clock.seconds))
         self.raw = bytearray()
-        self.sent: list[str] = []
         if e2e:
             self.handle(self.client.start())
 
-    def handle(self, events: list[Event]) -> None:
-        for event in events:
-            if isinstance(event, Send):
-                self.sent.append(event.line)
-                self.wire.send(event.line)
-            else:
-                self.events.append(event)
+    def write(self, line: str) -> None:
+        self.wire.send(line)
 
     def pump(self) -> bool:
         data = self.wire.transport.value()
@@ -60,16 +87,6 @@ class Party:
         for raw in data.split(b"\r\n")[:-1]:
             self.handle(self.client.receive(raw))
         return bool(data)
-
-    def type(self, text: str) -> None:
-        self.handle(self.client.command(text))
-
-    def take(self, kind: type | None = None) -> list[Event]:
-        """
-        The events of C{kind} (all, if None) since the last call; all are cleared.
-        """
-        events, self.events = self.events, []
-        return [e for e in events if kind is None or isinstance(e, kind)]
 
 
 def settle(*parties: Party) -> None:

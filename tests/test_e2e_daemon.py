@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from chatroom.e2e.client import E2EClient, Event, KeyChanged, Secure, Send
+from chatroom.e2e.client import E2EClient, KeyChanged, Secure
 from chatroom.e2e.keys import Identity
 from chatroom.e2e.pins import PinStore
 from tests.daemon import Daemon, LineClient, running_daemon
+from tests.e2e_helpers import User
 
 
 @pytest.fixture
@@ -23,30 +24,20 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
         yield d
 
 
-class LiveParty:
+class LiveParty(User):
     """
     An E2E client on a real TLS connection, driven line by line.
     """
 
     def __init__(self, daemon: Daemon, name: str) -> None:
         self.connection: LineClient = daemon.connect()
-        self.client = E2EClient(Identity.generate(), PinStore())
+        super().__init__(E2EClient(Identity.generate(), PinStore()))
         self.received = bytearray()
-        self.sent: list[str] = []
-        self.events: list[Event] = []
         self.handle(self.client.start())
-        self.handle(self.client.command(f"/nick {name}"))
+        self.type(f"/nick {name}")
 
-    def handle(self, events: list[Event]) -> None:
-        for event in events:
-            if isinstance(event, Send):
-                self.sent.append(event.line)
-                self.connection.send(event.line)
-            else:
-                self.events.append(event)
-
-    def type(self, text: str) -> None:
-        self.handle(self.client.command(text))
+    def write(self, line: str) -> None:
+        self.connection.send(line)
 
     def until(self, done: Callable[[], bool]) -> None:
         """
