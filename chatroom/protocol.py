@@ -36,6 +36,8 @@ from chatroom.wire import SERVER_SOURCE, Kind, format_line, has_control_characte
 # holds a long paragraph even in 4-byte UTF-8 characters, while keeping what
 # one connection can make the server buffer small.
 MAX_LINE_BYTES = 4096
+# Seconds a dropped client's last lines get to drain before the connection is aborted.
+DROP_GRACE = 10.0
 
 
 class _Transport(Protocol):
@@ -121,6 +123,10 @@ class ChatProtocol(LineReceiver):
         peer: Any = transport.getPeer()
         self.host, self.port = getattr(peer, "host", "?"), getattr(peer, "port", 0)
         self.factory.connections_open.add(self)
+        tls = ISSLTransport.providedBy(transport)
+        if tls:
+            # Also bounds a refused client that never finishes its handshake.
+            self._set_timer(self.limits.handshake_timeout, self._time_out, "TLS handshake timeout")
         refusal = self.factory.connections.admit(self.host)
         if refusal is not None:
             self.log.info("refused {host}: {why}", host=self.host, why=refusal)
@@ -132,9 +138,7 @@ class ChatProtocol(LineReceiver):
             # Without it Nagle's algorithm and delayed ACKs hold back lines.
             set_no_delay(True)
         transport.registerProducer(self._watch, True)
-        if ISSLTransport.providedBy(transport):
-            self._set_timer(self.limits.handshake_timeout, self._time_out, "TLS handshake timeout")
-        else:
+        if not tls:
             self._join()
 
     def handshakeCompleted(self) -> None:
@@ -167,7 +171,7 @@ class ChatProtocol(LineReceiver):
             # once that passes the cap, so it cannot make us buffer forever.
             watch.queued += len(line)
             if watch.queued > self.limits.send_queue:
-                self.drop(f"send queue over {self.limits.send_queue} bytes: not reading")
+                self.drop(f"send queue over {self.limits.send_queue} bytes: not reading", at_once=True)
                 return
         self._transport.write(line)
 
@@ -176,19 +180,27 @@ class ChatProtocol(LineReceiver):
         self._transport.unregisterProducer()
         self._transport.loseConnection()
 
-    def drop(self, reason: str) -> None:
+    def drop(self, reason: str, at_once: bool = False) -> None:
         """
-        Remove the client from the room, telling everyone why, and abort
-        the connection without waiting for its output to drain.
+        Remove the client from the room, telling it and everyone why, and
+        close the connection: after its output drains (within
+        L{DROP_GRACE} seconds), or C{at_once} for a client that is not
+        reading anyway.
         """
         if self._dropped:
             return
         self._dropped = True
         member, self.member = self.member, None
         if member is not None:
+            if not at_once:
+                self.room.tell(member, Kind.ERROR, f"disconnected: {reason}")
             self.room.leave(member, reason)
             self.log.info("dropped {name}: {why}", name=member.name, why=reason)
-        self.abort()
+        if at_once:
+            self.abort()
+        else:
+            self.close()
+            self._set_timer(DROP_GRACE, self.abort)
 
     def abort(self) -> None:
         """
@@ -213,7 +225,6 @@ class ChatProtocol(LineReceiver):
             self.log.info("{host}: {why}", host=self.host, why=reason)
             self.abort()
         else:
-            self.room.tell(self.member, Kind.ERROR, f"disconnected: {reason}")
             self.drop(reason)
 
     def _ping(self) -> None:
@@ -257,7 +268,6 @@ class ChatProtocol(LineReceiver):
         if not self._lines_bucket.take():
             self._flooding += 1
             if self.limits.flood_kick and self._flooding >= self.limits.flood_kick:
-                self.room.tell(member, Kind.ERROR, "disconnected for flooding")
                 self.drop("kicked for flooding")
             elif self._flooding == 1:
                 rate = self.limits.flood_rate
@@ -292,7 +302,6 @@ class ChatProtocol(LineReceiver):
         if self.member is None:
             return
         if not self._bad_bucket.take():
-            self.room.tell(self.member, Kind.ERROR, f"disconnected: too much bad input ({what})")
             self.drop(f"too much bad input ({what})")
             return
         self.room.tell(self.member, Kind.ERROR, reply)
