@@ -33,6 +33,7 @@ canonical base64url), so one envelope has exactly one encoding.
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 from collections.abc import Sequence
@@ -66,7 +67,7 @@ SUITE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POL
 # The longest plaintext, in UTF-8 bytes: the same as a plain chat line.
 MAX_TEXT_BYTES = 4096
 MAX_ROOM_BYTES = 64
-MAX_NAME_BYTES = 64
+MAX_NAME_BYTES = MAX_ROOM_BYTES
 CONTENT_KEY_BYTES = 32
 TAG_BYTES = 16
 WRAP_BYTES = PUBLIC_KEY_BYTES + CONTENT_KEY_BYTES + TAG_BYTES
@@ -79,15 +80,15 @@ _HEADER_TAIL = struct.Struct(f">{PUBLIC_KEY_BYTES}s{KEY_ID_BYTES}s{KEY_ID_BYTES}
 # keeping what one connection can make the server buffer modest.
 E2E_MAX_LINE_BYTES = 65536
 SEND_PREFIX = "/e2e send "
-# The largest envelope without its recipients: every fixed field, the
-# longest room and names, the longest body.
+# The largest envelope without its recipients: version, kind, three string
+# lengths, the fixed header fields, the longest room and names (room and
+# names share one bound), count, body length, the longest body, signature.
 _MAX_FIXED_BYTES = (
     5 + _HEADER_TAIL.size + 3 * MAX_NAME_BYTES + 2 + 4 + MAX_TEXT_BYTES + TAG_BYTES + SIGNATURE_BYTES
 )
-# Every recipient adds 96 bytes, exactly 128 base64 characters.
-MAX_RECIPIENTS = (E2E_MAX_LINE_BYTES - len(SEND_PREFIX) - -(-_MAX_FIXED_BYTES * 4 // 3)) // (
-    RECIPIENT_BYTES * 4 // 3
-)
+_MAX_FIXED_CHARS = math.ceil(_MAX_FIXED_BYTES * 4 / 3)
+# Every recipient adds 96 bytes, exactly 128 base64 characters: 465 fit.
+MAX_RECIPIENTS = (E2E_MAX_LINE_BYTES - len(SEND_PREFIX) - _MAX_FIXED_CHARS) // (RECIPIENT_BYTES * 4 // 3)
 
 
 class EnvelopeKind(IntEnum):
