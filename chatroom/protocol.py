@@ -114,6 +114,7 @@ class ChatProtocol(LineReceiver):
         self._bad_bucket = TokenBucket(clock, self.limits.bad_input_rate, self.limits.bad_input_burst)
         self._timer: IDelayedCall | None = None
         self._dropped = False
+        self._closing = False
 
     # Connection events
 
@@ -146,6 +147,12 @@ class ChatProtocol(LineReceiver):
             self._join()
 
     def _join(self) -> None:
+        refusal = self.room.moderation.refusal(self.host)
+        if refusal is not None:
+            self.log.info("refused a connection from banned {host}", host=self.host)
+            self.deliver(refusal)
+            self.close()
+            return
         self.member = self.room.join(self, self.host, self.port)
         self.log.info("{name} joined from {address}", name=self.member.name, address=self.member.address)
         self._set_timer(self.limits.first_line_timeout, self._time_out, "no line received in time")
@@ -176,6 +183,9 @@ class ChatProtocol(LineReceiver):
         self._transport.write(line)
 
     def close(self) -> None:
+        # The room has let the member go (quit, kick, ban, shutdown): lines
+        # still arriving before the connection ends must not act for it.
+        self._closing = True
         # A registered producer would hold the connection open forever.
         self._transport.unregisterProducer()
         self._transport.loseConnection()
@@ -261,7 +271,7 @@ class ChatProtocol(LineReceiver):
 
     def lineReceived(self, line: bytes) -> None:
         member = self.member
-        if member is None:
+        if member is None or self._closing:
             return
         # Any line shows the client is alive: the keepalive starts over.
         self._set_timer(self.limits.ping_interval, self._ping)

@@ -7,18 +7,23 @@ from __future__ import annotations
 import datetime
 import signal
 from collections.abc import Generator
+from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
-from twisted.internet.interfaces import IListeningPort, IReactorSSL
+from twisted.internet.interfaces import IListeningPort, IReactorSSL, IReactorThreads
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python import usage
 
 from chatroom.e2e.server import E2EFactory, E2ERoom
 from chatroom.limits import ClientLimits, ConnectionLimits
+from chatroom.moderation import STATE_FILE, ModerationSettings, PasswordCheck, load_bans
+from chatroom.passwd import read_hash_file
 from chatroom.protocol import ChatFactory
+from chatroom.state import StateError, write_json
 from chatroom.tls import (
     CA_CERT_NAME,
     SERVER_CERT_NAME,
@@ -86,7 +91,14 @@ class Options(usage.Options):
         ["interface", "i", "", "Address to listen on (default: all IPv4; '::' for IPv6 too)."],
         ["cert", None, None, f"Server certificate, PEM [default: certs/{SERVER_CERT_NAME}]."],
         ["key", None, None, f"Server private key, PEM [default: certs/{SERVER_KEY_NAME}]."],
-        ["state", None, "state", "Directory for data kept across restarts."],
+        ["state", None, "state", "Directory for data kept across restarts (the bans)."],
+        [
+            "admin-password-file",
+            None,
+            None,
+            "File holding the admin password hash (make it with python -m chatroom.passwd):"
+            " /oper <password> makes its sender admin, and the first member is no longer admin.",
+        ],
         ["shutdown-grace", None, 5.0, "Seconds to flush output to clients on shutdown.", float],
         *(
             [option, None, getattr(defaults, field), help_text, type(getattr(defaults, field))]
@@ -94,6 +106,7 @@ class Options(usage.Options):
         ),
     ]
     optFlags: ClassVar[list[list[Any]]] = [
+        ["first-admin", None, "With --admin-password-file, still make the first member admin."],
         ["limit-loopback", None, "Apply the per-address limits to loopback clients too."],
     ]
 
@@ -125,6 +138,16 @@ class Options(usage.Options):
             state.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise usage.UsageError(f"cannot create the state directory {state}: {e.strerror}") from e
+        try:
+            self["bans"] = load_bans(state / STATE_FILE)
+        except StateError as e:
+            raise usage.UsageError(str(e)) from e
+        self["password"] = None
+        if self["admin-password-file"] is not None:
+            try:
+                self["password"] = read_hash_file(Path(self["admin-password-file"]))
+            except ValueError as e:
+                raise usage.UsageError(str(e)) from e
 
 
 class ChatService(Service):
@@ -202,7 +225,23 @@ def makeService(config: Options) -> ChatService:
         )
     elif config["cert"] is None:
         ChatService.log.info("clients should trust {ca}", ca=(DEFAULT_CERT_DIR / CA_CERT_NAME).resolve())
-    factory = E2EFactory(E2ERoom(reactor), config["client_limits"], config["connection_limits"])
+
+    threads = cast(IReactorThreads, reactor)
+
+    def run_check(check: PasswordCheck) -> Deferred[bool]:
+        # scrypt takes tens of milliseconds: not on the reactor thread.
+        return deferToThreadPool(threads, threads.getThreadPool(), check)
+
+    moderation = ModerationSettings(
+        bans=config["bans"],
+        password=config["password"],
+        first_admin=config["password"] is None or bool(config["first-admin"]),
+        save=partial(write_json, Path(config["state"]) / STATE_FILE),
+        run_check=run_check,
+    )
+    factory = E2EFactory(
+        E2ERoom(reactor, moderation=moderation), config["client_limits"], config["connection_limits"]
+    )
     service = ChatService(
         reactor, factory, config["tls"], config["port"], config["interface"], config["shutdown-grace"]
     )

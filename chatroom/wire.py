@@ -49,6 +49,12 @@ class Kind(StrEnum):
     INFO = "info"
     ERROR = "error"
     PING = "ping"
+    ADMIN = "admin"
+    KICK = "kick"
+    BAN = "ban"
+    UNBAN = "unban"
+    BANLIST = "banlist"
+    BANNED = "banned"
     # End-to-end encryption (chatroom.e2e.server).
     CHALLENGE = "challenge"
     KEY = "key"

@@ -79,12 +79,11 @@ def daemon_env() -> dict[str, str]:
     return env
 
 
-@contextmanager
-def running_daemon(directory: Path, *args: str) -> Iterator[Daemon]:
+def daemon_command(*args: str) -> list[str]:
     """
-    Run the daemon in C{directory} until the block ends.
+    The command line that runs the daemon on 127.0.0.1, any free port.
     """
-    command = [
+    return [
         sys.executable,
         "-c",
         "from twisted.scripts.twistd import run; run()",
@@ -97,8 +96,15 @@ def running_daemon(directory: Path, *args: str) -> Iterator[Daemon]:
         "127.0.0.1",
         *args,
     ]
+
+
+@contextmanager
+def running_daemon(directory: Path, *args: str) -> Iterator[Daemon]:
+    """
+    Run the daemon in C{directory} until the block ends.
+    """
     process = subprocess.Popen(
-        command,
+        daemon_command(*args),
         cwd=directory,
         env=daemon_env(),
         stdout=subprocess.PIPE,

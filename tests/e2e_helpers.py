@@ -10,13 +10,17 @@ from chatroom.e2e.client import E2EClient, Event, Send
 from chatroom.e2e.keys import Identity
 from chatroom.e2e.pins import PinStore
 from chatroom.e2e.server import E2EFactory, E2ERoom
+from chatroom.moderation import ModerationSettings
 from tests.helpers import START, UNLIMITED, FakeClient
 
 
 def make_e2e_room() -> tuple[E2ERoom, Clock, E2EFactory]:
+    """
+    An E2E room on a fake clock; its first member is admin.
+    """
     clock = Clock()
     clock.advance(START)
-    room = E2ERoom(clock)
+    room = E2ERoom(clock, moderation=ModerationSettings(first_admin=True))
     return room, clock, E2EFactory(room, UNLIMITED)
 
 

@@ -222,23 +222,24 @@ def test_a_changed_key_is_loud_and_stops_sending_until_trust() -> None:
     assert "nothing to trust" in alice.take(Notice)[0].text  # type: ignore[attr-defined]
 
 
-def test_a_kicked_member_is_absent_from_the_very_next_message() -> None:
-    room, clock, factory = make_e2e_room()
-    alice, bob, carol = join(factory, clock, "alice", "bob", "carol")
-    member = room.members.find("bob")
-    assert member is not None
-    room.leave(member, "kicked by an admin")
-    member.recipient.close()
-    settle(alice, carol)
-    bob.pump()
-    bob.raw.clear()
-    alice.type("bob is gone")
+def test_kicked_and_banned_members_are_absent_from_the_very_next_message() -> None:
+    _, clock, factory = make_e2e_room()
+    alice, bob, carol, dave = join(factory, clock, "alice", "bob", "carol", "dave")
+    for command, gone, stay in (("/kick bob", bob, carol), ("/ban carol 1h", carol, dave)):
+        alice.type(command)
+        settle(alice, bob, carol, dave)
+        for party in (alice, bob, carol, dave):
+            party.take()
+        gone.raw.clear()
+        alice.type(f"after {command}")
+        envelope = Envelope.decode(alice.sent[-1].removeprefix(SEND_PREFIX))
+        assert gone.client.session.session_id not in envelope.recipient_ids()
+        assert stay.client.session.session_id in envelope.recipient_ids()
+        settle(alice, stay)
+        assert secure(stay) == [("MESSAGE", "alice", f"after {command}")]
+        assert gone.wire.transport.value() == b""
     envelope = Envelope.decode(alice.sent[-1].removeprefix(SEND_PREFIX))
-    assert bob.client.session.session_id not in envelope.recipient_ids()
-    assert envelope.recipient_ids() == {alice.client.session.session_id, carol.client.session.session_id}
-    settle(alice, carol)
-    assert secure(carol) == [("MESSAGE", "alice", "bob is gone")]
-    assert bob.wire.transport.value() == b""
+    assert envelope.recipient_ids() == {alice.client.session.session_id, dave.client.session.session_id}
 
 
 def test_filters_apply_to_encrypted_messages_on_the_client() -> None:

@@ -74,7 +74,8 @@ def test_three_clients_chat(daemon: Daemon) -> None:
 
     carol.send("/list")
     listed = lines_until(carol, "list")[-1]
-    assert set(listed.args) == {"alice", "bob", "carol"}
+    # alice came first: the daemon made her admin.
+    assert set(listed.args) == {"@alice", "bob", "carol"}
 
     carol.send("/whois alice")
     whois = lines_until(carol, "whois")[-1]

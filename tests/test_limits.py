@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from twisted.internet.task import Clock
 
-from chatroom.limits import ConnectionCounter, ConnectionLimits, TokenBucket, address_key
+from chatroom.limits import AttemptLimiter, ConnectionCounter, ConnectionLimits, TokenBucket, address_key
 
 
 def test_bucket_allows_a_burst_then_the_rate() -> None:
@@ -78,3 +78,47 @@ def test_rate_history_is_forgotten_once_old() -> None:
     clock.advance(11)
     counter.admit("192.0.2.9")
     assert len(counter._recent) == 1
+
+
+def test_one_attempt_per_window() -> None:
+    clock = Clock()
+    clock.advance(100)
+    limiter = AttemptLimiter(clock, 1, 5.0)
+    assert limiter.wait("a") == 0.0
+    limiter.record("a")
+    clock.advance(1)
+    assert limiter.wait("a") == 4.0
+    assert limiter.wait("b") == 0.0
+    clock.advance(4)
+    assert limiter.wait("a") == 0.0
+
+
+def test_several_attempts_per_sliding_window() -> None:
+    clock = Clock()
+    limiter = AttemptLimiter(clock, 3, 60.0)
+    for _ in range(3):
+        assert limiter.wait("a") == 0.0
+        limiter.record("a")
+        clock.advance(10)
+    assert limiter.wait("a") == 30.0
+    # The first attempt slides out of the window at 60: one more is allowed.
+    clock.advance(30)
+    assert limiter.wait("a") == 0.0
+    limiter.record("a")
+    clock.advance(1)
+    assert limiter.wait("a") == 9.0
+
+
+def test_old_attempt_keys_are_forgotten() -> None:
+    clock = Clock()
+    limiter = AttemptLimiter(clock, 1, 5.0)
+    for i in range(1000):
+        limiter.record(f"key{i}")
+        clock.advance(0.001)
+    assert len(limiter) == 1000
+    clock.advance(4.5)
+    limiter.record("late")
+    assert len(limiter) == 500
+    clock.advance(5)
+    limiter.record("a")
+    assert len(limiter) == 1

@@ -26,6 +26,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from chatroom.e2e.envelope import E2E_MAX_LINE_BYTES, Envelope
 from chatroom.e2e.keys import E2EError, KeyBundle, decode_b64, encode_b64, registration_data, verify_signature
+from chatroom.moderation import ModerationSettings
 from chatroom.protocol import MAX_LINE_BYTES, ChatFactory, ChatProtocol
 from chatroom.room import ChatError, Member, MemberStore, Room
 from chatroom.wire import Kind
@@ -86,10 +87,11 @@ class E2ERoom(Room):
         self,
         clock: IReactorTime,
         members: MemberStore | None = None,
+        moderation: ModerationSettings | None = None,
         room_id: str = ROOM_ID,
         random_bytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
-        super().__init__(clock, members)
+        super().__init__(clock, members, moderation)
         self.room_id = room_id
         self.directory = KeyDirectory()
         self._random_bytes = random_bytes
