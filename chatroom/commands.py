@@ -78,6 +78,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
     ),
     CommandSpec("unban", "<name|address|CIDR>", "lift a ban (admins only)", 1, 1),
     CommandSpec("bans", "", "list the bans: who set each, when, why, until when (admins only)", 0, 0),
+    CommandSpec("e2e", "<hello|register|keys|send> [args]", "end-to-end encryption (used by clients)", 1, 2),
 )
 
 _BY_NAME: dict[str, CommandSpec] = {alias: spec for spec in COMMANDS for alias in (spec.name, *spec.aliases)}

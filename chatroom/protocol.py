@@ -92,6 +92,7 @@ class ChatProtocol(LineReceiver):
 
     delimiter = b"\n"
     MAX_LENGTH = MAX_LINE_BYTES
+    too_long = f"line too long: at most {MAX_LINE_BYTES} bytes per line"
     log = Logger()
 
     def __init__(self, factory: ChatFactory) -> None:
@@ -266,7 +267,7 @@ class ChatProtocol(LineReceiver):
             self._discarding = True
         else:
             self._leftover = line[end + 1 :]
-        self._refuse(f"line too long: at most {self.MAX_LENGTH} bytes per line", "an over-long line")
+        self._refuse(self.too_long, "an over-long line")
 
     def lineReceived(self, line: bytes) -> None:
         member = self.member

@@ -18,11 +18,11 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python import usage
 
+from chatroom.e2e.server import E2EFactory, E2ERoom
 from chatroom.limits import ClientLimits, ConnectionLimits
 from chatroom.moderation import STATE_FILE, ModerationSettings, PasswordCheck, load_bans
 from chatroom.passwd import read_hash_file
 from chatroom.protocol import ChatFactory
-from chatroom.room import Room
 from chatroom.state import StateError, write_json
 from chatroom.tls import (
     CA_CERT_NAME,
@@ -250,8 +250,8 @@ def makeService(config: Options) -> ChatService:
         save=partial(write_json, Path(config["state"]) / STATE_FILE),
         run_check=run_check,
     )
-    factory = ChatFactory(
-        Room(reactor, moderation=moderation), config["client_limits"], config["connection_limits"]
+    factory = E2EFactory(
+        E2ERoom(reactor, moderation=moderation), config["client_limits"], config["connection_limits"]
     )
     password_file = config["admin-password-file"]
     service = ChatService(

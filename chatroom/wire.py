@@ -55,6 +55,12 @@ class Kind(StrEnum):
     UNBAN = "unban"
     BANLIST = "banlist"
     BANNED = "banned"
+    # End-to-end encryption (chatroom.e2e.server).
+    CHALLENGE = "challenge"
+    KEY = "key"
+    KEYS = "keys"
+    KEYDROP = "keydrop"
+    E2E = "e2e"
 
 
 class WireError(ValueError):

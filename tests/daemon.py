@@ -36,6 +36,7 @@ class Daemon:
     port: int
     directory: Path
     output: bytearray = field(default_factory=bytearray)
+    reader: threading.Thread | None = None
     clients: list[LineClient] = field(default_factory=list)
 
     @property
@@ -64,17 +65,21 @@ class Daemon:
 
     def stop(self) -> int:
         """
-        Close the clients, stop the daemon with SIGTERM and return its exit code.
+        Close the clients, stop the daemon with SIGTERM and return its exit
+        code; L{output} then holds everything it wrote.
         """
         for client in self.clients:
             client.close()
         if self.process.poll() is None:
             self.process.terminate()
         try:
-            return self.process.wait(timeout=15)
+            code = self.process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            return self.process.wait(timeout=15)
+            code = self.process.wait(timeout=15)
+        if self.reader is not None:
+            self.reader.join(timeout=15)
+        return code
 
 
 def daemon_env() -> dict[str, str]:
@@ -138,7 +143,7 @@ def running_daemon(directory: Path, *args: str) -> Iterator[Daemon]:
         process.kill()
         process.wait(timeout=15)
         raise RuntimeError("the daemon did not start:\n" + output.decode(errors="replace"))
-    daemon = Daemon(process, port_holder[0], directory, output)
+    daemon = Daemon(process, port_holder[0], directory, output, reader)
     try:
         yield daemon
     finally:
