@@ -178,7 +178,7 @@ class ClientLimits:
     @ivar ping_timeout: Seconds a pinged client has to answer.
     """
 
-    send_queue: int = 256 * 1024
+    send_queue: int = 1024 * 1024
     flood_rate: float = 5.0
     flood_burst: float = 20.0
     flood_kick: int = 50
