@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from chatroom.wire import ServerLine, parse_line
-from tests.daemon import Daemon, LineClient, daemon_env, running_daemon
+from tests.daemon import Daemon, LineClient, daemon_command, daemon_env, running_daemon
 
 
 @pytest.fixture
@@ -96,18 +95,7 @@ def test_three_clients_chat(daemon: Daemon) -> None:
 
 def test_explicit_missing_certificate_is_a_clear_error(tmp_path: Path) -> None:
     result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from twisted.scripts.twistd import run; run()",
-            "--pidfile=",
-            "-n",
-            "chatroom",
-            "--cert",
-            "nope.pem",
-            "--key",
-            "nope-key.pem",
-        ],
+        daemon_command("--cert", "nope.pem", "--key", "nope-key.pem"),
         cwd=tmp_path,
         env=daemon_env(),
         capture_output=True,
