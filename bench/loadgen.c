@@ -8,7 +8,8 @@
  *           (--window W | --rate R | --idle) --duration SECONDS [--password PW]
  *
  * It connects all clients and waits until each one is in the room (chat:
- * the welcome line; irc: the end of the channel's NAMES), prints
+ * the welcome line, then it sends "/pong" as its first line and answers
+ * pings; irc: the end of the channel's NAMES), prints
  * "ready connect_s=...", then waits for a line on stdin. With --idle it
  * just holds the clients (answering PINGs) until stdin closes or says
  * anything. Otherwise the first S clients send 100-byte messages for
@@ -226,7 +227,16 @@ static void on_line(client_t *c, char *line, size_t len, int64_t t_recv) {
             char *text = strstr(kind, " :");
             if (text) on_payload(r, text + 2, t_recv);
         } else if (strncmp(kind, "welcome ", 8) == 0) {
+            /* A first line, as a real client sends, for the first-line timeout. */
+            queue(c, "/pong\n", 6);
+            flush_out(c);
             become_ready(c);
+        } else if (strncmp(kind, "ping * ", 7) == 0) {
+            char pong[300], *token = kind + 7, *end = strchr(token, ' ');
+            if (!end || end - token > 200) return;
+            int n = snprintf(pong, sizeof pong, "/pong %.*s\n", (int)(end - token), token);
+            queue(c, pong, (size_t)n);
+            flush_out(c);
         }
         return;
     }

@@ -23,7 +23,8 @@ def read_messages(client: LineClient, count: int) -> list[tuple[str, str]]:
 
 
 def test_bursts_from_two_senders_reach_everyone_in_order(tmp_path: Path) -> None:
-    with running_daemon(tmp_path) as daemon:
+    # Flood control would (rightly) kick these senders.
+    with running_daemon(tmp_path, "--flood-rate", "0") as daemon:
         clients = [daemon.connect() for _ in range(3)]
         names = []
         for client in clients:

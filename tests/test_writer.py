@@ -151,7 +151,7 @@ def test_a_broken_connection_does_not_hold_back_the_others() -> None:
 def room_with(count: int) -> tuple[Clock, Room, list[StringTransport]]:
     clock = Clock()
     room = Room(clock)
-    factory = ChatFactory(room, TurnFlusher(clock))
+    factory = ChatFactory(room, flusher=TurnFlusher(clock))
     transports = []
     for _ in range(count):
         protocol = factory.buildProtocol(None)
@@ -223,7 +223,7 @@ def tls_pair(tmp_path: Path, server_factory: Any, clock: Clock) -> tuple[iosim.I
 def test_tls_lines_arrive_whole_and_in_order(tmp_path: Path) -> None:
     clock = Clock()
     room = Room(clock)
-    pump, received = tls_pair(tmp_path, ChatFactory(room, TurnFlusher(clock)), clock)
+    pump, received = tls_pair(tmp_path, ChatFactory(room, flusher=TurnFlusher(clock)), clock)
     (member,) = room.members
     protocol = member.recipient
     assert isinstance(protocol, ChatProtocol)
