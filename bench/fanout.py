@@ -278,6 +278,13 @@ def read_line(stream: IO[str], process: subprocess.Popen[str], prefix: str) -> s
     raise RuntimeError(f"the load generator stopped (exit {process.returncode}) before {prefix!r}")
 
 
+def parse_figures(line: str) -> dict[str, float]:
+    """
+    The C{key=value} figures of one line from the load generator.
+    """
+    return {key: float(value) for key, value in (pair.split("=") for pair in line.split()[1:])}
+
+
 def measure(
     loadgen: Path, server: Running, ca: Path, scenario: Scenario, cpu: int | None, profile: Path | None = None
 ) -> dict[str, float]:
@@ -300,7 +307,7 @@ def measure(
     assert process.stdin is not None and process.stdout is not None
     try:
         ready = read_line(process.stdout, process, "ready")
-        figures["connect_s"] = float(ready.split("connect_s=")[1])
+        figures.update(parse_figures(ready))
         time.sleep(1.0)  # let join announcements drain before measuring memory
         figures["rss_idle_kb"] = rss_bytes(pid) / 1024
         figures["rss_per_conn_kb"] = (figures["rss_idle_kb"] - figures["rss_base_kb"]) / scenario.clients
@@ -324,10 +331,7 @@ def measure(
         elapsed = time.monotonic() - started
         figures["server_cpu"] = (cpu_seconds(pid) - cpu_before) / elapsed
         figures["rss_load_kb"] = rss_bytes(pid) / 1024
-        result = read_line(process.stdout, process, "result")
-        for pair in result.split()[1:]:
-            key, value = pair.split("=")
-            figures[key] = float(value)
+        figures.update(parse_figures(read_line(process.stdout, process, "result")))
         if figures["deliveries"]:
             figures["us_per_delivery"] = figures["server_cpu"] * elapsed * 1e6 / figures["deliveries"]
         process.wait(timeout=30)
@@ -352,18 +356,20 @@ COLUMNS = [
     ("us/deliv", "us_per_delivery", "{:.2f}"),
     ("gen CPU", "loadgen_cpu", "{:.0%}"),
     ("connect s", "connect_s", "{:.2f}"),
+    ("reconnects", "retries", "{:.0f}"),
     ("RSS idle MB", "rss_idle_kb", "{:.1f}"),
     ("KB/conn", "rss_per_conn_kb", "{:.1f}"),
     ("RSS load MB", "rss_load_kb", "{:.1f}"),
 ]
-IDLE_COLUMNS = ["connect_s", "rss_idle_kb", "rss_per_conn_kb"]
+IDLE_COLUMNS = ["connect_s", "retries", "rss_idle_kb", "rss_per_conn_kb"]
 RATIOS = ["deliveries_per_s", "us_per_delivery", "p99_ms", "rss_per_conn_kb"]
 LEGEND = """\
 deliveries/s: messages received by clients other than the sender, per second of sending;
 p50/p99/max: send to receive, per delivery; lost/reord/dup: must be 0;
 srv CPU: the server's CPU (100% = one core); us/deliv: server CPU microseconds per delivery;
 gen CPU: the load generator's own CPU (near 100% would make it the bottleneck);
-connect s: TLS connect and join of all clients; KB/conn: RSS added per idle connection."""
+connect s: TLS connect and join of all clients; reconnects: connections the server reset while
+busy and the load generator made again; KB/conn: RSS added per idle connection."""
 
 
 def show(scenario: Scenario, results: dict[str, dict[str, float]]) -> None:
@@ -458,6 +464,10 @@ def main(argv: list[str] | None = None) -> int:
                         )
                 except (RuntimeError, subprocess.SubprocessError, OSError) as e:
                     print(f"{server} failed in {name}: {e}", file=sys.stderr)
+                    for log in work.glob("*.log"):
+                        lines = log.read_text(errors="replace").splitlines()
+                        tail = lines[-15:]
+                        print(f"the end of {log.name}:", *tail, sep="\n    ", file=sys.stderr)
                     failed = True
             show(scenario, results)
             for figures in results.values():

@@ -47,6 +47,7 @@
 #define HIST_N 1000000        /* 10 s of buckets */
 #define MAX_HANDSHAKES 64     /* connections being set up at once */
 #define SETUP_TIMEOUT_S 300
+#define MAX_RETRIES 1000
 
 enum { PROTO_CHAT, PROTO_IRC };
 enum { ST_CONNECTING, ST_HANDSHAKE, ST_LOGIN, ST_READY };
@@ -85,7 +86,7 @@ static uint64_t deliveries, latency_samples, echoes, dups, reorders, overflow_la
 static int64_t max_lat_ns;
 static int64_t t_start, t_stop;
 static int sending;
-static int nready, nstarted;
+static int nready, nstarted, retries;
 
 static int64_t now_ns(void) {
     struct timespec ts;
@@ -307,6 +308,20 @@ static void on_readable(client_t *c) {
     }
 }
 
+static void open_client(client_t *c);
+
+/* A server too busy to accept lets the kernel drop connections from a full
+ * listen queue (ngircd's is short): connect that client again, a bounded
+ * number of times, and report how often. */
+static void reconnect(client_t *c, const char *what) {
+    if (++retries > MAX_RETRIES) die(what);
+    SSL_free(c->ssl);
+    close(c->fd);
+    free(c->in);
+    ERR_clear_error();
+    open_client(c);
+}
+
 static void drive(client_t *c) {
     if (c->state == ST_CONNECTING) {
         int err = 0;
@@ -314,7 +329,8 @@ static void drive(client_t *c) {
         getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
         if (err) {
             errno = err;
-            die("connect");
+            reconnect(c, "connect");
+            return;
         }
         c->state = ST_HANDSHAKE;
     }
@@ -324,6 +340,7 @@ static void drive(client_t *c) {
             int e = SSL_get_error(c->ssl, n);
             if (e == SSL_ERROR_WANT_READ) want_out(c, 0);
             else if (e == SSL_ERROR_WANT_WRITE) want_out(c, 1);
+            else if (e == SSL_ERROR_SYSCALL && (errno == ECONNRESET || errno == 0)) reconnect(c, "TLS handshake");
             else die("TLS handshake");
             return;
         }
@@ -334,8 +351,7 @@ static void drive(client_t *c) {
     on_readable(c);
 }
 
-static void start_connect(int i) {
-    client_t *c = &clients[i];
+static void open_client(client_t *c) {
     c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     if (c->fd < 0) die("socket");
     int one = 1;
@@ -352,6 +368,10 @@ static void start_connect(int i) {
     c->pollout = 1;
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
     if (epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0) die("epoll_ctl");
+}
+
+static void start_connect(int i) {
+    open_client(&clients[i]);
     nstarted++;
 }
 
@@ -448,7 +468,7 @@ int main(int argc, char **argv) {
         }
     }
     double connect_s = (now_ns() - t0) / 1e9;
-    printf("ready connect_s=%.3f\n", connect_s);
+    printf("ready connect_s=%.3f retries=%d\n", connect_s, retries);
     fflush(stdout);
 
     /* Wait for the go (or, idle, the end), reading what the server sends meanwhile. */

@@ -3,16 +3,17 @@ The write path from the room to the sockets: one write per connection per turn.
 
 A broadcast hands the same line to every member; L{LineWriter} only queues
 it. Once per reactor turn, L{TurnFlusher} joins each connection's queued
-lines and writes them at once: one TLS record and one C{send} per
-connection, however many lines fell due to it in that turn.
+lines and writes them at once: one TLS record (up to 16 KiB) and one
+C{send} per connection, however many lines fell due to it in that turn.
 
-Over TLS on a real TCP connection, L{TLSLineWriter} skips the Python layers
-of Twisted's TLS wrapper for that write (they cost more than the encryption
-itself): it encrypts straight through OpenSSL into the memory BIO, reads the
-ciphertext back into one reusable buffer and sends it on the socket, falling
-back to Twisted's path whenever that path holds state of its own (handshake
-not done, buffered data, a connection closing). Lines for one connection
-always leave in the order they were queued.
+Over TLS on a TCP connection, L{TLSLineWriter} skips the Python layers of
+Twisted's TLS wrapper for that write (they cost more than the encryption
+itself, and the TCP transport's buffering adds two epoll calls per write):
+it encrypts straight through OpenSSL into the memory BIO, reads the
+ciphertext into one shared buffer and sends it on the socket at once. It
+leaves the write to Twisted whenever Twisted holds state of its own
+(handshake not done, data already buffered, a connection closing), so the
+lines of one connection always leave in the order they were queued.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ CIPHER_BUFFER = 2**15
 BIO_KEEP = 2**12
 
 # pyOpenSSL's cffi bindings, used directly on the hot path: one C call per
-# step instead of several Python calls. Absent in some future pyOpenSSL,
-# the public API below takes over.
+# step instead of several Python calls. Should a future pyOpenSSL lack them,
+# TLS connections get the plain LineWriter (Twisted's own path).
 _lib: Any = getattr(SSL, "_lib", None)
 _ffi: Any = getattr(SSL, "_ffi", None)
 _HAVE_CFFI = all(
