@@ -1,0 +1,171 @@
+"""
+C{chatroom-client}: the command line, the TLS endpoint and the reactor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import tkinter as tk
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.ssl import Certificate, optionsForClientTLS, trustRootFromCertificates
+from twisted.logger import (
+    FilteringLogObserver,
+    LogLevel,
+    LogLevelFilterPredicate,
+    globalLogBeginner,
+    textFileLogObserver,
+)
+
+from chatroom.client.gui import ChatWindow
+from chatroom.client.session import ChatSession
+from chatroom.names import name_problem
+
+DEFAULT_HOST = "localhost"
+DEFAULT_PORT = 6697
+DEFAULT_CA = Path("certs") / "ca.pem"
+CONNECT_TIMEOUT = 10.0
+# Quit waits this long at most for the connection to close cleanly.
+QUIT_TIMEOUT = 2.0
+
+_PEM_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """
+    Parse the command line; exit with a usage message if it is wrong.
+    """
+    parser = argparse.ArgumentParser(
+        prog="chatroom-client",
+        description="The chatroom GUI client: a Tk window on a verified TLS connection.",
+    )
+    parser.add_argument("--host", default=DEFAULT_HOST, help=f"server host name [default: {DEFAULT_HOST}]")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"server port [default: {DEFAULT_PORT}]"
+    )
+    parser.add_argument(
+        "--ca",
+        type=Path,
+        default=DEFAULT_CA,
+        help=f"CA certificate(s) to trust, PEM [default: {DEFAULT_CA}, the CA the daemon creates]",
+    )
+    parser.add_argument("--nick", help="name to take; if taken, NAME2, NAME3, ... instead")
+    args = parser.parse_args(argv)
+    if not 1 <= args.port <= 65535:
+        parser.error(f"--port must be 1 to 65535, not {args.port}")
+    if args.nick is not None and (problem := name_problem(args.nick)) is not None:
+        parser.error(f"--nick {args.nick!r}: {problem}")
+    try:
+        args.ca_certificates = load_certificates(args.ca.read_bytes())
+    except OSError as e:
+        parser.error(
+            f"cannot read the CA file {args.ca}: {e.strerror} (pass --ca with the daemon's certs/ca.pem)"
+        )
+    except ValueError as e:
+        parser.error(f"{args.ca}: {e}")
+    return args
+
+
+def load_certificates(pem: bytes) -> list[Certificate]:
+    """
+    Every certificate in a PEM file.
+
+    @raise ValueError: If there is none, or one is broken.
+    """
+    blocks = _PEM_CERTIFICATE.findall(pem)
+    if not blocks:
+        raise ValueError("no PEM certificate in the file")
+    try:
+        return [Certificate.loadPEM(block) for block in blocks]
+    except Exception as e:
+        raise ValueError(f"a certificate cannot be read ({e})") from e
+
+
+def tls_endpoint(reactor: Any, host: str, port: int, trusted: Sequence[Certificate]) -> IStreamClientEndpoint:
+    """
+    An endpoint that connects to C{host:port} and verifies, with
+    service-identity, that the server's certificate is for C{host} and
+    signed by one of C{trusted}.
+    """
+    options = optionsForClientTLS(host, trustRoot=trustRootFromCertificates(list(trusted)))
+    return wrapClientTLS(options, HostnameEndpoint(reactor, host, port, timeout=CONNECT_TIMEOUT))
+
+
+def display_address(host: str, port: int) -> str:
+    """
+    C{host:port}, with an IPv6 address in brackets.
+    """
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class ClientApp:
+    """
+    The running client: the session and the window, and how it ends.
+    """
+
+    def __init__(self, reactor: Any, session: ChatSession) -> None:
+        self.reactor = reactor
+        self.session = session
+        self._stopping = False
+
+    def send(self, text: str) -> bool:
+        return self.session.send(text)
+
+    def reconnect(self) -> None:
+        self.session.reconnect()
+
+    def quit(self) -> None:
+        """
+        Say goodbye to the room, then stop the reactor (at the latest after
+        L{QUIT_TIMEOUT}, should the network hang).
+        """
+        if self._stopping:
+            return
+        self._stopping = True
+        timeout = self.reactor.callLater(QUIT_TIMEOUT, self._stop_reactor)
+        closed = self.session.stop(farewell=True)
+        closed.addBoth(lambda _: timeout.cancel() if timeout.active() else None)
+        closed.addBoth(lambda _: self._stop_reactor())
+
+    def _stop_reactor(self) -> None:
+        if self.reactor.running:
+            self.reactor.stop()
+
+
+def run(reactor: Any, argv: Sequence[str] | None = None) -> int:
+    """
+    Parse the command line, open the window, and run the reactor until quit.
+    """
+    from twisted.internet import tksupport
+
+    args = parse_args(argv)
+    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.warn)
+    globalLogBeginner.beginLoggingTo(
+        [FilteringLogObserver(textFileLogObserver(sys.stderr), [predicate])], redirectStandardIO=False
+    )
+    address = display_address(args.host, args.port)
+    endpoint = tls_endpoint(reactor, args.host, args.port, args.ca_certificates)
+    session = ChatSession(reactor, endpoint, address, args.nick)
+    app = ClientApp(reactor, session)
+    root = tk.Tk(className="chatroom")
+    window = ChatWindow(root, app, address)
+    tksupport.install(root)
+    session.start(window)
+    reactor.run()
+    root.destroy()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """
+    The C{chatroom-client} console script.
+    """
+    from twisted.internet import reactor
+
+    sys.exit(run(reactor, argv))

@@ -1,0 +1,259 @@
+"""
+The client's line protocol: server lines in, calls on a L{ChatView} out.
+
+L{ChatClientProtocol} frames and parses the server's lines with
+L{chatroom.wire.parse_line} and knows nothing of Tk. Besides framing it does
+one job the server cannot: when a name was asked for with C{--nick} and it
+is taken, it asks for the next free variant (C{NAME2}, C{NAME3}, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol, cast
+
+from OpenSSL.SSL import Error as TLSError
+from service_identity import VerificationError
+from twisted.internet import error
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IHandshakeListener,
+    IReactorTime,
+    ISSLTransport,
+    ITCPTransport,
+)
+from twisted.internet.protocol import connectionDone
+from twisted.protocols.basic import LineReceiver
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from chatroom.names import MAX_NAME_LENGTH
+from chatroom.wire import Kind, ServerLine, WireError, parse_line
+
+# Server lines are short, but end-to-end envelopes are single long lines; a
+# line beyond this is a broken or hostile server, not a message.
+MAX_SERVER_LINE_BYTES = 1024 * 1024
+# A server that accepts TCP but never finishes the TLS handshake must not
+# leave the client waiting forever.
+HANDSHAKE_TIMEOUT = 15.0
+# How many numbered variants of a taken name to try before giving up.
+MAX_NICK_TRIES = 50
+
+
+class ChatView(Protocol):
+    """
+    What the client shows: the window implements this, tests record it.
+    """
+
+    def connecting(self, address: str) -> None:
+        """
+        A connection attempt to C{address} (C{host:port}) has started.
+        """
+
+    def connected(self, address: str) -> None:
+        """
+        The TLS connection to C{address} is up and the server verified.
+        """
+
+    def disconnected(self, reason: str) -> None:
+        """
+        The connection, or the attempt to make one, ended for C{reason}.
+        """
+
+    def retrying(self, delay: float) -> None:
+        """
+        The client will try to connect again in C{delay} seconds.
+        """
+
+    def line_received(self, line: ServerLine) -> None:
+        """
+        The server sent C{line}.
+        """
+
+    def name_changed(self, name: str) -> None:
+        """
+        The server now knows this client as C{name}.
+        """
+
+    def notice(self, text: str) -> None:
+        """
+        Something the client itself has to say (not from the server).
+        """
+
+
+def nick_variant(name: str, number: int) -> str:
+    """
+    The C{number}th variant of C{name}: C{name} itself, then C{name2}, ...
+
+    The name is shortened where the suffix would make it too long.
+    """
+    if number <= 1:
+        return name
+    suffix = str(number)
+    return name[: MAX_NAME_LENGTH - len(suffix)] + suffix
+
+
+def describe_failure(reason: Failure) -> str:
+    """
+    Say in words why a connection failed or ended.
+    """
+    if reason.check(VerificationError):
+        return f"the server's certificate is not valid for this host name ({reason.value})"
+    if reason.check(TLSError):
+        details = str(reason.value)
+        if "certificate verify failed" in details:
+            return "the server's certificate could not be verified: is --ca the CA file the daemon created?"
+        return f"the TLS handshake failed ({details})"
+    if reason.check(error.ConnectionRefusedError):
+        return "connection refused: is the daemon running?"
+    if reason.check(error.DNSLookupError):
+        return "unknown host name"
+    if reason.check(error.TimeoutError):
+        return "the connection attempt timed out"
+    if reason.check(error.ConnectionDone):
+        return "the server closed the connection"
+    if reason.check(error.ConnectionLost, error.ConnectionAborted):
+        return "the connection was lost"
+    return f"the connection failed ({reason.getErrorMessage()})"
+
+
+@implementer(IHandshakeListener)
+class ChatClientProtocol(LineReceiver):
+    """
+    One connection to the daemon.
+
+    @ivar name: The name the server knows this client by, once welcomed.
+    @ivar wanted_nick: The name to ask for after the welcome (and after a
+        reconnect): C{--nick}, or the last name the user chose with C{/nick}.
+    """
+
+    delimiter = b"\n"
+    MAX_LENGTH = MAX_SERVER_LINE_BYTES
+
+    def __init__(
+        self,
+        view: ChatView,
+        clock: IReactorTime,
+        wanted_nick: str | None,
+        on_ready: Callable[[ChatClientProtocol], None],
+        on_lost: Callable[[ChatClientProtocol, Failure], None],
+    ) -> None:
+        """
+        @param view: Where lines, names and notices go.
+        @param clock: Times the TLS handshake.
+        @param wanted_nick: The name to ask for once welcomed, if any.
+        @param on_ready: Called once the connection is usable (TLS verified).
+        @param on_lost: Called when the connection ends, with the reason.
+        """
+        self.view = view
+        self.clock = clock
+        self.wanted_nick = wanted_nick
+        self.name: str | None = None
+        self.ready = False
+        self._on_ready = on_ready
+        self._on_lost = on_lost
+        self._handshake_timer: IDelayedCall | None = None
+        self._timed_out = False
+        # The name asked for automatically, and which variant it is.
+        self._nick_try: str | None = None
+        self._nick_number = 0
+
+    # Connection events
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            set_no_delay(True)
+        if ISSLTransport.providedBy(self.transport):
+            self._handshake_timer = self.clock.callLater(HANDSHAKE_TIMEOUT, self._handshake_timed_out)
+        else:
+            self.handshakeCompleted()
+
+    def _handshake_timed_out(self) -> None:
+        self._handshake_timer = None
+        self._timed_out = True
+        cast(ITCPTransport, self.transport).abortConnection()
+
+    def handshakeCompleted(self) -> None:
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
+        self.ready = True
+        self._on_ready(self)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
+        if self._timed_out:
+            reason = Failure(error.TimeoutError("the TLS handshake timed out"))
+        self._on_lost(self, reason)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self.view.notice(f"the server sent a line over {self.MAX_LENGTH} bytes: disconnecting")
+        assert self.transport is not None
+        self.transport.loseConnection()
+
+    # Lines
+
+    def send_line(self, text: str) -> None:
+        """
+        Send one line as typed; the server parses it.
+        """
+        assert self.transport is not None
+        self.sendLine(text.encode("utf-8"))
+
+    def lineReceived(self, line: bytes) -> None:
+        try:
+            parsed = parse_line(line)
+        except WireError as e:
+            self.view.notice(f"unreadable line from the server ({e}): {line[:200]!r}")
+            return
+        self.view.line_received(parsed)
+        if parsed.kind == Kind.WELCOME and parsed.args:
+            self._welcomed(parsed.args[0])
+        elif parsed.kind == Kind.RENAME and parsed.args and parsed.source == self.name:
+            self._renamed(parsed.args[0])
+        elif parsed.kind == Kind.ERROR and self._nick_try is not None:
+            self._nick_refused(parsed.text)
+
+    # Names
+
+    def _welcomed(self, name: str) -> None:
+        self.name = name
+        self.view.name_changed(name)
+        if self.wanted_nick is not None and self.wanted_nick != name:
+            self._ask_nick(1)
+
+    def _ask_nick(self, number: int) -> None:
+        assert self.wanted_nick is not None
+        self._nick_number = number
+        self._nick_try = nick_variant(self.wanted_nick, number)
+        self.send_line(f"/nick {self._nick_try}")
+
+    def _renamed(self, new_name: str) -> None:
+        self.name = new_name
+        self.view.name_changed(new_name)
+        if self._nick_try is not None and new_name == self._nick_try:
+            if self._nick_number > 1:
+                self.view.notice(f"the name {self.wanted_nick} is taken: you are {new_name}")
+        else:
+            # The user chose this name: keep it across reconnects.
+            self.wanted_nick = new_name
+        self._nick_try = None
+
+    def _nick_refused(self, text: str) -> None:
+        # The server says "the name X is taken" or "... looks too much like Y".
+        if text.startswith(f"the name {self._nick_try} "):
+            if self._nick_number < MAX_NICK_TRIES:
+                self._ask_nick(self._nick_number + 1)
+                return
+            self.view.notice(f"no free variant of {self.wanted_nick}: type /nick with another name")
+        elif text.startswith("invalid name"):
+            self.view.notice(f"cannot use the name {self.wanted_nick}: type /nick with another name")
+        else:
+            # An error about something else the user typed meanwhile.
+            return
+        self._nick_try = None
+        self.wanted_nick = None
