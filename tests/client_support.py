@@ -1,11 +1,20 @@
 """
-Helpers for the client tests: a recording view and server lines.
+Helpers for the client tests: a recording view, a hand-driven endpoint, server lines.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from twisted.application.internet import backoffPolicy
+from twisted.internet import error
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IProtocol, IProtocolFactory
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+
+from chatroom.client.protocol import ChatClientProtocol
 from chatroom.wire import Kind, ServerLine, format_line
 
 T0 = 1_790_000_000.0
@@ -56,3 +65,35 @@ class RecordingView:
     @property
     def lines(self) -> list[ServerLine]:
         return [line for line in self.of("line") if isinstance(line, ServerLine)]
+
+
+POLICY = backoffPolicy(initialDelay=1.0, maxDelay=60.0, factor=2.0, jitter=lambda: 0.0)
+
+
+class FakeEndpoint:
+    """
+    An endpoint whose connection attempts the test completes by hand.
+    """
+
+    def __init__(self) -> None:
+        self.attempts: list[tuple[Deferred[IProtocol], IProtocolFactory]] = []
+
+    def connect(self, factory: IProtocolFactory) -> Deferred[IProtocol]:
+        attempt: Deferred[IProtocol] = Deferred()
+        self.attempts.append((attempt, factory))
+        return attempt
+
+    def accept(self) -> tuple[ChatClientProtocol, StringTransport]:
+        """
+        Let the latest attempt succeed on a plain in-memory transport.
+        """
+        attempt, factory = self.attempts[-1]
+        protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 6697))
+        assert isinstance(protocol, ChatClientProtocol)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        attempt.callback(protocol)
+        return protocol, transport
+
+    def refuse(self) -> None:
+        self.attempts[-1][0].errback(Failure(error.ConnectionRefusedError()))

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
-from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IStreamClientEndpoint
 from twisted.internet.ssl import Certificate, optionsForClientTLS, trustRootFromCertificates
 from twisted.logger import (
     FilteringLogObserver,
@@ -87,14 +87,22 @@ def load_certificates(pem: bytes) -> list[Certificate]:
         raise ValueError(f"a certificate cannot be read ({e})") from e
 
 
+def client_tls(host: str, trusted: Sequence[Certificate]) -> IOpenSSLClientConnectionCreator:
+    """
+    TLS options that accept only a server whose certificate is signed by one
+    of C{trusted} and is, by service-identity's rules, for C{host} (a name
+    or an IP address).
+    """
+    return optionsForClientTLS(host, trustRoot=trustRootFromCertificates(list(trusted)))
+
+
 def tls_endpoint(reactor: Any, host: str, port: int, trusted: Sequence[Certificate]) -> IStreamClientEndpoint:
     """
-    An endpoint that connects to C{host:port} and verifies, with
-    service-identity, that the server's certificate is for C{host} and
-    signed by one of C{trusted}.
+    An endpoint that connects to C{host:port} (any of its addresses) over
+    verified TLS; see L{client_tls}.
     """
-    options = optionsForClientTLS(host, trustRoot=trustRootFromCertificates(list(trusted)))
-    return wrapClientTLS(options, HostnameEndpoint(reactor, host, port, timeout=CONNECT_TIMEOUT))
+    tcp = HostnameEndpoint(reactor, host, port, timeout=CONNECT_TIMEOUT)
+    return wrapClientTLS(client_tls(host, trusted), tcp)
 
 
 def display_address(host: str, port: int) -> str:
@@ -153,7 +161,11 @@ def run(reactor: Any, argv: Sequence[str] | None = None) -> int:
     endpoint = tls_endpoint(reactor, args.host, args.port, args.ca_certificates)
     session = ChatSession(reactor, endpoint, address, args.nick)
     app = ClientApp(reactor, session)
-    root = tk.Tk(className="chatroom")
+    try:
+        root = tk.Tk(className="chatroom")
+    except tk.TclError as e:
+        print(f"chatroom-client: cannot open a window: {e}", file=sys.stderr)
+        return 2
     window = ChatWindow(root, app, address)
     tksupport.install(root)
     session.start(window)

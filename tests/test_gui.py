@@ -1,0 +1,289 @@
+"""
+The Tk client on a real X server (Xvfb) against the real daemon over TLS.
+
+The in-process tests drive real widgets: real key presses from xdotool go
+to the input line once it has the X focus, and the assertions read what the
+message area and the member list show. The reactor is turned by hand
+(L{tests.pump}); the last test runs C{chatroom-client} as its own process.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tkinter as tk
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chatroom.client.app import ClientApp
+from chatroom.client.gui import ChatWindow
+from chatroom.client.render import local_time
+from chatroom.client.session import ChatSession
+from chatroom.wire import ServerLine, parse_line
+from tests.daemon import REPO, Daemon, LineClient, daemon_env, running_daemon
+from tests.pump import global_reactor, local_endpoint, pump
+from tests.xvfb import xvfb
+
+ARTIFACTS = REPO / "artifacts"
+TOOL_TIMEOUT = 20.0
+
+
+@pytest.fixture(scope="module")
+def display() -> Iterator[str]:
+    with xvfb() as name:
+        old = os.environ.get("DISPLAY")
+        os.environ["DISPLAY"] = name
+        try:
+            yield name
+        finally:
+            if old is None:
+                del os.environ["DISPLAY"]
+            else:
+                os.environ["DISPLAY"] = old
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    with running_daemon(tmp_path) as d:
+        yield d
+
+
+def xdotool(*args: str) -> str:
+    done = subprocess.run(
+        ["xdotool", *args], capture_output=True, text=True, timeout=TOOL_TIMEOUT, check=True
+    )
+    return done.stdout
+
+
+class Gui:
+    """
+    One client window in this process, as the application builds it.
+    """
+
+    def __init__(self, port: int, ca_path: Path, nick: str | None, everyone: list[Gui]) -> None:
+        self.reactor = global_reactor()
+        self.root = tk.Tk(className="chatroom")
+        self.everyone = everyone
+        everyone.append(self)
+        address = f"127.0.0.1:{port}"
+        endpoint = local_endpoint(self.reactor, port, ca_path)
+        self.session = ChatSession(self.reactor, endpoint, address, nick)
+        self.app = ClientApp(self.reactor, self.session)
+        self.window = ChatWindow(self.root, self.app, address)
+        self.session.start(self.window)
+
+    def pump(self, done: Any, what: str) -> None:
+        pump(self.reactor, done, [gui.root for gui in self.everyone], what=what)
+
+    def shows(self, text: str) -> bool:
+        return any(text in line for line in self.window.message_lines())
+
+    def wait_for_text(self, text: str) -> str:
+        self.pump(lambda: self.shows(text), f"{text!r} in the message area")
+        return next(line for line in self.window.message_lines() if text in line)
+
+    def members(self) -> list[str]:
+        return list(self.window.members.get(0, tk.END))
+
+    def style_of(self, text: str) -> set[str]:
+        """
+        The message-area tags on the first line that shows C{text}.
+        """
+        found = self.window.messages.search(text, "1.0", tk.END)
+        assert found, text
+        return set(self.window.messages.tag_names(found))
+
+    def type_line(self, text: str) -> None:
+        """
+        Focus the input line, type C{text} with real key presses, press Return.
+        """
+        entry = self.window.entry
+        self.pump(entry.winfo_viewable, "the input line to be viewable")
+        entry.focus_force()
+        self.pump(lambda: self.root.focus_get() is entry, "the input line to get the X focus")
+        xdotool("type", "--delay", "5", text)
+        self.pump(lambda: entry.get() == text, f"{text!r} in the input line")
+        xdotool("key", "Return")
+        self.pump(lambda: entry.get() == "", "the input line to be sent")
+
+    def close(self) -> None:
+        closed = self.session.stop()
+        self.pump(lambda: closed.called, "the connection to close")
+        self.everyone.remove(self)
+        self.root.destroy()
+
+
+@pytest.fixture
+def guis(display: str) -> Iterator[list[Gui]]:
+    everyone: list[Gui] = []
+    yield everyone
+    for gui in list(everyone):
+        gui.close()
+
+
+def until_kind(client: LineClient, kind: str, *args: str) -> ServerLine:
+    def match(raw: bytes) -> bool:
+        parsed = parse_line(raw)
+        return parsed.kind == kind and parsed.args[: len(args)] == args
+
+    return parse_line(client.read_until(match)[-1])
+
+
+def joined(daemon: Daemon, name: str) -> LineClient:
+    client = daemon.connect()
+    until_kind(client, "list")
+    client.send(f"/nick {name}")
+    until_kind(client, "rename", name)
+    return client
+
+
+def test_two_windows_and_a_line_client_chat(daemon: Daemon, guis: list[Gui]) -> None:
+    carol = joined(daemon, "carol")
+    alice = Gui(daemon.port, daemon.ca_path, "alice", guis)
+    bob = Gui(daemon.port, daemon.ca_path, "bob", guis)
+    alice.pump(lambda: alice.members() == ["alice", "bob", "carol"], "the member list")
+    assert alice.window.members_label.cget("text") == "Members (3)"
+    assert alice.root.title() == f"chatroom - alice @ 127.0.0.1:{daemon.port} (connected)"
+    assert "TLS verified" in alice.window.status.cget("text")
+    assert str(alice.window.reconnect_button.cget("state")) == "disabled"
+
+    alice.type_line("hello from alice")
+    # Pump first: the blocking line client would hold up the reactor.
+    shown = bob.wait_for_text("<alice> hello from alice")
+    heard = until_kind(carol, "message")
+    assert (heard.source, heard.text) == ("alice", "hello from alice")
+    # The time shown is the server's timestamp in local time.
+    assert shown == f"{local_time(heard.timestamp)} <alice> hello from alice"
+    assert "own" in alice.style_of("<alice> hello from alice")
+    assert "message" in bob.style_of("<alice> hello from alice")
+
+    # Up brings back the line sent; Down goes back to the (empty) draft.
+    xdotool("key", "Up")
+    alice.pump(lambda: alice.window.entry.get() == "hello from alice", "the history")
+    xdotool("key", "Down")
+    alice.pump(lambda: alice.window.entry.get() == "", "the draft")
+
+    bob.type_line("/whisper alice psst")
+    alice.wait_for_text("(whisper from bob) psst")
+    assert "whisper" in alice.style_of("(whisper from bob) psst")
+    carol.send("/me waves")
+    alice.wait_for_text("* carol waves")
+    assert "action" in alice.style_of("* carol waves")
+    bob.type_line("/bogus")
+    bob.wait_for_text("! unknown command")
+    assert "error" in bob.style_of("! unknown command")
+
+    carol.send("/nick caroline")
+    alice.pump(lambda: alice.members() == ["alice", "bob", "caroline"], "the rename in the list")
+    carol.close()
+    bob.pump(lambda: bob.members() == ["alice", "bob"], "carol's leaving in the list")
+
+    # Escape quits: alice says goodbye to the room and the connection closes.
+    alice.window.entry.focus_force()
+    alice.pump(lambda: alice.root.focus_get() is alice.window.entry, "the focus")
+    xdotool("key", "Escape")
+    bob.wait_for_text("alice left (quit)")
+    alice.pump(lambda: alice.session.idle, "alice's connection to close")
+    assert bob.members() == ["bob"]
+
+
+def test_taken_nick_gets_the_next_variant(daemon: Daemon, guis: list[Gui]) -> None:
+    dora = joined(daemon, "dora")
+    gui = Gui(daemon.port, daemon.ca_path, "Dora", guis)
+    gui.wait_for_text("the name Dora is taken: you are Dora2")
+    assert "client" in gui.style_of("** the name Dora is taken")
+    assert "Dora2 @" in gui.root.title()
+    assert until_kind(dora, "rename").args == ("Dora2",)
+    dora.close()
+
+
+def test_dropped_connection_is_shown_and_comes_back(tmp_path: Path, guis: list[Gui]) -> None:
+    with running_daemon(tmp_path) as daemon:
+        gui = Gui(daemon.port, daemon.ca_path, "erin", guis)
+        gui.pump(lambda: gui.members() == ["erin"], "the member list")
+        port = daemon.port
+    gui.wait_for_text("** disconnected: ")
+    gui.wait_for_text("reconnecting in")
+    assert gui.members() == []
+    assert str(gui.window.reconnect_button.cget("state")) == "normal"
+    assert gui.root.title().endswith("(disconnected)")
+    # Offline, a typed line stays in the input line.
+    gui.window.entry.insert(0, "not lost")
+    gui.window.send()
+    assert gui.window.entry.get() == "not lost"
+    gui.wait_for_text("not connected: the line was not sent")
+
+    # The daemon comes back on the same port: the client reconnects by
+    # itself, under the same name.
+    with running_daemon(tmp_path, "--port", str(port)) as daemon:
+        assert daemon.port == port
+        gui.pump(lambda: gui.members() == ["erin"], "the reconnect")
+        assert gui.root.title().endswith("(connected)")
+
+
+def test_refused_connection_offers_reconnect(tmp_path: Path, guis: list[Gui], daemon: Daemon) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    gui = Gui(port, daemon.ca_path, None, guis)
+    gui.wait_for_text("disconnected: connection refused: is the daemon running?")
+    button = gui.window.reconnect_button
+    gui.pump(lambda: str(button.cget("state")) == "normal" and button.winfo_viewable(), "Reconnect")
+    button.invoke()
+    assert gui.window.state == "connecting"
+    assert gui.window.status.cget("text") == f"Connecting to 127.0.0.1:{port}..."
+    gui.pump(lambda: gui.window.state == "disconnected", "the second refusal")
+    # The same failure again is said once; the status bar has the latest.
+    refusals = [line for line in gui.window.message_lines() if "connection refused" in line]
+    assert len(refusals) == 1
+    assert "refused" in gui.window.status.cget("text")
+    assert "reconnecting in" in gui.window.status.cget("text")
+
+
+def test_chatroom_client_process(daemon: Daemon, tmp_path: Path, display: str) -> None:
+    """
+    C{chatroom-client} with its defaults, run from the daemon's directory:
+    type with xdotool, another client hears it, save a screenshot.
+    """
+    bob = joined(daemon, "bob")
+    script = Path(sys.executable).with_name("chatroom-client")
+    client = subprocess.Popen(
+        [str(script), "--port", str(daemon.port), "--nick", "alice"],
+        cwd=daemon.directory,
+        env=daemon_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        assert until_kind(bob, "rename", "alice").source.startswith("guest")
+        window = xdotool("search", "--sync", "--onlyvisible", "--name", "^chatroom - alice").split()[0]
+        xdotool("windowfocus", "--sync", window)
+        xdotool("type", "--delay", "10", "hello from the window")
+        xdotool("key", "Return")
+        heard = until_kind(bob, "message")
+        assert (heard.source, heard.text) == ("alice", "hello from the window")
+        bob.send("/me waves back")
+        bob.send("/whisper alice the shot is ready")
+        until_kind(bob, "whisper")
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot = ARTIFACTS / "chatroom-client.png"
+        xdotool("search", "--sync", "--onlyvisible", "--name", r"^chatroom - alice .*\(connected\)$")
+        subprocess.run(["import", "-window", window, str(shot)], check=True, timeout=TOOL_TIMEOUT)
+        assert shot.stat().st_size > 0
+        # Escape quits: the room is told, the process ends on its own.
+        xdotool("key", "Escape")
+        left = until_kind(bob, "leave")
+        assert (left.source, left.text) == ("alice", "alice left (quit)")
+        assert client.wait(timeout=TOOL_TIMEOUT) == 0
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait(timeout=TOOL_TIMEOUT)
+        assert client.stdout is not None
+        output = client.stdout.read().decode(errors="replace")
+    assert "Traceback" not in output, output
