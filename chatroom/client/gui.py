@@ -104,8 +104,10 @@ class ChatWindow:
         self.messages.pack(side=tk.LEFT, fill=tk.BOTH, expand=True)
         scroll.pack(side=tk.RIGHT, fill=tk.Y)
         self.messages.tag_configure("time", foreground="#999999")
+        # Wrapped lines start under the text, not under the time.
+        indent = font.nametofont("TkFixedFont", root=root).measure("00:00:00 ")
         for style, options in _STYLES.items():
-            self.messages.tag_configure(style.value, **options)
+            self.messages.tag_configure(style.value, lmargin2=indent, **options)
 
         members_frame = ttk.Frame(panes)
         self.members_label = ttk.Label(members_frame, text="Members")
