@@ -64,6 +64,21 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("unfilter", "<word>", "stop hiding chat containing <word>", 1, 1),
     CommandSpec("help", "[command]", "show this help, or help for one command", 0, 1, ("?",)),
     CommandSpec("quit", "[message]", "leave the room", 0, 1),
+    CommandSpec("pong", "[token]", "answer a server ping (clients do it for you)", 0, 1),
+    CommandSpec("oper", "<password>", "become an admin with the admin password", 1, 1),
+    CommandSpec("op", "<user>", "make a user an admin (admins only)", 1, 1),
+    CommandSpec("deop", "<user>", "take a user's admin rights away (admins only)", 1, 1),
+    CommandSpec("kick", "<user> [reason]", "disconnect a user (admins only; anyone may kick themself)", 1, 2),
+    CommandSpec(
+        "ban",
+        "<user|address|CIDR> [duration] [reason]",
+        "ban a name and address, or an address or network, for e.g. 10m, 2h, 7d or for ever (admins only)",
+        1,
+        2,
+    ),
+    CommandSpec("unban", "<name|address|CIDR>", "lift a ban (admins only)", 1, 1),
+    CommandSpec("bans", "", "list the bans: who set each, when, why, until when (admins only)", 0, 0),
+    CommandSpec("e2e", "<hello|register|keys|send> [args]", "end-to-end encryption (used by clients)", 1, 2),
 )
 
 _BY_NAME: dict[str, CommandSpec] = {alias: spec for spec in COMMANDS for alias in (spec.name, *spec.aliases)}

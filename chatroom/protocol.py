@@ -2,16 +2,25 @@
 The per-connection protocol: bytes in, lines out, and nothing else.
 
 L{ChatProtocol} frames and decodes lines, hands each one to the command
-parser and the room, and turns every rule broken into one error line. The
-room's rules live in L{chatroom.room}; the line format in L{chatroom.wire}.
+parser and the room, and turns every rule broken into one error line. It
+also enforces the per-connection limits of L{chatroom.limits}: admission,
+timeouts, keepalive, flood control and the send-queue cap. The room's rules
+live in L{chatroom.room}; the line format in L{chatroom.wire}.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IHandshakeListener, ISSLTransport, ITransport
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IHandshakeListener,
+    IPushProducer,
+    IReactorTime,
+    ISSLTransport,
+)
 from twisted.internet.protocol import ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
@@ -19,13 +28,56 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from chatroom.commands import ParseError, parse_command
-from chatroom.room import ChatError, Member, Room
-from chatroom.wire import Kind, has_control_characters, normalize_text
+from chatroom.limits import ClientLimits, ConnectionCounter, ConnectionLimits, TokenBucket
+from chatroom.room import LINE_END, ChatError, Member, Room
+from chatroom.wire import SERVER_SOURCE, Kind, format_line, has_control_characters, normalize_text
 
 # The longest line a client may send, in bytes, line ending excluded. 4 KiB
 # holds a long paragraph even in 4-byte UTF-8 characters, while keeping what
 # one connection can make the server buffer small.
 MAX_LINE_BYTES = 4096
+# Seconds a dropped client's last lines get to drain before the connection is aborted.
+DROP_GRACE = 10.0
+
+
+class _Transport(Protocol):
+    """
+    What this protocol uses of its (TCP or TLS) transport.
+    """
+
+    def write(self, data: bytes) -> None: ...
+
+    def loseConnection(self) -> None: ...
+
+    def abortConnection(self) -> None: ...
+
+    def registerProducer(self, producer: IPushProducer, streaming: bool) -> None: ...
+
+    def unregisterProducer(self) -> None: ...
+
+
+@implementer(IPushProducer)
+class _SendQueueWatch:
+    """
+    Registered with the transport so that it says when its write buffer is
+    full (paused) and drained again (resumed).
+
+    @ivar queued: Bytes written while paused.
+    """
+
+    def __init__(self) -> None:
+        self.paused = False
+        self.queued = 0
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self.queued = 0
+
+    def stopProducing(self) -> None:
+        self.resumeProducing()
 
 
 @implementer(IHandshakeListener)
@@ -40,36 +92,77 @@ class ChatProtocol(LineReceiver):
 
     delimiter = b"\n"
     MAX_LENGTH = MAX_LINE_BYTES
+    too_long = f"line too long: at most {MAX_LINE_BYTES} bytes per line"
     log = Logger()
 
-    def __init__(self, room: Room) -> None:
-        self.room = room
+    def __init__(self, factory: ChatFactory) -> None:
+        self.factory = factory
+        self.room = factory.room
+        self.limits = factory.limits
+        clock = factory.clock
+        self.clock = clock
         self.member: Member | None = None
+        self.host = "?"
+        self._admitted = False
         self._discarding = False
         self._leftover = b""
         self._complained = False
+        self._watch = _SendQueueWatch()
+        self._flooding = 0
+        self._lines_bucket = TokenBucket(clock, self.limits.flood_rate, self.limits.flood_burst)
+        self._nick_bucket = TokenBucket(clock, self.limits.nick_rate, self.limits.nick_burst)
+        self._bad_bucket = TokenBucket(clock, self.limits.bad_input_rate, self.limits.bad_input_burst)
+        self._timer: IDelayedCall | None = None
+        self._dropped = False
+        self._closing = False
 
     # Connection events
 
     def connectionMade(self) -> None:
-        assert self.transport is not None
-        self._transport: ITransport = self.transport
-        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        transport: Any = self.transport
+        self._transport: _Transport = transport
+        peer: Any = transport.getPeer()
+        self.host, self.port = getattr(peer, "host", "?"), getattr(peer, "port", 0)
+        self.factory.connections_open.add(self)
+        tls = ISSLTransport.providedBy(transport)
+        if tls:
+            # Also bounds a refused client that never finishes its handshake.
+            self._set_timer(self.limits.handshake_timeout, self._time_out, "TLS handshake timeout")
+        refusal = self.factory.connections.admit(self.host)
+        if refusal is not None:
+            self.log.info("refused {host}: {why}", host=self.host, why=refusal)
+            self._say_and_close(refusal)
+            return
+        self._admitted = True
+        set_no_delay = getattr(transport, "setTcpNoDelay", None)
         if set_no_delay is not None:
             # Without it Nagle's algorithm and delayed ACKs hold back lines.
             set_no_delay(True)
-        if not ISSLTransport.providedBy(self.transport):
+        transport.registerProducer(self._watch, True)
+        if not tls:
             self._join()
 
     def handshakeCompleted(self) -> None:
-        self._join()
+        if self._admitted and self.member is None:
+            self._join()
 
     def _join(self) -> None:
-        peer: Any = self._transport.getPeer()
-        self.member = self.room.join(self, getattr(peer, "host", "?"), getattr(peer, "port", 0))
+        refusal = self.room.moderation.refusal(self.host)
+        if refusal is not None:
+            self.log.info("refused a connection from banned {host}", host=self.host)
+            self.deliver(refusal)
+            self.close()
+            return
+        self.member = self.room.join(self, self.host, self.port)
         self.log.info("{name} joined from {address}", name=self.member.name, address=self.member.address)
+        self._set_timer(self.limits.first_line_timeout, self._time_out, "no line received in time")
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._set_timer(0, None)
+        self.factory.forget(self)
+        if self._admitted:
+            self._admitted = False
+            self.factory.connections.release(self.host)
         member, self.member = self.member, None
         if member is not None:
             clean = reason.check(ConnectionDone) is not None
@@ -79,10 +172,77 @@ class ChatProtocol(LineReceiver):
     # Recipient, for the room
 
     def deliver(self, line: bytes) -> None:
+        watch = self._watch
+        if watch.paused:
+            # The client is not reading: count what piles up, and drop it
+            # once that passes the cap, so it cannot make us buffer forever.
+            watch.queued += len(line)
+            if watch.queued > self.limits.send_queue:
+                self.drop(f"send queue over {self.limits.send_queue} bytes: not reading", at_once=True)
+                return
         self._transport.write(line)
 
     def close(self) -> None:
+        # The room has let the member go (quit, kick, ban, shutdown): lines
+        # still arriving before the connection ends must not act for it.
+        self._closing = True
+        # A registered producer would hold the connection open forever.
+        self._transport.unregisterProducer()
         self._transport.loseConnection()
+
+    def drop(self, reason: str, at_once: bool = False) -> None:
+        """
+        Remove the client from the room, telling it and everyone why, and
+        close the connection: after its output drains (within
+        L{DROP_GRACE} seconds), or C{at_once} for a client that is not
+        reading anyway.
+        """
+        if self._dropped:
+            return
+        self._dropped = True
+        member, self.member = self.member, None
+        if member is not None:
+            if not at_once:
+                self.room.tell(member, Kind.ERROR, f"disconnected: {reason}")
+            self.room.leave(member, reason)
+            self.log.info("dropped {name}: {why}", name=member.name, why=reason)
+        if at_once:
+            self.abort()
+        else:
+            self.close()
+            self._set_timer(DROP_GRACE, self.abort)
+
+    def abort(self) -> None:
+        """
+        Close the connection at once, dropping unsent output.
+        """
+        self._transport.abortConnection()
+
+    def _say_and_close(self, text: str) -> None:
+        now = self.clock.seconds()
+        self._transport.write(format_line(now, Kind.ERROR, SERVER_SOURCE, text) + LINE_END)
+        self._transport.loseConnection()
+
+    # Timeouts and keepalive
+
+    def _set_timer(self, delay: float, call: Any, *args: Any) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = self.clock.callLater(delay, call, *args) if delay > 0 and call else None
+
+    def _time_out(self, reason: str) -> None:
+        if self.member is None:
+            self.log.info("{host}: {why}", host=self.host, why=reason)
+            self.abort()
+        else:
+            self.drop(reason)
+
+    def _ping(self) -> None:
+        if self.member is None:
+            return
+        token = f"{self.clock.seconds():.0f}"
+        self.room.tell(self.member, Kind.PING, f"reply with /pong {token}", (token,))
+        self._set_timer(self.limits.ping_timeout, self._time_out, "ping timeout")
 
     # Framing
 
@@ -107,12 +267,23 @@ class ChatProtocol(LineReceiver):
             self._discarding = True
         else:
             self._leftover = line[end + 1 :]
-        self._refuse(f"line too long: at most {self.MAX_LENGTH} bytes per line", "an over-long line")
+        self._refuse(self.too_long, "an over-long line")
 
     def lineReceived(self, line: bytes) -> None:
         member = self.member
-        if member is None:
+        if member is None or self._closing:
             return
+        # Any line shows the client is alive: the keepalive starts over.
+        self._set_timer(self.limits.ping_interval, self._ping)
+        if not self._lines_bucket.take():
+            self._flooding += 1
+            if self.limits.flood_kick and self._flooding >= self.limits.flood_kick:
+                self.drop("kicked for flooding")
+            elif self._flooding == 1:
+                rate = self.limits.flood_rate
+                self.room.tell(member, Kind.ERROR, f"flood: slow down, at most {rate:g} lines per second")
+            return
+        self._flooding = 0
         if line.endswith(b"\r"):
             line = line[:-1]
         try:
@@ -125,6 +296,10 @@ class ChatProtocol(LineReceiver):
             return
         try:
             command = parse_command(normalize_text(text))
+            if command.name == "pong":
+                return
+            if command.name == "nick" and not self._nick_bucket.take():
+                raise ChatError("too many name changes: wait a little before the next")
             self.room.execute(member, command)
         except (ParseError, ChatError) as e:
             self.room.tell(member, Kind.ERROR, str(e))
@@ -136,6 +311,9 @@ class ChatProtocol(LineReceiver):
     def _refuse(self, reply: str, what: str) -> None:
         if self.member is None:
             return
+        if not self._bad_bucket.take():
+            self.drop(f"too much bad input ({what})")
+            return
         self.room.tell(self.member, Kind.ERROR, reply)
         if not self._complained:
             # Logged once per connection: a client repeating it is not news.
@@ -146,14 +324,65 @@ class ChatProtocol(LineReceiver):
 class ChatFactory(ServerFactory):
     """
     Builds a L{ChatProtocol} for every connection, all sharing one room.
+
+    @ivar connections_open: Every connection not yet lost, joined or not.
     """
 
     noisy = False
 
-    def __init__(self, room: Room) -> None:
+    def __init__(
+        self,
+        room: Room,
+        limits: ClientLimits | None = None,
+        connection_limits: ConnectionLimits | None = None,
+        clock: IReactorTime | None = None,
+    ) -> None:
         self.room = room
+        self.clock = clock if clock is not None else room.clock
+        self.limits = limits if limits is not None else ClientLimits()
+        self.connections = ConnectionCounter(self.clock, connection_limits or ConnectionLimits())
+        self.connections_open: set[ChatProtocol] = set()
+
+        self._drained: list[Deferred[None]] = []
 
     def buildProtocol(self, addr: Any) -> ChatProtocol:
-        protocol = ChatProtocol(self.room)
-        protocol.factory = self
-        return protocol
+        return ChatProtocol(self)
+
+    def forget(self, protocol: ChatProtocol) -> None:
+        """
+        Note that C{protocol}'s connection is gone.
+        """
+        self.connections_open.discard(protocol)
+        if not self.connections_open:
+            waiting, self._drained = self._drained, []
+            for d in waiting:
+                d.callback(None)
+
+    def close_all(self, text: str, grace: float) -> Deferred[None]:
+        """
+        Tell every member C{text} and close every connection, giving output
+        C{grace} seconds to drain before aborting what is left.
+
+        @return: Fires once every connection is gone.
+        """
+        self.room.close(text)
+        if not self.connections_open:
+            return succeed(None)
+        drained: Deferred[None] = Deferred()
+        self._drained.append(drained)
+        for protocol in list(self.connections_open):
+            if protocol.member is None:
+                protocol.abort()
+        timer = self.clock.callLater(grace, self._abort_all)
+
+        def stop_timer(result: object) -> object:
+            if timer.active():
+                timer.cancel()
+            return result
+
+        drained.addBoth(stop_timer)
+        return drained
+
+    def _abort_all(self) -> None:
+        for protocol in list(self.connections_open):
+            protocol.abort()

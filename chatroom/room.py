@@ -16,6 +16,8 @@ from typing import Protocol
 from twisted.internet.interfaces import IReactorTime
 
 from chatroom.commands import Command, help_lines
+from chatroom.errors import ChatError as ChatError  # re-exported: the protocol catches it
+from chatroom.moderation import Moderation, ModerationSettings
 from chatroom.names import name_problem, skeleton
 from chatroom.wire import SERVER_SOURCE, Kind, format_line, format_timestamp
 
@@ -23,12 +25,6 @@ LINE_END = b"\r\n"
 MAX_FILTERS = 32
 MAX_FILTER_LENGTH = 100
 LIST_CHUNK = 100
-
-
-class ChatError(Exception):
-    """
-    A command broke a rule; the message is the reply its sender gets.
-    """
 
 
 class Recipient(Protocol):
@@ -145,11 +141,18 @@ class Room:
     One chat room: who is in it, and what every command does.
 
     @ivar members: The member directory.
+    @ivar moderation: The admins and bans, and the admin commands.
     """
 
-    def __init__(self, clock: IReactorTime, members: MemberStore | None = None) -> None:
+    def __init__(
+        self,
+        clock: IReactorTime,
+        members: MemberStore | None = None,
+        moderation: ModerationSettings | None = None,
+    ) -> None:
         self.clock = clock
         self.members: MemberStore = members if members is not None else InMemoryMembers()
+        self.moderation = Moderation(self, moderation if moderation is not None else ModerationSettings())
         self._guest_counter = 0
         self._handlers: dict[str, Callable[[Member, tuple[str, ...]], None]] = {
             "nick": self.nick,
@@ -162,6 +165,7 @@ class Room:
             "unfilter": self.unfilter,
             "help": self.help,
             "quit": self.quit,
+            **self.moderation.handlers(),
         }
 
     # Lines
@@ -208,6 +212,7 @@ class Room:
             (member.name,),
         )
         self.broadcast(self.line(Kind.JOIN, member.name, f"{member.name} joined from {member.address}"))
+        self.moderation.joined(member)
         self.list(member, ())
         return member
 
@@ -215,7 +220,7 @@ class Room:
         while True:
             self._guest_counter += 1
             name = f"guest{self._guest_counter}"
-            if self.members.clash(name) is None:
+            if self.members.clash(name) is None and self.moderation.name_allowed(name):
                 return name
 
     def leave(self, member: Member, reason: str) -> None:
@@ -226,6 +231,17 @@ class Room:
             return
         self.members.remove(member)
         self.broadcast(self.line(Kind.LEAVE, member.name, f"{member.name} left ({reason})"))
+        self.moderation.left(member)
+
+    def close(self, text: str) -> None:
+        """
+        Tell everyone C{text}, then close every member's connection without
+        announcing each departure (nobody stays to hear it).
+        """
+        self.broadcast(self.line(Kind.INFO, SERVER_SOURCE, text))
+        for member in self.members:
+            self.members.remove(member)
+            member.recipient.close()
 
     # Commands
 
@@ -254,6 +270,7 @@ class Room:
         problem = name_problem(new_name)
         if problem is not None:
             raise ChatError(f"invalid name {new_name!r}: {problem}")
+        self.moderation.check_name(new_name)
         if new_name == member.name:
             raise ChatError(f"you are already called {new_name}")
         other = self.members.clash(new_name, ignore=member)

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import SSL
 from twisted.internet.interfaces import IOpenSSLContextFactory
-from twisted.internet.ssl import CertificateOptions, PrivateCertificate, TLSVersion
+from twisted.internet.ssl import CertificateOptions, TLSVersion
 from zope.interface import implementer
 
 CA_CERT_NAME = "ca.pem"
@@ -122,13 +122,15 @@ def load_server_options(cert_path: Path, key_path: Path) -> CertificateOptions:
     cert_pem = _read(cert_path, "certificate")
     key_pem = _read(key_path, "private key")
     try:
-        pair = PrivateCertificate.loadPEM(cert_pem + b"\n" + key_pem)
-        options = CertificateOptions(
-            privateKey=pair.privateKey.original,
-            certificate=pair.original,
-            raiseMinimumTo=TLSVersion.TLSv1_2,
-        )
+        certificate = x509.load_pem_x509_certificate(cert_pem)
+        key = serialization.load_pem_private_key(key_pem, password=None)
+        # Twisted's defaults (ciphers, curves) for the context; the
+        # certificate goes in as cryptography objects, as pyOpenSSL prefers.
+        options = CertificateOptions(raiseMinimumTo=TLSVersion.TLSv1_2)
         context = options.getContext()
+        context.use_certificate(certificate)
+        context.use_privatekey(key)  # type: ignore[arg-type]
+        context.check_privatekey()
     except Exception as e:
         raise CertificateError(f"the certificate {cert_path} and key {key_path} cannot be used: {e}") from e
     # Lets OpenSSL free an idle connection's buffers: less memory per client.

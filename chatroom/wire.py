@@ -48,6 +48,19 @@ class Kind(StrEnum):
     HELP = "help"
     INFO = "info"
     ERROR = "error"
+    PING = "ping"
+    ADMIN = "admin"
+    KICK = "kick"
+    BAN = "ban"
+    UNBAN = "unban"
+    BANLIST = "banlist"
+    BANNED = "banned"
+    # End-to-end encryption (chatroom.e2e.server).
+    CHALLENGE = "challenge"
+    KEY = "key"
+    KEYS = "keys"
+    KEYDROP = "keydrop"
+    E2E = "e2e"
 
 
 class WireError(ValueError):

@@ -36,6 +36,8 @@ class Daemon:
     port: int
     directory: Path
     output: bytearray = field(default_factory=bytearray)
+    reader: threading.Thread | None = None
+    clients: list[LineClient] = field(default_factory=list)
 
     @property
     def ca_path(self) -> Path:
@@ -45,19 +47,39 @@ class Daemon:
         """
         Open a verified TLS connection as a new client.
         """
-        return LineClient.open("127.0.0.1", self.port, self.ca_path, timeout)
+        client = LineClient.open("127.0.0.1", self.port, self.ca_path, timeout)
+        self.clients.append(client)
+        return client
+
+    def wait_for_log(self, text: str, client: LineClient, rounds: int = 200) -> None:
+        """
+        Wait until the daemon has logged C{text}, using round trips of
+        C{/help me} through C{client} as the clock, never sleeps.
+        """
+        for _ in range(rounds):
+            if text.encode() in self.output:
+                return
+            client.send("/help me")
+            client.read_until(lambda raw: b" help * :" in raw)
+        raise AssertionError(f"the daemon never logged {text!r}")
 
     def stop(self) -> int:
         """
-        Stop the daemon with SIGTERM and return its exit code.
+        Close the clients, stop the daemon with SIGTERM and return its exit
+        code; L{output} then holds everything it wrote.
         """
+        for client in self.clients:
+            client.close()
         if self.process.poll() is None:
             self.process.terminate()
         try:
-            return self.process.wait(timeout=15)
+            code = self.process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            return self.process.wait(timeout=15)
+            code = self.process.wait(timeout=15)
+        if self.reader is not None:
+            self.reader.join(timeout=15)
+        return code
 
 
 def daemon_env() -> dict[str, str]:
@@ -69,12 +91,11 @@ def daemon_env() -> dict[str, str]:
     return env
 
 
-@contextmanager
-def running_daemon(directory: Path, *args: str) -> Iterator[Daemon]:
+def daemon_command(*args: str) -> list[str]:
     """
-    Run the daemon in C{directory} until the block ends.
+    The command line that runs the daemon on 127.0.0.1, any free port.
     """
-    command = [
+    return [
         sys.executable,
         "-c",
         "from twisted.scripts.twistd import run; run()",
@@ -87,8 +108,15 @@ def running_daemon(directory: Path, *args: str) -> Iterator[Daemon]:
         "127.0.0.1",
         *args,
     ]
+
+
+@contextmanager
+def running_daemon(directory: Path, *args: str) -> Iterator[Daemon]:
+    """
+    Run the daemon in C{directory} until the block ends.
+    """
     process = subprocess.Popen(
-        command,
+        daemon_command(*args),
         cwd=directory,
         env=daemon_env(),
         stdout=subprocess.PIPE,
@@ -115,7 +143,7 @@ def running_daemon(directory: Path, *args: str) -> Iterator[Daemon]:
         process.kill()
         process.wait(timeout=15)
         raise RuntimeError("the daemon did not start:\n" + output.decode(errors="replace"))
-    daemon = Daemon(process, port_holder[0], directory, output)
+    daemon = Daemon(process, port_holder[0], directory, output, reader)
     try:
         yield daemon
     finally:

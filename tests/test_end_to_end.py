@@ -4,13 +4,15 @@ End to end: the real daemon over real TLS on 127.0.0.1.
 
 from __future__ import annotations
 
+import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from chatroom.wire import ServerLine, parse_line
-from tests.daemon import Daemon, LineClient, running_daemon
+from tests.daemon import Daemon, LineClient, daemon_command, daemon_env, running_daemon
 
 
 @pytest.fixture
@@ -71,7 +73,8 @@ def test_three_clients_chat(daemon: Daemon) -> None:
 
     carol.send("/list")
     listed = lines_until(carol, "list")[-1]
-    assert set(listed.args) == {"alice", "bob", "carol"}
+    # alice came first: the daemon made her admin.
+    assert set(listed.args) == {"@alice", "bob", "carol"}
 
     carol.send("/whois alice")
     whois = lines_until(carol, "whois")[-1]
@@ -88,3 +91,44 @@ def test_three_clients_chat(daemon: Daemon) -> None:
     carol.close()
     assert lines_until(alice, "leave")[-1].source == "carol"
     alice.close()
+
+
+def test_explicit_missing_certificate_is_a_clear_error(tmp_path: Path) -> None:
+    result = subprocess.run(
+        daemon_command("--cert", "nope.pem", "--key", "nope-key.pem"),
+        cwd=tmp_path,
+        env=daemon_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "cannot read the certificate nope.pem" in result.stdout + result.stderr
+    assert not (tmp_path / "certs").exists()
+
+
+def test_bad_clients_do_not_disturb_the_others(daemon: Daemon) -> None:
+    alice, _ = joined(daemon, "alice")
+    # Garbage instead of a TLS handshake, and a client gone mid-handshake.
+    with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as raw:
+        raw.sendall(b"GET / HTTP/1.0\r\n\r\n" * 10)
+        raw.settimeout(10)
+        assert raw.recv(4096) is not None
+    socket.create_connection(("127.0.0.1", daemon.port), timeout=10).close()
+    bob, _ = joined(daemon, "bob")
+    bob.send(b"\xff\xfe invalid")
+    assert lines_until(bob, "error")[-1].text.startswith("invalid UTF-8")
+    bob.send(b"x" * 5000)
+    assert lines_until(bob, "error")[-1].text.startswith("line too long")
+    bob.sock.sendall(b"half a line")
+    bob.close()
+    got = lines_until(alice, "leave")
+    # The clients that never finished a handshake were never announced.
+    assert [(line.kind, line.source) for line in got if line.kind != "rename"] == [
+        ("join", "guest2"),
+        ("leave", "bob"),
+    ]
+    alice.send("still fine")
+    assert lines_until(alice, "message")[-1].text == "still fine"
+    log = daemon.output.decode()
+    assert log.count("bob sent invalid UTF-8") == 1

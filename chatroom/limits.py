@@ -1,0 +1,240 @@
+"""
+Abuse limits, as pure bookkeeping on an injected clock: token buckets for
+commands and nick changes, connection counting per address, and attempt
+counting (for /oper) per key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import deque
+from dataclasses import dataclass
+
+from twisted.internet.interfaces import IReactorTime
+
+
+class TokenBucket:
+    """
+    A bucket of C{burst} tokens refilled at C{rate} tokens per second.
+
+    A rate of 0 or less disables the limit: every take succeeds.
+    """
+
+    def __init__(self, clock: IReactorTime, rate: float, burst: float) -> None:
+        self.clock = clock
+        self.rate = rate
+        self.burst = burst
+        self._tokens = burst
+        self._updated = clock.seconds()
+
+    def take(self, cost: float = 1.0) -> bool:
+        """
+        Take C{cost} tokens if there are enough; say whether there were.
+        """
+        if self.rate <= 0:
+            return True
+        now = self.clock.seconds()
+        self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
+        self._updated = now
+        if self._tokens >= cost:
+            self._tokens -= cost
+            return True
+        return False
+
+
+def address_key(host: str) -> str:
+    """
+    The unit connections are counted by: the address itself for IPv4, its
+    /64 network for IPv6 (one host usually owns a whole /64).
+    """
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """
+    Connection limits; 0 disables one.
+
+    @ivar total: Connections at once, from everywhere.
+    @ivar per_address: Connections at once from one address (or IPv6 /64).
+    @ivar rate: New connections from one address per C{window} seconds.
+    @ivar window: The window of the rate limit, in seconds.
+    @ivar exempt_loopback: Whether loopback addresses skip the per-address limits.
+    """
+
+    total: int = 10000
+    per_address: int = 10
+    rate: int = 20
+    window: float = 60.0
+    exempt_loopback: bool = True
+
+
+class ConnectionCounter:
+    """
+    Decides whether a new connection is admitted, and counts the open ones.
+    """
+
+    def __init__(self, clock: IReactorTime, limits: ConnectionLimits) -> None:
+        self.clock = clock
+        self.limits = limits
+        self.total = 0
+        self._open: dict[str, int] = {}
+        self._recent: dict[str, deque[float]] = {}
+        self._swept = clock.seconds()
+
+    def admit(self, host: str) -> str | None:
+        """
+        Count a new connection from C{host}, or say why it is refused.
+
+        @return: L{None} if admitted (call L{release} when it closes),
+            otherwise the reason, for the refused client.
+        """
+        limits = self.limits
+        if limits.total and self.total >= limits.total:
+            return "the server is full: try again later"
+        key = address_key(host)
+        checked = not (limits.exempt_loopback and is_loopback(host))
+        if checked and limits.per_address and self._open.get(key, 0) >= limits.per_address:
+            return f"too many connections from your address (at most {limits.per_address})"
+        if checked and limits.rate:
+            now = self.clock.seconds()
+            self._sweep(now)
+            recent = self._recent.setdefault(key, deque())
+            _expire(recent, now - limits.window)
+            if len(recent) >= limits.rate:
+                return (
+                    f"too many new connections from your address"
+                    f" (at most {limits.rate} per {limits.window:g} seconds): try again later"
+                )
+            recent.append(now)
+        self.total += 1
+        self._open[key] = self._open.get(key, 0) + 1
+        return None
+
+    def release(self, host: str) -> None:
+        """
+        Forget one connection from C{host} that L{admit} admitted.
+        """
+        key = address_key(host)
+        self.total -= 1
+        left = self._open.get(key, 0) - 1
+        if left > 0:
+            self._open[key] = left
+        else:
+            self._open.pop(key, None)
+
+    def _sweep(self, now: float) -> None:
+        # Once a window, forget the addresses with no recent connection, so
+        # the history stays bounded however many addresses come and go.
+        if now - self._swept < self.limits.window:
+            return
+        self._swept = now
+        for key, recent in list(self._recent.items()):
+            _expire(recent, now - self.limits.window)
+            if not recent:
+                del self._recent[key]
+
+
+def _expire(recent: deque[float], before: float) -> None:
+    while recent and recent[0] <= before:
+        recent.popleft()
+
+
+@dataclass(frozen=True)
+class ClientLimits:
+    """
+    Per-connection limits and timeouts; a rate or time of 0 disables one.
+
+    @ivar send_queue: Bytes the server queues for a client that is not
+        reading, past what the socket takes, before dropping it.
+    @ivar flood_rate: Lines per second a client may send, sustained.
+    @ivar flood_burst: Lines a client may send at once after a quiet spell.
+    @ivar flood_kick: Lines refused for flooding, in a row, before the client
+        is disconnected.
+    @ivar nick_rate: Name changes per second, sustained.
+    @ivar nick_burst: Name changes at once.
+    @ivar bad_input_burst: Bad lines (too long, not UTF-8, control
+        characters) a client may send before it is dropped; one more is
+        forgiven every C{1 / bad_input_rate} seconds.
+    @ivar bad_input_rate: See C{bad_input_burst}.
+    @ivar handshake_timeout: Seconds to finish the TLS handshake.
+    @ivar first_line_timeout: Seconds from connecting to the first line.
+    @ivar ping_interval: Seconds of silence before the server pings.
+    @ivar ping_timeout: Seconds a pinged client has to answer.
+    """
+
+    send_queue: int = 1024 * 1024
+    flood_rate: float = 5.0
+    flood_burst: float = 20.0
+    flood_kick: int = 50
+    nick_rate: float = 0.1
+    nick_burst: float = 3.0
+    bad_input_burst: float = 10.0
+    bad_input_rate: float = 0.1
+    handshake_timeout: float = 15.0
+    first_line_timeout: float = 60.0
+    ping_interval: float = 90.0
+    ping_timeout: float = 60.0
+
+
+class AttemptLimiter:
+    """
+    Allows at most C{limit} attempts per key in any C{window} seconds.
+
+    Memory stays bounded: a key keeps at most C{limit} times, and a key
+    whose last attempt is older than the window is forgotten.
+    """
+
+    def __init__(self, clock: IReactorTime, limit: int, window: float) -> None:
+        self.clock = clock
+        self.limit = limit
+        self.window = window
+        # Ordered by each key's latest attempt, stalest first, so forgetting
+        # old keys only ever looks at the front.
+        self._attempts: dict[str, deque[float]] = {}
+
+    def wait(self, key: str) -> float:
+        """
+        How many seconds C{key} must wait before its next attempt (0: none).
+        """
+        now = self.clock.seconds()
+        self._forget(now)
+        times = self._attempts.get(key)
+        if times is None or len(times) < self.limit:
+            return 0.0
+        return max(times[0] + self.window - now, 0.0)
+
+    def record(self, key: str) -> None:
+        """
+        Count one attempt by C{key}, now.
+        """
+        now = self.clock.seconds()
+        self._forget(now)
+        times = self._attempts.pop(key, None) or deque(maxlen=self.limit)
+        times.append(now)
+        self._attempts[key] = times
+
+    def _forget(self, now: float) -> None:
+        while self._attempts:
+            key, times = next(iter(self._attempts.items()))
+            if times[-1] + self.window > now:
+                return
+            del self._attempts[key]
+
+    def __len__(self) -> int:
+        return len(self._attempts)

@@ -1,0 +1,131 @@
+"""
+TLS in memory: the server's context and a verifying client, through iosim.
+"""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import pytest
+from OpenSSL import SSL
+from twisted.internet.address import IPv4Address
+from twisted.internet.protocol import Factory
+from twisted.internet.ssl import Certificate, optionsForClientTLS
+from twisted.protocols.basic import LineReceiver
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.failure import Failure
+from twisted.test.iosim import FakeTransport, IOPump, connect
+
+from chatroom.tls import CertificateError, ServerTLS, create_local_ca, load_server_options
+from chatroom.wire import parse_line
+from tests.helpers import make_room
+
+NOW = datetime.datetime.now(datetime.UTC)
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("certs")
+    create_local_ca(directory, NOW)
+    return directory
+
+
+class Collector(LineReceiver):
+    delimiter = b"\r\n"
+
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+        self.lost: Failure | None = None
+
+    def lineReceived(self, line: bytes) -> None:
+        self.lines.append(line)
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        self.lost = reason
+
+
+def tls_pair(certs: Path, hostname: str) -> tuple[Collector, IOPump, object]:
+    # One clock drives the room and both TLS layers, which hold small writes
+    # until the end of the reactor turn; pumping advances it.
+    room, clock, chat_factory = make_room()
+    server_factory = TLSMemoryBIOFactory(
+        ServerTLS(certs / "server.pem", certs / "server-key.pem"), False, chat_factory, clock
+    )
+    client = Collector()
+    trust = Certificate.loadPEM((certs / "ca.pem").read_bytes())
+    client_factory = TLSMemoryBIOFactory(
+        optionsForClientTLS(hostname, trustRoot=trust), True, Factory.forProtocol(lambda: client), clock
+    )
+    server_address = IPv4Address("TCP", "127.0.0.1", 6697)
+    client_address = IPv4Address("TCP", "127.0.0.1", 50001)
+    server = server_factory.buildProtocol(client_address)
+    client_wrapper = client_factory.buildProtocol(server_address)
+    pump = connect(
+        server,
+        FakeTransport(server, True, hostAddress=server_address, peerAddress=client_address),
+        client_wrapper,
+        FakeTransport(client_wrapper, False, hostAddress=client_address, peerAddress=server_address),
+        clock=clock,
+    )
+    return client, pump, room
+
+
+def test_verified_client_joins_and_chats(certs: Path) -> None:
+    client, pump, _room = tls_pair(certs, "localhost")
+    pump.flush()
+    kinds = [parse_line(line).kind for line in client.lines]
+    assert kinds == ["welcome", "join", "list"]
+    client.sendLine(b"hello over TLS")
+    pump.flush()
+    last = parse_line(client.lines[-1])
+    assert (last.kind, last.source, last.text) == ("message", "guest1", "hello over TLS")
+
+
+def test_wrong_host_name_fails_and_nobody_is_told(certs: Path) -> None:
+    client, pump, room = tls_pair(certs, "example.com")
+    pump.flush()
+    assert client.lines == []
+    assert client.lost is not None
+    assert len(room.members) == 0  # type: ignore[attr-defined]
+
+
+def test_tls13_is_negotiated(certs: Path) -> None:
+    client, pump, _ = tls_pair(certs, "localhost")
+    pump.flush()
+    assert client.transport.getHandle().get_protocol_version_name() == "TLSv1.3"
+
+
+def test_release_buffers_mode_is_set(certs: Path) -> None:
+    context = ServerTLS(certs / "server.pem", certs / "server-key.pem").getContext()
+    # set_mode returns the mode now in force; adding nothing reads it.
+    assert context.set_mode(0) & SSL.MODE_RELEASE_BUFFERS
+
+
+def test_missing_or_mismatched_files_are_clear_errors(certs: Path, tmp_path: Path) -> None:
+    with pytest.raises(CertificateError, match="cannot read the certificate"):
+        load_server_options(tmp_path / "nope.pem", certs / "server-key.pem")
+    with pytest.raises(CertificateError, match="cannot be used"):
+        load_server_options(certs / "server.pem", certs / "ca-key.pem")
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate")
+    with pytest.raises(CertificateError, match="cannot be used"):
+        load_server_options(garbage, certs / "server-key.pem")
+
+
+def test_reload_keeps_the_old_context_when_the_new_one_is_broken(certs: Path, tmp_path: Path) -> None:
+    cert = tmp_path / "server.pem"
+    key = tmp_path / "server-key.pem"
+    cert.write_bytes((certs / "server.pem").read_bytes())
+    key.write_bytes((certs / "server-key.pem").read_bytes())
+    tls = ServerTLS(cert, key)
+    before = tls.getContext()
+    cert.write_text("broken")
+    with pytest.raises(CertificateError):
+        tls.reload()
+    assert tls.getContext() is before
+
+
+def test_generated_keys_are_private(certs: Path) -> None:
+    for name in ("ca-key.pem", "server-key.pem"):
+        assert (certs / name).stat().st_mode & 0o077 == 0
