@@ -36,6 +36,20 @@ def test_roster_follows_joins_leaves_and_renames() -> None:
     assert len(roster) == 3
 
 
+def test_roster_follows_admin_changes() -> None:
+    roster = Roster()
+    roster.apply(line(Kind.LIST, "*", "users 1-2 of 2", ("alice", "bob")))
+    assert roster.apply(line(Kind.ADMIN, "*", "bob is now an admin", ("bob", "admin=yes")))
+    assert roster.entries() == ["@bob", "alice"]
+    assert roster.apply(line(Kind.ADMIN, "alice", "alice took admin rights from bob", ("bob", "admin=no")))
+    assert roster.entries() == ["alice", "bob"]
+    assert not roster.apply(line(Kind.ADMIN, "*", "", ("stranger", "admin=yes")))
+    # An admin keeps the mark through a rename.
+    roster.apply(line(Kind.ADMIN, "*", "", ("alice", "admin=yes")))
+    roster.apply(line(Kind.RENAME, "alice", "", ("alicia",)))
+    assert roster.entries() == ["@alicia", "bob"]
+
+
 def test_roster_takes_a_chunked_list_when_complete() -> None:
     roster = Roster()
     roster.apply(line(Kind.JOIN, "old", ""))
@@ -75,6 +89,8 @@ def test_render_tells_kinds_apart() -> None:
     assert (listed.text, listed.style) == ("-- users 1-2 of 2: @a, b", Style.SERVER)
     assert render(line(Kind.JOIN, "bob", "bob joined"), None).style is Style.SERVER
     assert client_notice("offline").style is Style.CLIENT
+    sealed = render(line(Kind.E2E, "bob", "", ("AQEI",)), "alice")
+    assert "bob sent an end-to-end encrypted message" in sealed.text
 
 
 @pytest.fixture

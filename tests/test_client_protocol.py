@@ -214,3 +214,22 @@ def test_failures_are_described_in_words() -> None:
     assert said(error.ConnectionDone()) == "the server closed the connection"
     assert said(error.ConnectionLost()) == "the connection was lost"
     assert "oops" in said(RuntimeError("oops"))
+
+
+def test_pings_are_answered_and_not_shown() -> None:
+    c = Connection()
+    c.receive(server_line(Kind.PING, "*", "reply with /pong 1795000000", ("1795000000",)))
+    assert c.sent() == ["/pong 1795000000"]
+    assert c.view.lines == []
+
+
+def test_a_kick_or_ban_of_this_client_is_remembered() -> None:
+    c = Connection()
+    c.welcome("carol")
+    c.receive(server_line(Kind.KICK, "alice", "alice kicked bob", ("bob",)))
+    assert c.protocol.sent_away is None
+    c.receive(server_line(Kind.KICK, "alice", "alice kicked carol: shouting", ("carol",)))
+    assert c.protocol.sent_away == "alice kicked carol: shouting"
+    banned = Connection()
+    banned.receive(server_line(Kind.BANNED, "*", "you are banned from this room", ("mallory",)))
+    assert banned.protocol.sent_away == "you are banned from this room"

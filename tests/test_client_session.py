@@ -80,7 +80,7 @@ def test_quit_stops_reconnecting() -> None:
     assert session.send("/QUIT bye")
     assert transport.value() == b"/QUIT bye\n"
     protocol.connectionLost(Failure(error.ConnectionDone()))
-    assert view.events[-1] == ("disconnected", "you left the room: reconnect to join again")
+    assert view.events[-1] == ("disconnected", "you left the room (press Reconnect to join again)")
     clock.advance(3600)
     assert len(endpoint.attempts) == 1
     # Reconnect brings the user back.
@@ -138,3 +138,16 @@ def test_stop_while_waiting_or_connecting() -> None:
 def test_is_quit() -> None:
     assert is_quit("/quit") and is_quit("/Quit see you")
     assert not is_quit("quit") and not is_quit("//quit") and not is_quit("/quiet")
+
+
+def test_kicked_client_does_not_come_straight_back() -> None:
+    session, endpoint, view, clock = make_session()
+    protocol, _ = endpoint.accept()
+    protocol.dataReceived(server_line(Kind.WELCOME, "*", "hi", ("carol",)))
+    protocol.dataReceived(server_line(Kind.KICK, "alice", "alice kicked carol: shouting", ("carol",)))
+    protocol.connectionLost(Failure(error.ConnectionDone()))
+    assert view.events[-1] == ("disconnected", "alice kicked carol: shouting (press Reconnect to try again)")
+    clock.advance(3600)
+    assert len(endpoint.attempts) == 1
+    session.reconnect()
+    assert len(endpoint.attempts) == 2

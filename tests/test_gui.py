@@ -14,11 +14,12 @@ import socket
 import subprocess
 import sys
 import tkinter as tk
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from twisted.application.internet import backoffPolicy
 
 from chatroom.client.app import ClientApp
 from chatroom.client.gui import ChatWindow
@@ -65,14 +66,21 @@ class Gui:
     One client window in this process, as the application builds it.
     """
 
-    def __init__(self, port: int, ca_path: Path, nick: str | None, everyone: list[Gui]) -> None:
+    def __init__(
+        self,
+        port: int,
+        ca_path: Path,
+        nick: str | None,
+        everyone: list[Gui],
+        retry_policy: Callable[[int], float] | None = None,
+    ) -> None:
         self.reactor = global_reactor()
         self.root = tk.Tk(className="chatroom")
         self.everyone = everyone
         everyone.append(self)
         address = f"127.0.0.1:{port}"
         endpoint = local_endpoint(self.reactor, port, ca_path)
-        self.session = ChatSession(self.reactor, endpoint, address, nick)
+        self.session = ChatSession(self.reactor, endpoint, address, nick, retry_policy)
         self.app = ClientApp(self.reactor, self.session)
         self.window = ChatWindow(self.root, self.app, address)
         self.session.start(self.window)
@@ -146,7 +154,8 @@ def test_two_windows_and_a_line_client_chat(daemon: Daemon, guis: list[Gui]) -> 
     carol = joined(daemon, "carol")
     alice = Gui(daemon.port, daemon.ca_path, "alice", guis)
     bob = Gui(daemon.port, daemon.ca_path, "bob", guis)
-    alice.pump(lambda: alice.members() == ["alice", "bob", "carol"], "the member list")
+    # Carol came first, so she is the admin.
+    alice.pump(lambda: alice.members() == ["@carol", "alice", "bob"], "the member list")
     assert alice.window.members_label.cget("text") == "Members (3)"
     assert alice.root.title() == f"chatroom - alice @ 127.0.0.1:{daemon.port} (connected)"
     assert "TLS verified" in alice.window.status.cget("text")
@@ -179,9 +188,10 @@ def test_two_windows_and_a_line_client_chat(daemon: Daemon, guis: list[Gui]) -> 
     assert "error" in bob.style_of("! unknown command")
 
     carol.send("/nick caroline")
-    alice.pump(lambda: alice.members() == ["alice", "bob", "caroline"], "the rename in the list")
+    alice.pump(lambda: alice.members() == ["@caroline", "alice", "bob"], "the rename in the list")
     carol.close()
-    bob.pump(lambda: bob.members() == ["alice", "bob"], "carol's leaving in the list")
+    # Alice has been connected longest: she takes over as admin.
+    bob.pump(lambda: bob.members() == ["@alice", "bob"], "carol's leaving in the list")
 
     # Escape quits: alice says goodbye to the room and the connection closes.
     alice.window.entry.focus_force()
@@ -189,7 +199,7 @@ def test_two_windows_and_a_line_client_chat(daemon: Daemon, guis: list[Gui]) -> 
     xdotool("key", "Escape")
     bob.wait_for_text("alice left (quit)")
     alice.pump(lambda: alice.session.idle, "alice's connection to close")
-    assert bob.members() == ["bob"]
+    bob.pump(lambda: bob.members() == ["@bob"], "alice's leaving in the list")
 
 
 def test_taken_nick_gets_the_next_variant(daemon: Daemon, guis: list[Gui]) -> None:
@@ -203,9 +213,14 @@ def test_taken_nick_gets_the_next_variant(daemon: Daemon, guis: list[Gui]) -> No
 
 
 def test_dropped_connection_is_shown_and_comes_back(tmp_path: Path, guis: list[Gui]) -> None:
-    with running_daemon(tmp_path) as daemon:
-        gui = Gui(daemon.port, daemon.ca_path, "erin", guis)
-        gui.pump(lambda: gui.members() == ["erin"], "the member list")
+    # Stopping the daemon blocks this thread, so the in-process client cannot
+    # answer the TLS close: a short grace keeps the daemon from waiting long.
+    grace = ("--shutdown-grace", "0.2")
+    with running_daemon(tmp_path, *grace) as daemon:
+        # Quick retries, so the test does not wait out the real backoff.
+        quick = backoffPolicy(initialDelay=0.2, maxDelay=0.5, jitter=lambda: 0.0)
+        gui = Gui(daemon.port, daemon.ca_path, "erin", guis, quick)
+        gui.pump(lambda: gui.members() == ["@erin"], "the member list")
         port = daemon.port
     gui.wait_for_text("** disconnected: ")
     gui.wait_for_text("reconnecting in")
@@ -220,9 +235,9 @@ def test_dropped_connection_is_shown_and_comes_back(tmp_path: Path, guis: list[G
 
     # The daemon comes back on the same port: the client reconnects by
     # itself, under the same name.
-    with running_daemon(tmp_path, "--port", str(port)) as daemon:
+    with running_daemon(tmp_path, *grace, "--port", str(port)) as daemon:
         assert daemon.port == port
-        gui.pump(lambda: gui.members() == ["erin"], "the reconnect")
+        gui.pump(lambda: gui.members() == ["@erin"], "the reconnect")
         assert gui.root.title().endswith("(connected)")
 
 

@@ -107,7 +107,7 @@ class ChatWindow:
         # Wrapped lines start under the text, not under the time.
         indent = font.nametofont("TkFixedFont", root=root).measure("00:00:00 ")
         for style, options in _STYLES.items():
-            self.messages.tag_configure(style.value, lmargin2=indent, **options)
+            self.messages.tag_configure(style.value, dict(options), lmargin2=indent)
 
         members_frame = ttk.Frame(panes)
         self.members_label = ttk.Label(members_frame, text="Members")

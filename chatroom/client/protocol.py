@@ -125,6 +125,8 @@ class ChatClientProtocol(LineReceiver):
     @ivar name: The name the server knows this client by, once welcomed.
     @ivar wanted_nick: The name to ask for after the welcome (and after a
         reconnect): C{--nick}, or the last name the user chose with C{/nick}.
+    @ivar sent_away: Why the server is sending this client away (a kick or
+        a ban), if it is: coming straight back would be rude or futile.
     """
 
     delimiter = b"\n"
@@ -150,6 +152,7 @@ class ChatClientProtocol(LineReceiver):
         self.wanted_nick = wanted_nick
         self.name: str | None = None
         self.ready = False
+        self.sent_away: str | None = None
         self._on_ready = on_ready
         self._on_lost = on_lost
         self._handshake_timer: IDelayedCall | None = None
@@ -210,8 +213,16 @@ class ChatClientProtocol(LineReceiver):
         except WireError as e:
             self.view.notice(f"unreadable line from the server ({e}): {line[:200]!r}")
             return
+        if parsed.kind == Kind.PING:
+            # Keepalive: answered here, not worth showing.
+            self.send_line(f"/pong {parsed.args[0]}" if parsed.args else "/pong")
+            return
         self.view.line_received(parsed)
-        if parsed.kind == Kind.WELCOME and parsed.args:
+        if parsed.kind == Kind.BANNED or (
+            parsed.kind == Kind.KICK and parsed.args and parsed.args[0] == self.name
+        ):
+            self.sent_away = parsed.text
+        elif parsed.kind == Kind.WELCOME and parsed.args:
             self._welcomed(parsed.args[0])
         elif parsed.kind == Kind.RENAME and parsed.args and parsed.source == self.name:
             self._renamed(parsed.args[0])

@@ -59,6 +59,10 @@ def render(line: ServerLine, me: str | None) -> Rendered:
         return Rendered(f"* {line.text}", Style.ACTION)
     if kind == Kind.ERROR:
         return Rendered(f"! {line.text}", Style.ERROR)
+    if kind == Kind.E2E:
+        return Rendered(
+            f"-- {line.source} sent an end-to-end encrypted message this client cannot read", Style.SERVER
+        )
     if kind == Kind.LIST:
         return Rendered(f"-- {line.text}: {', '.join(line.args)}", Style.SERVER)
     return Rendered(f"-- {line.text}", Style.SERVER)

@@ -15,7 +15,8 @@ _LIST_RANGE = re.compile(r"users (\d+)-(\d+) of (\d+)")
 class Roster:
     """
     Who is in the room: filled by C{list} lines, updated by C{join},
-    C{leave} and C{rename}; a C{welcome} (a new connection) empties it.
+    C{leave}, C{rename} and C{admin}; a C{welcome} (a new connection)
+    empties it.
 
     A long list comes in chunks (C{users 1-100 of 250}, ...); the roster
     replaces its members when the last chunk arrives.
@@ -65,6 +66,12 @@ class Roster:
             return True
         if kind == Kind.LEAVE:
             return self._members.pop(line.source.casefold(), None) is not None
+        if kind == Kind.ADMIN and line.args:
+            key = line.args[0].casefold()
+            if key not in self._members:
+                return False
+            self._members[key] = (self._members[key][0], line.fields.get("admin") == "yes")
+            return True
         if kind == Kind.RENAME and line.args:
             old = self._members.pop(line.source.casefold(), None)
             admin = old[1] if old else False

@@ -4,7 +4,8 @@ One chat session: a connection kept alive with backoff, and the way to talk on i
 L{ChatSession} connects through any stream client endpoint (verified TLS in
 the application), reports every step to a L{ChatView}, and after a failed
 attempt or a dropped connection tries again after a growing delay, saying
-so. It stops trying when the user leaves with C{/quit} or quits the client.
+so. It stops trying when the user leaves with C{/quit}, quits the client, or
+is kicked or banned.
 """
 
 from __future__ import annotations
@@ -142,11 +143,14 @@ class ChatSession:
         closed, self._closed = self._closed, []
         for waiting in closed:
             waiting.callback(None)
-        if self._stopped:
-            self.view.disconnected("you left the room: reconnect to join again")
-            return
-        self.view.disconnected(describe_failure(reason))
-        self._schedule_retry()
+        if protocol.sent_away is not None:
+            self._stopped = True
+            self.view.disconnected(f"{protocol.sent_away} (press Reconnect to try again)")
+        elif self._stopped:
+            self.view.disconnected("you left the room (press Reconnect to join again)")
+        else:
+            self.view.disconnected(describe_failure(reason))
+            self._schedule_retry()
 
     def _schedule_retry(self) -> None:
         delay = self.retry_policy(self._failures)
