@@ -233,3 +233,9 @@ def test_a_kick_or_ban_of_this_client_is_remembered() -> None:
     banned = Connection()
     banned.receive(server_line(Kind.BANNED, "*", "you are banned from this room", ("mallory",)))
     assert banned.protocol.sent_away == "you are banned from this room"
+
+
+def test_pasted_line_breaks_cannot_make_a_second_command() -> None:
+    c = Connection()
+    c.protocol.send_line("first\r\n/quit\rthird\nfourth")
+    assert c.transport.value() == b"first /quit third fourth\n"

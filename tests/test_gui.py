@@ -260,6 +260,67 @@ def test_refused_connection_offers_reconnect(tmp_path: Path, guis: list[Gui], da
     assert "reconnecting in" in gui.window.status.cget("text")
 
 
+class RecordingController:
+    """
+    Stands in for the session, to test the window on its own.
+    """
+
+    def __init__(self, online: bool) -> None:
+        self.online = online
+        self.sent: list[str] = []
+        self.quits = 0
+        self.reconnects = 0
+
+    def send(self, text: str) -> bool:
+        if self.online:
+            self.sent.append(text)
+        return self.online
+
+    def reconnect(self) -> None:
+        self.reconnects += 1
+
+    def quit(self) -> None:
+        self.quits += 1
+
+
+def test_window_buttons_and_bounded_message_area(display: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("chatroom.client.gui.MAX_LINES", 50)
+    root = tk.Tk()
+    controller = RecordingController(online=False)
+    window = ChatWindow(root, controller, "localhost:6697")
+    try:
+        root.update()
+        assert window.send_button.winfo_viewable() and window.messages.winfo_viewable()
+        assert str(window.messages.cget("state")) == "disabled"
+        window.entry.insert(0, "kept")
+        window.send_button.invoke()
+        assert window.entry.get() == "kept"
+        assert window.message_lines()[-1].endswith(
+            "** not connected: the line was not sent (it is still in the input line)"
+        )
+        controller.online = True
+        window.send_button.invoke()
+        assert (controller.sent, window.entry.get()) == (["kept"], "")
+
+        for n in range(60):
+            window.notice(f"note {n}")
+        lines = window.message_lines()
+        assert len(lines) == 50
+        assert lines[0].endswith("** note 10") and lines[-1].endswith("** note 59")
+        window.clear_button.invoke()
+        assert window.message_lines() == []
+
+        window.disconnected("the connection was lost")
+        window.reconnect_button.invoke()
+        assert controller.reconnects == 1
+        window.quit_button.invoke()
+        assert controller.quits == 1
+    finally:
+        root.destroy()
+    # Destroying the window quits too: the client must not run on without it.
+    assert controller.quits == 2
+
+
 def test_chatroom_client_process(daemon: Daemon, tmp_path: Path, display: str) -> None:
     """
     C{chatroom-client} with its defaults, run from the daemon's directory:

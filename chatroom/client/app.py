@@ -9,6 +9,7 @@ import re
 import sys
 import tkinter as tk
 from collections.abc import Sequence
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -170,7 +171,9 @@ def run(reactor: Any, argv: Sequence[str] | None = None) -> int:
     tksupport.install(root)
     session.start(window)
     reactor.run()
-    root.destroy()
+    with suppress(tk.TclError):
+        # Already gone if the window was destroyed rather than closed.
+        root.destroy()
     return 0
 
 

@@ -80,6 +80,8 @@ class ChatWindow:
         self._retry_announced = False
         self._build()
         root.protocol("WM_DELETE_WINDOW", controller.quit)
+        # However the window goes, the client must not run on without it.
+        root.bind("<Destroy>", lambda event: controller.quit() if event.widget is root else None)
         root.bind("<Escape>", lambda event: controller.quit())
         self._update_title()
 

@@ -9,6 +9,7 @@ is taken, it asks for the next free variant (C{NAME2}, C{NAME3}, ...).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Protocol, cast
 
@@ -36,6 +37,7 @@ MAX_SERVER_LINE_BYTES = 1024 * 1024
 # A server that accepts TCP but never finishes the TLS handshake must not
 # leave the client waiting forever.
 HANDSHAKE_TIMEOUT = 15.0
+_LINE_BREAKS = re.compile(r"\r\n|[\r\n]")
 # How many numbered variants of a taken name to try before giving up.
 MAX_NICK_TRIES = 50
 
@@ -203,9 +205,11 @@ class ChatClientProtocol(LineReceiver):
     def send_line(self, text: str) -> None:
         """
         Send one line as typed; the server parses it.
+
+        Line breaks (pasted text) become spaces: one call is one line, so a
+        paste can never slip in a second command.
         """
-        assert self.transport is not None
-        self.sendLine(text.encode("utf-8"))
+        self.sendLine(_LINE_BREAKS.sub(" ", text).encode("utf-8"))
 
     def lineReceived(self, line: bytes) -> None:
         try:
