@@ -27,6 +27,18 @@ def server_line(kind: Kind, source: str = "*", text: str = "", args: tuple[str, 
     return format_line(T0, kind, source, text, args) + b"\r\n"
 
 
+def arrival(name: str, *others: str) -> bytes:
+    """
+    What the daemon sends a new client called C{name}, with C{others} there.
+    """
+    members = (*others, name)
+    return (
+        server_line(Kind.WELCOME, "*", f"Welcome, you are {name}.", (name,))
+        + server_line(Kind.JOIN, name, f"{name} joined")
+        + server_line(Kind.LIST, "*", f"users 1-{len(members)} of {len(members)}", members)
+    )
+
+
 @dataclass
 class RecordingView:
     """

@@ -22,7 +22,7 @@ from chatroom.client.protocol import (
 )
 from chatroom.names import MAX_NAME_LENGTH
 from chatroom.wire import Kind
-from tests.client_support import RecordingView, server_line
+from tests.client_support import RecordingView, arrival, server_line
 
 
 class Connection:
@@ -51,8 +51,11 @@ class Connection:
         self.transport.clear()
         return data.splitlines()
 
-    def welcome(self, name: str = "guest1") -> None:
-        self.receive(server_line(Kind.WELCOME, "*", f"Welcome, you are {name}.", (name,)))
+    def welcome(self, name: str = "guest1", *others: str) -> None:
+        """
+        Arrive as C{name}, with C{others} already in the room.
+        """
+        self.receive(arrival(name, *others))
 
 
 def test_lines_are_parsed_and_passed_on() -> None:
@@ -116,6 +119,33 @@ def test_no_nick_asked_without_one() -> None:
 
 def test_taken_nick_takes_the_next_free_variant_and_says_so() -> None:
     c = Connection(nick="alice")
+    c.welcome("guest3", "@Alice", "alice2")
+    # Picked from the list: alice and alice2 are there.
+    assert c.sent() == ["/nick alice3"]
+    c.receive(server_line(Kind.RENAME, "guest3", "guest3 is now known as alice3", ("alice3",)))
+    assert c.protocol.name == "alice3"
+    assert c.view.of("notice") == ["the name alice is taken: you are alice3"]
+    # A reconnect asks for the name wanted, not the variant.
+    assert c.protocol.wanted_nick == "alice"
+
+
+def test_look_alikes_in_the_list_count_as_taken() -> None:
+    c = Connection(nick="alice")
+    c.welcome("guest3", "Al1ce", "a_lice2")
+    assert c.sent() == ["/nick alice3"]
+
+
+def test_waits_for_the_whole_list_before_asking() -> None:
+    c = Connection(nick="bob")
+    c.receive(server_line(Kind.WELCOME, "*", "hi", ("guest9",)))
+    c.receive(server_line(Kind.LIST, "*", "users 1-100 of 101", tuple(f"u{n}" for n in range(100))))
+    assert c.sent() == []
+    c.receive(server_line(Kind.LIST, "*", "users 101-101 of 101", ("bob",)))
+    assert c.sent() == ["/nick bob2"]
+
+
+def test_a_name_taken_since_the_list_moves_on_to_the_next() -> None:
+    c = Connection(nick="alice")
     c.welcome("guest3")
     assert c.sent() == ["/nick alice"]
     c.receive(server_line(Kind.ERROR, "*", "the name alice is taken: choose another"))
@@ -142,6 +172,22 @@ def test_other_errors_while_asking_do_not_disturb_the_nick() -> None:
     assert c.sent() == ["/nick alice2"]
 
 
+def test_rate_limit_ends_the_search() -> None:
+    c = Connection(nick="bob")
+    c.welcome()
+    c.sent()
+    c.receive(server_line(Kind.ERROR, "*", "too many name changes: wait a little before the next"))
+    assert c.sent() == []
+    assert "cannot take the name bob (too many name changes" in str(c.view.of("notice")[-1])
+
+
+def test_gives_up_when_every_variant_is_listed() -> None:
+    c = Connection(nick="bob")
+    c.welcome("guest1", *(nick_variant("bob", n) for n in range(1, MAX_NICK_TRIES + 1)))
+    assert c.sent() == []
+    assert "no free variant of bob" in str(c.view.of("notice")[-1])
+
+
 def test_gives_up_after_many_variants() -> None:
     c = Connection(nick="bob")
     c.welcome()
@@ -159,7 +205,7 @@ def test_refused_name_gives_up() -> None:
     c.sent()
     c.receive(server_line(Kind.ERROR, "*", "invalid name 'bob': reserved"))
     assert c.sent() == []
-    assert "cannot use the name bob" in str(c.view.of("notice")[-1])
+    assert "cannot take the name bob (invalid name" in str(c.view.of("notice")[-1])
 
 
 def test_a_name_the_user_chooses_is_kept_for_reconnects() -> None:

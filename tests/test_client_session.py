@@ -11,7 +11,7 @@ from twisted.python.failure import Failure
 
 from chatroom.client.session import STABLE_AFTER, ChatSession, is_quit
 from chatroom.wire import Kind
-from tests.client_support import POLICY, FakeEndpoint, RecordingView, server_line
+from tests.client_support import POLICY, FakeEndpoint, RecordingView, arrival, server_line
 
 
 def make_session(nick: str | None = None) -> tuple[ChatSession, FakeEndpoint, RecordingView, Clock]:
@@ -44,7 +44,7 @@ def test_connected_session_sends_and_reconnects_after_a_drop() -> None:
     session, endpoint, view, clock = make_session(nick="alice")
     protocol, transport = endpoint.accept()
     assert view.of("connected") == ["localhost:6697"]
-    protocol.dataReceived(server_line(Kind.WELCOME, "*", "hi", ("guest1",)))
+    protocol.dataReceived(arrival("guest1"))
     assert transport.value() == b"/nick alice\n"
     protocol.dataReceived(server_line(Kind.RENAME, "guest1", "", ("alice",)))
     transport.clear()
@@ -59,7 +59,7 @@ def test_connected_session_sends_and_reconnects_after_a_drop() -> None:
     assert not session.send("lost?")
     clock.advance(2)
     protocol, transport = endpoint.accept()
-    protocol.dataReceived(server_line(Kind.WELCOME, "*", "hi", ("guest2",)))
+    protocol.dataReceived(arrival("guest2"))
     # The name chosen last is asked for again.
     assert transport.value() == b"/nick alicia\n"
 

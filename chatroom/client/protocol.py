@@ -2,9 +2,13 @@
 The client's line protocol: server lines in, calls on a L{ChatView} out.
 
 L{ChatClientProtocol} frames and parses the server's lines with
-L{chatroom.wire.parse_line} and knows nothing of Tk. Besides framing it does
-one job the server cannot: when a name was asked for with C{--nick} and it
-is taken, it asks for the next free variant (C{NAME2}, C{NAME3}, ...).
+L{chatroom.wire.parse_line} and knows nothing of Tk. Besides framing it
+answers the server's pings, and does one job the server cannot: when a name
+was asked for with C{--nick} and it is taken, it asks for the next free
+variant (C{NAME2}, C{NAME3}, ...). It picks the variant from the member list
+the server sends after the welcome, so that one C{/nick} usually does (the
+server limits name changes); a refusal, should someone take the name first,
+moves on to the next.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from chatroom.names import MAX_NAME_LENGTH
+from chatroom.client.roster import Roster
+from chatroom.names import MAX_NAME_LENGTH, skeleton
 from chatroom.wire import Kind, ServerLine, WireError, parse_line
 
 # Server lines are short, but end-to-end envelopes are single long lines; a
@@ -162,6 +167,8 @@ class ChatClientProtocol(LineReceiver):
         # The name asked for automatically, and which variant it is.
         self._nick_try: str | None = None
         self._nick_number = 0
+        # Who is here when the client arrives, to pick a free variant.
+        self._arrival: Roster | None = None
 
     # Connection events
 
@@ -228,6 +235,11 @@ class ChatClientProtocol(LineReceiver):
             self.sent_away = parsed.text
         elif parsed.kind == Kind.WELCOME and parsed.args:
             self._welcomed(parsed.args[0])
+        elif parsed.kind == Kind.LIST and self._arrival is not None:
+            self._arrival.apply(parsed)
+            if not self._arrival.receiving:
+                self._ask_free_nick(self._arrival)
+                self._arrival = None
         elif parsed.kind == Kind.RENAME and parsed.args and parsed.source == self.name:
             self._renamed(parsed.args[0])
         elif parsed.kind == Kind.ERROR and self._nick_try is not None:
@@ -239,7 +251,17 @@ class ChatClientProtocol(LineReceiver):
         self.name = name
         self.view.name_changed(name)
         if self.wanted_nick is not None and self.wanted_nick != name:
-            self._ask_nick(1)
+            # The member list follows the welcome: choose once it is in.
+            self._arrival = Roster()
+
+    def _ask_free_nick(self, present: Roster) -> None:
+        taken = {skeleton(name) for name in present.names() if name != self.name}
+        assert self.wanted_nick is not None
+        for number in range(1, MAX_NICK_TRIES + 1):
+            if skeleton(nick_variant(self.wanted_nick, number)) not in taken:
+                self._ask_nick(number)
+                return
+        self._give_up_nick(f"no free variant of {self.wanted_nick}: type /nick with another name")
 
     def _ask_nick(self, number: int) -> None:
         assert self.wanted_nick is not None
@@ -259,16 +281,18 @@ class ChatClientProtocol(LineReceiver):
         self._nick_try = None
 
     def _nick_refused(self, text: str) -> None:
-        # The server says "the name X is taken" or "... looks too much like Y".
+        # The server says "the name X is taken" or "... looks too much like Y"
+        # when someone took it since the list; other refusals end the search.
         if text.startswith(f"the name {self._nick_try} "):
             if self._nick_number < MAX_NICK_TRIES:
                 self._ask_nick(self._nick_number + 1)
-                return
-            self.view.notice(f"no free variant of {self.wanted_nick}: type /nick with another name")
-        elif text.startswith("invalid name"):
-            self.view.notice(f"cannot use the name {self.wanted_nick}: type /nick with another name")
-        else:
-            # An error about something else the user typed meanwhile.
-            return
+            else:
+                self._give_up_nick(f"no free variant of {self.wanted_nick}: type /nick with another name")
+        elif text.startswith(("invalid name", "too many name changes")):
+            self._give_up_nick(f"cannot take the name {self.wanted_nick} ({text})")
+        # Anything else is about a line the user typed meanwhile.
+
+    def _give_up_nick(self, why: str) -> None:
+        self.view.notice(why)
         self._nick_try = None
         self.wanted_nick = None

@@ -33,6 +33,19 @@ class Roster:
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.casefold() in self._members
 
+    @property
+    def receiving(self) -> bool:
+        """
+        Whether a chunked list has begun and not yet ended.
+        """
+        return bool(self._incoming)
+
+    def names(self) -> list[str]:
+        """
+        The members' names, without admin marks, in no particular order.
+        """
+        return [name for name, _ in self._members.values()]
+
     def entries(self) -> list[str]:
         """
         The members for display: admins first (marked C{@}), then by name.
