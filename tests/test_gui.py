@@ -241,7 +241,7 @@ def test_dropped_connection_is_shown_and_comes_back(tmp_path: Path, guis: list[G
         assert gui.root.title().endswith("(connected)")
 
 
-def test_refused_connection_offers_reconnect(tmp_path: Path, guis: list[Gui], daemon: Daemon) -> None:
+def test_refused_connection_offers_reconnect(guis: list[Gui], daemon: Daemon) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -258,6 +258,28 @@ def test_refused_connection_offers_reconnect(tmp_path: Path, guis: list[Gui], da
     assert len(refusals) == 1
     assert "refused" in gui.window.status.cget("text")
     assert "reconnecting in" in gui.window.status.cget("text")
+
+
+def test_window_stays_responsive_while_the_server_is_silent(
+    guis: list[Gui], daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A server that accepts TCP and then never answers the TLS handshake.
+    monkeypatch.setattr("chatroom.client.protocol.HANDSHAKE_TIMEOUT", 1.0)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        gui = Gui(silent.getsockname()[1], daemon.ca_path, None, guis)
+        gui.pump(lambda: gui.window.state == "connecting", "the connection attempt")
+        # Meanwhile the window takes typing as usual.
+        entry = gui.window.entry
+        gui.pump(entry.winfo_viewable, "the input line")
+        entry.focus_force()
+        gui.pump(lambda: gui.root.focus_get() is entry, "the focus")
+        xdotool("type", "--delay", "5", "still typing")
+        gui.pump(lambda: entry.get() == "still typing", "the typing")
+        assert gui.window.state == "connecting"
+        gui.wait_for_text("disconnected: the connection attempt timed out")
+        assert str(gui.window.reconnect_button.cget("state")) == "normal"
 
 
 class RecordingController:

@@ -16,7 +16,6 @@ from twisted.application.internet import backoffPolicy
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IProtocol, IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from chatroom.client.protocol import ChatClientProtocol, ChatView, describe_failure
@@ -51,8 +50,6 @@ class ChatSession:
 
     @ivar protocol: The connected protocol, or L{None} while disconnected.
     """
-
-    log = Logger()
 
     def __init__(
         self,
