@@ -341,12 +341,17 @@ def test_window_buttons_and_bounded_message_area(display: str, monkeypatch: pyte
         root.destroy()
     # Destroying the window quits too: the client must not run on without it.
     assert controller.quits == 2
+    # Network news arriving meanwhile has nowhere to go, and no error either.
+    window.disconnected("the connection was lost")
+    window.notice("late")
 
 
-def test_chatroom_client_process(daemon: Daemon, tmp_path: Path, display: str) -> None:
+@pytest.mark.parametrize("quit_with", ["Escape", "windowclose"])
+def test_chatroom_client_process(daemon: Daemon, display: str, quit_with: str) -> None:
     """
     C{chatroom-client} with its defaults, run from the daemon's directory:
-    type with xdotool, another client hears it, save a screenshot.
+    type with xdotool, another client hears it, save a screenshot, quit
+    with Escape or by destroying the window.
     """
     bob = joined(daemon, "bob")
     script = Path(sys.executable).with_name("chatroom-client")
@@ -373,8 +378,11 @@ def test_chatroom_client_process(daemon: Daemon, tmp_path: Path, display: str) -
         xdotool("search", "--sync", "--onlyvisible", "--name", r"^chatroom - alice .*\(connected\)$")
         subprocess.run(["import", "-window", window, str(shot)], check=True, timeout=TOOL_TIMEOUT)
         assert shot.stat().st_size > 0
-        # Escape quits: the room is told, the process ends on its own.
-        xdotool("key", "Escape")
+        # The room is told, the process ends on its own.
+        if quit_with == "Escape":
+            xdotool("key", "Escape")
+        else:
+            xdotool("windowclose", window)
         left = until_kind(bob, "leave")
         assert (left.source, left.text) == ("alice", "alice left (quit)")
         assert client.wait(timeout=TOOL_TIMEOUT) == 0

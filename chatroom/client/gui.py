@@ -9,9 +9,11 @@ types to a L{Controller} (the session, in the application).
 from __future__ import annotations
 
 import tkinter as tk
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import wraps
 from tkinter import font, ttk
-from typing import Protocol
+from typing import Concatenate, ParamSpec, Protocol
 
 from chatroom.client.history import History
 from chatroom.client.render import Rendered, Style, client_notice, local_time, render
@@ -31,6 +33,22 @@ _STYLES: dict[Style, dict[str, str]] = {
     Style.ERROR: {"foreground": "#c62828", "font": "chatroom-bold"},
     Style.CLIENT: {"foreground": "#b35c00", "font": "chatroom-italic"},
 }
+
+
+_P = ParamSpec("_P")
+
+
+def _while_open(
+    method: Callable[Concatenate[ChatWindow, _P], None],
+) -> Callable[Concatenate[ChatWindow, _P], None]:
+    # Network events can still come in while a destroyed window shuts the
+    # client down; there is nothing left to show them in.
+    @wraps(method)
+    def guarded(window: ChatWindow, /, *args: _P.args, **kwargs: _P.kwargs) -> None:
+        if not window.destroyed:
+            method(window, *args, **kwargs)
+
+    return guarded
 
 
 class Controller(Protocol):
@@ -78,10 +96,11 @@ class ChatWindow:
         self._roster_pending = False
         self._last_reason: str | None = None
         self._retry_announced = False
+        self.destroyed = False
         self._build()
         root.protocol("WM_DELETE_WINDOW", controller.quit)
         # However the window goes, the client must not run on without it.
-        root.bind("<Destroy>", lambda event: controller.quit() if event.widget is root else None)
+        root.bind("<Destroy>", self._destroyed)
         root.bind("<Escape>", lambda event: controller.quit())
         self._update_title()
 
@@ -145,6 +164,11 @@ class ChatWindow:
         panes.pack(side=tk.TOP, fill=tk.BOTH, expand=True, padx=6, pady=(6, 0))
         self.entry.focus_set()
 
+    def _destroyed(self, event: tk.Event[tk.Misc]) -> None:
+        if event.widget is self.root:
+            self.destroyed = True
+            self.controller.quit()
+
     # What the user does
 
     def send(self) -> None:
@@ -175,14 +199,17 @@ class ChatWindow:
 
     # ChatView
 
+    @_while_open
     def connecting(self, address: str) -> None:
         self._set_state("connecting", f"Connecting to {address}...", can_reconnect=False)
 
+    @_while_open
     def connected(self, address: str) -> None:
         self._set_state("connected", f"Connected to {address} (TLS verified)", can_reconnect=False)
         self._note(f"connected to {address}")
         self._last_reason = None
 
+    @_while_open
     def disconnected(self, reason: str) -> None:
         self._set_state("disconnected", f"Disconnected: {reason}", can_reconnect=True)
         # Retry after retry failing the same way is said once; the status bar
@@ -194,21 +221,25 @@ class ChatWindow:
         if self.roster.clear():
             self._schedule_roster()
 
+    @_while_open
     def retrying(self, delay: float) -> None:
         self.status.configure(text=f"{self.status.cget('text')} - reconnecting in {delay:.0f} s")
         if not self._retry_announced:
             self._retry_announced = True
             self._note(f"reconnecting in {delay:.0f} s, then less and less often (or press Reconnect)")
 
+    @_while_open
     def line_received(self, line: ServerLine) -> None:
         self.show(render(line, self.name), local_time(line.timestamp))
         if self.roster.apply(line):
             self._schedule_roster()
 
+    @_while_open
     def name_changed(self, name: str) -> None:
         self.name = name
         self._update_title()
 
+    @_while_open
     def notice(self, text: str) -> None:
         self._note(text)
 
