@@ -29,7 +29,8 @@ STABLE_AFTER = 10.0
 
 def default_retry_policy() -> Callable[[int], float]:
     """
-    1 s, then 1.5 times longer per failure up to a minute, plus up to 1 s jitter.
+    1.5 s after the first failure, 1.5 times longer after each further one,
+    at most a minute; plus up to 1 s of jitter.
     """
     return backoffPolicy(initialDelay=1.0, maxDelay=60.0, factor=1.5)
 
