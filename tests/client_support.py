@@ -14,7 +14,8 @@ from twisted.internet.interfaces import IProtocol, IProtocolFactory
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
-from chatroom.client.protocol import ChatClientProtocol
+from chatroom.client.protocol import ChatClientProtocol, Lock
+from chatroom.e2e.client import KeyChanged, Secure
 from chatroom.wire import Kind, ServerLine, format_line
 
 T0 = 1_790_000_000.0
@@ -67,6 +68,15 @@ class RecordingView:
 
     def notice(self, text: str) -> None:
         self.events.append(("notice", text))
+
+    def lock_changed(self, lock: Lock) -> None:
+        self.events.append(("lock", lock))
+
+    def secure_message(self, message: Secure) -> None:
+        self.events.append(("secure", message))
+
+    def key_changed(self, change: KeyChanged) -> None:
+        self.events.append(("key changed", change))
 
     def of(self, kind: str) -> list[object]:
         """

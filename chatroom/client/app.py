@@ -5,6 +5,7 @@ C{chatroom-client}: the command line, the TLS endpoint and the reactor.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import tkinter as tk
@@ -25,7 +26,9 @@ from twisted.logger import (
 )
 
 from chatroom.client.gui import ChatWindow
-from chatroom.client.session import ChatSession
+from chatroom.client.session import ChatSession, E2ESettings
+from chatroom.e2e.keys import E2EError, Identity
+from chatroom.e2e.pins import PinStore
 from chatroom.names import name_problem
 
 DEFAULT_HOST = "localhost"
@@ -34,6 +37,16 @@ DEFAULT_CA = Path("certs") / "ca.pem"
 CONNECT_TIMEOUT = 10.0
 # Quit waits this long at most for the connection to close cleanly.
 QUIT_TIMEOUT = 2.0
+
+
+def config_directory() -> Path:
+    """
+    Where the client keeps the user's keys: C{$XDG_CONFIG_HOME/chatroom},
+    by default C{~/.config/chatroom}.
+    """
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "chatroom"
+
 
 _PEM_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
 
@@ -57,6 +70,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"CA certificate(s) to trust, PEM [default: {DEFAULT_CA}, the CA the daemon creates]",
     )
     parser.add_argument("--nick", help="name to take; if taken, NAME2, NAME3, ... instead")
+    e2e = parser.add_argument_group("end-to-end encryption (on unless --no-e2e)")
+    e2e.add_argument(
+        "--identity",
+        type=Path,
+        help="your Ed25519 identity key, PEM, created (mode 0600) if missing"
+        " [default: ~/.config/chatroom/identity.pem]",
+    )
+    e2e.add_argument(
+        "--pins",
+        type=Path,
+        help="the names and keys you have seen (trust on first use) [default: ~/.config/chatroom/pins.json]",
+    )
+    e2e.add_argument(
+        "--require-e2e",
+        action="store_true",
+        help="never send chat in the clear: refuse while the room is unlocked",
+    )
+    e2e.add_argument("--no-e2e", dest="e2e", action="store_false", help="turn end-to-end encryption off")
     args = parser.parse_args(argv)
     if not 1 <= args.port <= 65535:
         parser.error(f"--port must be 1 to 65535, not {args.port}")
@@ -70,7 +101,32 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         )
     except ValueError as e:
         parser.error(f"{args.ca}: {e}")
+    if args.require_e2e and not args.e2e:
+        parser.error("--require-e2e and --no-e2e contradict each other")
     return args
+
+
+def load_e2e(args: argparse.Namespace) -> E2ESettings | None:
+    """
+    The E2E settings the command line asks for: the identity key (made on
+    first use) and the pins, from the user's config directory unless given.
+
+    @raise E2EError: If the key or pin file cannot be used.
+    """
+    if not args.e2e:
+        return None
+    directory = config_directory()
+    identity_path = args.identity or directory / "identity.pem"
+    pins_path = args.pins or directory / "pins.json"
+    try:
+        identity = Identity.load_or_create(identity_path)
+    except OSError as e:
+        raise E2EError(f"cannot use the identity key {identity_path}: {e.strerror}") from e
+    try:
+        pins = PinStore(pins_path)
+    except OSError as e:
+        raise E2EError(f"cannot read the pin file {pins_path}: {e.strerror}") from e
+    return E2ESettings(identity, pins, args.require_e2e)
 
 
 def load_certificates(pem: bytes) -> list[Certificate]:
@@ -154,13 +210,18 @@ def run(reactor: Any, argv: Sequence[str] | None = None) -> int:
     from twisted.internet import tksupport
 
     args = parse_args(argv)
+    try:
+        e2e = load_e2e(args)
+    except E2EError as e:
+        print(f"chatroom-client: {e} (or run with --no-e2e)", file=sys.stderr)
+        return 2
     predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.warn)
     globalLogBeginner.beginLoggingTo(
         [FilteringLogObserver(textFileLogObserver(sys.stderr), [predicate])], redirectStandardIO=False
     )
     address = display_address(args.host, args.port)
     endpoint = tls_endpoint(reactor, args.host, args.port, args.ca_certificates)
-    session = ChatSession(reactor, endpoint, address, args.nick)
+    session = ChatSession(reactor, endpoint, address, args.nick, e2e=e2e)
     app = ClientApp(reactor, session)
     try:
         root = tk.Tk(className="chatroom")

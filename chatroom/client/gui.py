@@ -16,8 +16,10 @@ from tkinter import font, ttk
 from typing import Concatenate, ParamSpec, Protocol
 
 from chatroom.client.history import History
-from chatroom.client.render import Rendered, Style, client_notice, local_time, render
+from chatroom.client.protocol import Lock
+from chatroom.client.render import Rendered, Style, client_notice, local_time, render, render_secure
 from chatroom.client.roster import Roster
+from chatroom.e2e.client import KeyChanged, Secure
 from chatroom.wire import ServerLine
 
 # The message area keeps the newest lines only, so a long session does not
@@ -32,6 +34,14 @@ _STYLES: dict[Style, dict[str, str]] = {
     Style.SERVER: {"foreground": "#666666"},
     Style.ERROR: {"foreground": "#c62828", "font": "chatroom-bold"},
     Style.CLIENT: {"foreground": "#b35c00", "font": "chatroom-italic"},
+    Style.ALARM: {"foreground": "#ffffff", "background": "#c62828", "font": "chatroom-bold"},
+}
+
+# The lock in the status bar: its text and colour for each state.
+_LOCKS: dict[Lock, tuple[str, str]] = {
+    Lock.OFF: ("E2E off: chat is not encrypted", "#666666"),
+    Lock.UNLOCKED: ("Unlocked: not every member has E2E keys, chat goes in the clear", "#c62828"),
+    Lock.LOCKED: ("Locked: chat is end-to-end encrypted", "#2e7d32"),
 }
 
 
@@ -91,6 +101,7 @@ class ChatWindow:
         self.server = server
         self.name: str | None = None
         self.state = "starting"
+        self.lock = Lock.OFF
         self.roster = Roster()
         self.history = History()
         self._roster_pending = False
@@ -153,11 +164,14 @@ class ChatWindow:
 
         status_frame = ttk.Frame(root)
         self.status = ttk.Label(status_frame, text="", anchor=tk.W)
+        self.lock_label = ttk.Label(status_frame, anchor=tk.E)
         self.reconnect_button = ttk.Button(
             status_frame, text="Reconnect", command=self.controller.reconnect, state=tk.DISABLED
         )
         self.status.pack(side=tk.LEFT, fill=tk.X, expand=True)
         self.reconnect_button.pack(side=tk.RIGHT)
+        self.lock_label.pack(side=tk.RIGHT, padx=(6, 6))
+        self._show_lock()
 
         status_frame.pack(side=tk.BOTTOM, fill=tk.X, padx=6, pady=(0, 6))
         input_frame.pack(side=tk.BOTTOM, fill=tk.X, padx=6, pady=6)
@@ -230,7 +244,7 @@ class ChatWindow:
 
     @_while_open
     def line_received(self, line: ServerLine) -> None:
-        self.show(render(line, self.name), local_time(line.timestamp))
+        self.show(render(line, self.name, self.lock is not Lock.OFF), local_time(line.timestamp))
         if self.roster.apply(line):
             self._schedule_roster()
 
@@ -242,6 +256,21 @@ class ChatWindow:
     @_while_open
     def notice(self, text: str) -> None:
         self._note(text)
+
+    @_while_open
+    def lock_changed(self, lock: Lock) -> None:
+        self.lock = lock
+        self._show_lock()
+        self._update_title()
+
+    @_while_open
+    def secure_message(self, message: Secure) -> None:
+        self.show(render_secure(message, self.name), local_time(message.received))
+
+    @_while_open
+    def key_changed(self, change: KeyChanged) -> None:
+        self.show(Rendered(change.text, Style.ALARM), local_time(datetime.now(UTC)))
+        self.root.bell()
 
     # Display
 
@@ -293,6 +322,11 @@ class ChatWindow:
         self.reconnect_button.configure(state=tk.NORMAL if can_reconnect else tk.DISABLED)
         self._update_title()
 
+    def _show_lock(self) -> None:
+        text, colour = _LOCKS[self.lock]
+        self.lock_label.configure(text=text, foreground=colour)
+
     def _update_title(self) -> None:
         who = f"{self.name} @ " if self.name else ""
-        self.root.title(f"chatroom - {who}{self.server} ({self.state})")
+        lock = "" if self.lock is Lock.OFF else f", E2E {self.lock.value}"
+        self.root.title(f"chatroom - {who}{self.server} ({self.state}{lock})")

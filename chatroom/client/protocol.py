@@ -9,12 +9,19 @@ variant (C{NAME2}, C{NAME3}, ...). It picks the variant from the member list
 the server sends after the welcome, so that one C{/nick} usually does (the
 server limits name changes); a refusal, should someone take the name first,
 moves on to the next.
+
+Given an L{E2EClient}, the protocol drives it: what the user types goes
+through L{E2EClient.command} (chat comes out as envelopes while the room is
+locked), every server line through L{E2EClient.handle}, and its events
+become calls on the view. The cryptography stays in L{chatroom.e2e}; the
+view only ever sees verified plaintext.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Protocol, cast
 
 from OpenSSL.SSL import Error as TLSError
@@ -33,18 +40,34 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from chatroom.client.roster import Roster
+from chatroom.e2e.client import E2EClient, Event, KeyChanged, NewKey, Notice, Rejected, Secure, Send, Show
+from chatroom.e2e.envelope import E2E_MAX_LINE_BYTES
 from chatroom.names import MAX_NAME_LENGTH, skeleton
 from chatroom.wire import Kind, ServerLine, WireError, parse_line
 
-# Server lines are short, but end-to-end envelopes are single long lines; a
-# line beyond this is a broken or hostile server, not a message.
-MAX_SERVER_LINE_BYTES = 1024 * 1024
+# Server lines are short, but an end-to-end envelope is one long line: the
+# longest the daemon forwards plus room for the line's header. A line beyond
+# this is a broken or hostile server, not a message.
+MAX_SERVER_LINE_BYTES = E2E_MAX_LINE_BYTES + 1024
 # A server that accepts TCP but never finishes the TLS handshake must not
 # leave the client waiting forever.
 HANDSHAKE_TIMEOUT = 15.0
 _LINE_BREAKS = re.compile(r"\r\n|[\r\n]")
 # How many numbered variants of a taken name to try before giving up.
 MAX_NICK_TRIES = 50
+
+
+class Lock(StrEnum):
+    """
+    The lock the window shows: how chat typed now goes out.
+    """
+
+    OFF = "off"
+    """End-to-end encryption is turned off: chat goes in the clear."""
+    UNLOCKED = "unlocked"
+    """E2E is on, but not every member has keys yet: chat goes in the clear."""
+    LOCKED = "locked"
+    """Chat goes end-to-end encrypted to every member."""
 
 
 class ChatView(Protocol):
@@ -85,6 +108,23 @@ class ChatView(Protocol):
     def notice(self, text: str) -> None:
         """
         Something the client itself has to say (not from the server).
+        """
+
+    def lock_changed(self, lock: Lock) -> None:
+        """
+        Chat typed from now on goes out as C{lock} says.
+        """
+
+    def secure_message(self, message: Secure) -> None:
+        """
+        An end-to-end message arrived, verified and decrypted; its sender
+        is the name its signing key is pinned to.
+        """
+
+    def key_changed(self, change: KeyChanged) -> None:
+        """
+        A member's identity key is not the one pinned for its name: say so
+        loudly (nothing is sent to it until the user runs C{/trust}).
         """
 
 
@@ -134,6 +174,8 @@ class ChatClientProtocol(LineReceiver):
         reconnect): C{--nick}, or the last name the user chose with C{/nick}.
     @ivar sent_away: Why the server is sending this client away (a kick or
         a ban), if it is: coming straight back would be rude or futile.
+    @ivar e2e: The end-to-end state of this connection, if E2E is on.
+    @ivar lock: The lock state last told to the view.
     """
 
     delimiter = b"\n"
@@ -146,6 +188,7 @@ class ChatClientProtocol(LineReceiver):
         wanted_nick: str | None,
         on_ready: Callable[[ChatClientProtocol], None],
         on_lost: Callable[[ChatClientProtocol, Failure], None],
+        e2e: E2EClient | None = None,
     ) -> None:
         """
         @param view: Where lines, names and notices go.
@@ -153,6 +196,8 @@ class ChatClientProtocol(LineReceiver):
         @param wanted_nick: The name to ask for once welcomed, if any.
         @param on_ready: Called once the connection is usable (TLS verified).
         @param on_lost: Called when the connection ends, with the reason.
+        @param e2e: A fresh E2E client for this connection (new session
+            key), or L{None} for plain chat only.
         """
         self.view = view
         self.clock = clock
@@ -160,6 +205,8 @@ class ChatClientProtocol(LineReceiver):
         self.name: str | None = None
         self.ready = False
         self.sent_away: str | None = None
+        self.e2e = e2e
+        self.lock = Lock.OFF if e2e is None else Lock.UNLOCKED
         self._on_ready = on_ready
         self._on_lost = on_lost
         self._handshake_timer: IDelayedCall | None = None
@@ -193,6 +240,8 @@ class ChatClientProtocol(LineReceiver):
             self._handshake_timer = None
         self.ready = True
         self._on_ready(self)
+        if self.e2e is not None:
+            self._handle(self.e2e.start())
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._handshake_timer is not None:
@@ -211,12 +260,23 @@ class ChatClientProtocol(LineReceiver):
 
     def send_line(self, text: str) -> None:
         """
-        Send one line as typed; the server parses it.
+        Send one line as it is; the server parses it.
 
         Line breaks (pasted text) become spaces: one call is one line, so a
         paste can never slip in a second command.
         """
         self.sendLine(_LINE_BREAKS.sub(" ", text).encode("utf-8"))
+
+    def send_typed(self, text: str) -> None:
+        """
+        Send one line the user typed: as it is, or, with E2E on, as
+        L{E2EClient.command} says (an envelope, the line itself, or nothing
+        but a notice; C{/trust} and C{/verify} never leave the client).
+        """
+        if self.e2e is None:
+            self.send_line(text)
+        else:
+            self._handle(self.e2e.command(_LINE_BREAKS.sub(" ", text)))
 
     def lineReceived(self, line: bytes) -> None:
         try:
@@ -228,6 +288,38 @@ class ChatClientProtocol(LineReceiver):
             # Keepalive: answered here, not worth showing.
             self.send_line(f"/pong {parsed.args[0]}" if parsed.args else "/pong")
             return
+        if self.e2e is None:
+            self._show(parsed)
+        else:
+            self._handle(self.e2e.handle(parsed))
+
+    def _handle(self, events: list[Event]) -> None:
+        """
+        Carry out what the E2E client says, then show the lock if it moved.
+        """
+        assert self.e2e is not None
+        for event in events:
+            match event:
+                case Send(line):
+                    self.send_line(line)
+                case Show(line):
+                    self._show(line)
+                case Secure():
+                    self.view.secure_message(event)
+                case KeyChanged():
+                    self.view.key_changed(event)
+                case Rejected(reason, source):
+                    self.view.notice(
+                        f"refused an end-to-end message (the server says from {source}): {reason}"
+                    )
+                case NewKey() | Notice():
+                    self.view.notice(event.text)
+        lock = Lock.LOCKED if self.e2e.secure else Lock.UNLOCKED
+        if lock is not self.lock:
+            self.lock = lock
+            self.view.lock_changed(lock)
+
+    def _show(self, parsed: ServerLine) -> None:
         self.view.line_received(parsed)
         if parsed.kind == Kind.BANNED or (
             parsed.kind == Kind.KICK and parsed.args and parsed.args[0] == self.name

@@ -5,12 +5,14 @@ L{ChatSession} connects through any stream client endpoint (verified TLS in
 the application), reports every step to a L{ChatView}, and after a failed
 attempt or a dropped connection tries again after a growing delay, saying
 so. It stops trying when the user leaves with C{/quit}, quits the client, or
-is kicked or banned.
+is kicked or banned. With L{E2ESettings}, every connection gets its own
+L{E2EClient} (a fresh session key) on the user's identity key and pins.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from twisted.application.internet import backoffPolicy
 from twisted.internet.defer import Deferred, succeed
@@ -18,8 +20,11 @@ from twisted.internet.interfaces import IDelayedCall, IProtocol, IReactorTime, I
 from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
 
-from chatroom.client.protocol import ChatClientProtocol, ChatView, describe_failure
+from chatroom.client.protocol import ChatClientProtocol, ChatView, Lock, describe_failure
 from chatroom.commands import ParseError, parse_command
+from chatroom.e2e.client import E2EClient
+from chatroom.e2e.keys import Identity
+from chatroom.e2e.pins import PinStore
 
 # A connection that lasted this long was a success: the next drop starts the
 # backoff afresh. A shorter one (a server that accepts and drops at once)
@@ -45,6 +50,27 @@ def is_quit(text: str) -> bool:
         return False
 
 
+@dataclass
+class E2ESettings:
+    """
+    What lasts across connections for end-to-end encryption.
+
+    @ivar identity: The user's long-term identity key.
+    @ivar pins: The names and keys seen so far (trust on first use).
+    @ivar required: Refuse to send chat in the clear when the room is unlocked.
+    """
+
+    identity: Identity
+    pins: PinStore
+    required: bool = False
+
+    def client(self, clock: IReactorTime) -> E2EClient:
+        """
+        The E2E state of one new connection.
+        """
+        return E2EClient(self.identity, self.pins, clock=clock.seconds, required=self.required)
+
+
 class ChatSession:
     """
     Keeps one connection to the daemon and sends the user's lines on it.
@@ -59,6 +85,7 @@ class ChatSession:
         address: str,
         nick: str | None = None,
         retry_policy: Callable[[int], float] | None = None,
+        e2e: E2ESettings | None = None,
     ) -> None:
         """
         @param clock: Schedules retries and times handshakes.
@@ -66,12 +93,14 @@ class ChatSession:
         @param address: The server's C{host:port}, for messages.
         @param nick: The name to ask for once connected.
         @param retry_policy: Seconds to wait after C{n} failures in a row.
+        @param e2e: End-to-end encryption settings, or L{None} for none.
         """
         self.clock = clock
         self.endpoint = endpoint
         self.address = address
         self.nick = nick
         self.retry_policy = retry_policy or default_retry_policy()
+        self.e2e = e2e
         self.protocol: ChatClientProtocol | None = None
         # The connection being set up or in use, ready or not.
         self._connection: ChatClientProtocol | None = None
@@ -89,6 +118,8 @@ class ChatSession:
         """
         self._view = view
         self._stopped = False
+        if self.e2e is not None:
+            view.lock_changed(Lock.UNLOCKED)
         self._connect()
 
     @property
@@ -113,7 +144,8 @@ class ChatSession:
         attempt.addCallbacks(self._attempt_made, self._attempt_failed)
 
     def _build_protocol(self) -> ChatClientProtocol:
-        protocol = ChatClientProtocol(self.view, self.clock, self.nick, self._ready, self._lost)
+        e2e = None if self.e2e is None else self.e2e.client(self.clock)
+        protocol = ChatClientProtocol(self.view, self.clock, self.nick, self._ready, self._lost, e2e)
         self._connection = protocol
         return protocol
 
@@ -141,6 +173,9 @@ class ChatSession:
         closed, self._closed = self._closed, []
         for waiting in closed:
             waiting.callback(None)
+        if protocol.lock is Lock.LOCKED:
+            # Offline, nothing goes out encrypted.
+            self.view.lock_changed(Lock.UNLOCKED)
         if protocol.sent_away is not None:
             self._stopped = True
             self.view.disconnected(f"{protocol.sent_away} (press Reconnect to try again)")
@@ -171,7 +206,7 @@ class ChatSession:
 
     def send(self, text: str) -> bool:
         """
-        Send one line as typed, if connected.
+        Send one line as typed (through E2E, if on), if connected.
 
         @return: Whether it was sent.
         """
@@ -180,7 +215,7 @@ class ChatSession:
         if is_quit(text):
             # The server closes the connection after /quit: do not come back.
             self._stopped = True
-        self.protocol.send_line(text)
+        self.protocol.send_typed(text)
         return True
 
     def stop(self, farewell: bool = False) -> Deferred[None]:
