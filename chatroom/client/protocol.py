@@ -309,9 +309,7 @@ class ChatClientProtocol(LineReceiver):
                 case KeyChanged():
                     self.view.key_changed(event)
                 case Rejected(reason, source):
-                    self.view.notice(
-                        f"refused an end-to-end message (the server says from {source}): {reason}"
-                    )
+                    self.view.notice(f"refused an end-to-end message (said to be from {source}): {reason}")
                 case NewKey() | Notice():
                     self.view.notice(event.text)
         lock = Lock.LOCKED if self.e2e.secure else Lock.UNLOCKED
