@@ -39,9 +39,9 @@ _STYLES: dict[Style, dict[str, str]] = {
 
 # The lock in the status bar: its text and colour for each state.
 _LOCKS: dict[Lock, tuple[str, str]] = {
-    Lock.OFF: ("E2E off: chat is not encrypted", "#666666"),
-    Lock.UNLOCKED: ("Unlocked: not every member has E2E keys, chat goes in the clear", "#c62828"),
-    Lock.LOCKED: ("Locked: chat is end-to-end encrypted", "#2e7d32"),
+    Lock.OFF: ("E2E off: not encrypted", "#666666"),
+    Lock.UNLOCKED: ("Unlocked: not encrypted", "#c62828"),
+    Lock.LOCKED: ("Locked: end-to-end encrypted", "#2e7d32"),
 }
 
 
@@ -164,7 +164,9 @@ class ChatWindow:
 
         status_frame = ttk.Frame(root)
         self.status = ttk.Label(status_frame, text="", anchor=tk.W)
-        self.lock_label = ttk.Label(status_frame, anchor=tk.E)
+        # A fixed width: the lock changing does not move the layout around.
+        width = max(len(text) for text, _ in _LOCKS.values())
+        self.lock_label = ttk.Label(status_frame, anchor=tk.E, width=width)
         self.reconnect_button = ttk.Button(
             status_frame, text="Reconnect", command=self.controller.reconnect, state=tk.DISABLED
         )
