@@ -270,7 +270,15 @@ def test_two_windows_chat_end_to_end_and_a_third_sees_a_key_change(
     alice.wait_for_text("new key")
     carol.type_line("welcome back bob")
     bob.wait_for_text("[E2E, unverified] <carol> welcome back bob")
+    carol.wait_for_text("[E2E] <carol> welcome back bob")
     assert not bob.shows("are you still there")
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "chatroom-client-e2e.png"
+    # Bob's new window is on top (there is no window manager): raise carol's and let it redraw.
+    carol.root.lift()
+    carol.root.update()
+    subprocess.run(["import", "-window", carol.root.wm_frame(), str(shot)], check=True, timeout=TOOL_TIMEOUT)
+    assert shot.stat().st_size > 0
 
     for gui in (alice, bob, carol):
         gui.close()
