@@ -221,6 +221,23 @@ def locked(*windows: Gui) -> bool:
     return all(gui.window.lock is Lock.LOCKED for gui in windows)
 
 
+def record_sent(gui: Gui) -> list[bytes]:
+    """
+    From now on, keep every line C{gui}'s connection sends to the server.
+    """
+    protocol = gui.session.protocol
+    assert protocol is not None
+    sent: list[bytes] = []
+    send = protocol.sendLine
+
+    def recording(line: bytes) -> None:
+        sent.append(line)
+        send(line)
+
+    protocol.sendLine = recording  # type: ignore[method-assign]
+    return sent
+
+
 def test_two_windows_chat_end_to_end_and_a_third_sees_a_key_change(
     daemon: Daemon, guis: list[Gui], tmp_path: Path
 ) -> None:
@@ -235,6 +252,7 @@ def test_two_windows_chat_end_to_end_and_a_third_sees_a_key_change(
     # Each is announced to the other with its fingerprint, unverified.
     alice_key = alice.session.e2e.identity.fingerprint  # type: ignore[union-attr]
     bob.wait_for_text(f"** alice has key {alice_key} (unverified")
+    alice_sent = record_sent(alice)
 
     alice.type_line(secret)
     # The name shown is the one alice's key signed; bob has not verified it.
@@ -253,6 +271,7 @@ def test_two_windows_chat_end_to_end_and_a_third_sees_a_key_change(
 
     carol = Gui(daemon.port, daemon.ca_path, "carol", guis, e2e=keys(tmp_path / "keys", "carol"))
     carol.pump(lambda: locked(alice, bob, carol) and len(carol.members()) == 3, "three windows locked")
+    carol_sent = record_sent(carol)
     # Bob restarts with a new identity key: carol is warned, loudly.
     bob.close()
     carol.pump(lambda: len(carol.members()) == 2, "bob leaving")
@@ -285,8 +304,13 @@ def test_two_windows_chat_end_to_end_and_a_third_sees_a_key_change(
     daemon.stop()
     log = bytes(daemon.output)
     assert b"alice" in log  # the daemon's real log, with the joins in it
-    for plaintext in (secret, "welcome back bob", "smiles"):
+    # What the server received: envelopes, and never /verify or /trust.
+    sent = b"\n".join(alice_sent + carol_sent)
+    assert sum(line.startswith(b"/e2e send ") for line in alice_sent + carol_sent) == 3
+    assert b"/verify" not in sent and b"/trust" not in sent
+    for plaintext in (secret, "welcome back bob", "smiles", "are you still there"):
         assert plaintext.encode() not in log
+        assert plaintext.encode() not in sent
 
 
 def test_taken_nick_gets_the_next_variant(daemon: Daemon, guis: list[Gui]) -> None:
