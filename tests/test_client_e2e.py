@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -358,3 +359,28 @@ def test_no_e2e_and_require_e2e_contradict(ca_path: Path, capsys: pytest.Capture
     with pytest.raises(SystemExit):
         parse_args(["--ca", str(ca_path), "--no-e2e", "--require-e2e"])
     assert "contradict" in capsys.readouterr().err
+
+
+def test_ask_passphrase_protects_the_identity_key(ca_path: Path, tmp_path: Path) -> None:
+    key = tmp_path / "me.pem"
+    argv = ["--ca", str(ca_path), "--identity", str(key), "--pins", str(tmp_path / "p.json")]
+    prompts: list[str] = []
+
+    def ask(answer: str) -> Callable[[str], str]:
+        def answering(prompt: str) -> str:
+            prompts.append(prompt)
+            return answer
+
+        return answering
+
+    made = load_e2e(parse_args([*argv, "--ask-passphrase"]), ask("open sesame"))
+    assert made is not None and prompts == [f"passphrase for {key}: "]
+    assert b"ENCRYPTED" in key.read_bytes()
+    with pytest.raises(E2EError, match="a passphrase is needed"):
+        load_e2e(parse_args(argv))
+    with pytest.raises(E2EError, match="wrong passphrase"):
+        load_e2e(parse_args([*argv, "--ask-passphrase"]), ask("open barley"))
+    with pytest.raises(E2EError, match="empty passphrase"):
+        load_e2e(parse_args([*argv, "--ask-passphrase"]), ask(""))
+    again = load_e2e(parse_args([*argv, "--ask-passphrase"]), ask("open sesame"))
+    assert again is not None and again.identity.public == made.identity.public

@@ -5,11 +5,12 @@ C{chatroom-client}: the command line, the TLS endpoint and the reactor.
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 import re
 import sys
 import tkinter as tk
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="the names and keys you have seen (trust on first use) [default: ~/.config/chatroom/pins.json]",
     )
     e2e.add_argument(
+        "--ask-passphrase",
+        action="store_true",
+        help="ask on the terminal for the passphrase that protects the identity key"
+        " (a new key is then saved encrypted with it)",
+    )
+    e2e.add_argument(
         "--require-e2e",
         action="store_true",
         help="never send chat in the clear: refuse while the room is unlocked",
@@ -106,11 +113,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def load_e2e(args: argparse.Namespace) -> E2ESettings | None:
+def load_e2e(args: argparse.Namespace, ask: Callable[[str], str] = getpass.getpass) -> E2ESettings | None:
     """
     The E2E settings the command line asks for: the identity key (made on
     first use) and the pins, from the user's config directory unless given.
 
+    @param ask: Asks the user for the key's passphrase (C{--ask-passphrase}).
     @raise E2EError: If the key or pin file cannot be used.
     """
     if not args.e2e:
@@ -118,8 +126,13 @@ def load_e2e(args: argparse.Namespace) -> E2ESettings | None:
     directory = config_directory()
     identity_path = args.identity or directory / "identity.pem"
     pins_path = args.pins or directory / "pins.json"
+    passphrase = None
+    if args.ask_passphrase:
+        passphrase = ask(f"passphrase for {identity_path}: ").encode("utf-8")
+        if not passphrase:
+            raise E2EError("an empty passphrase protects nothing")
     try:
-        identity = Identity.load_or_create(identity_path)
+        identity = Identity.load_or_create(identity_path, passphrase)
     except OSError as e:
         raise E2EError(f"cannot use the identity key {identity_path}: {e.strerror}") from e
     try:
@@ -212,8 +225,8 @@ def run(reactor: Any, argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         e2e = load_e2e(args)
-    except E2EError as e:
-        print(f"chatroom-client: {e} (or run with --no-e2e)", file=sys.stderr)
+    except (E2EError, EOFError) as e:
+        print(f"chatroom-client: {e or 'no passphrase given'} (or run with --no-e2e)", file=sys.stderr)
         return 2
     predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.warn)
     globalLogBeginner.beginLoggingTo(
