@@ -5,6 +5,7 @@ network: client protocols on StringTransports wired to the in-memory E2E room.
 
 from __future__ import annotations
 
+import datetime
 import os
 import stat
 from collections.abc import Callable
@@ -317,8 +318,6 @@ def test_render_secure_forms() -> None:
 
 @pytest.fixture
 def ca_path(tmp_path: Path) -> Path:
-    import datetime
-
     return create_local_ca(tmp_path / "daemon", datetime.datetime.now(datetime.UTC))
 
 
