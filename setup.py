@@ -9,8 +9,9 @@ setup(
     long_description=Path("README.rst").read_text(encoding="utf-8"),
     long_description_content_type="text/x-rst",
     python_requires=">=3.11",
-    packages=["chatroom", "chatroom.e2e", "twisted.plugins"],
+    packages=["chatroom", "chatroom.client", "chatroom.e2e", "twisted.plugins"],
     package_data={"twisted": ["plugins/chatroom_plugin.py"]},
     install_requires=["twisted>=24.7", "pyopenssl>=24", "service-identity>=24", "cryptography>=47"],
+    entry_points={"console_scripts": ["chatroom-client = chatroom.client.app:main"]},
     extras_require={"test": ["pytest", "hypothesis", "ruff", "mypy"]},
 )

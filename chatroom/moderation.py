@@ -344,12 +344,20 @@ class Moderation:
         for ban in bans:
             self.room.tell(member, Kind.BANLIST, ban.reason, self._ban_fields(ban))
 
-    def _save(self, member: Member) -> None:
+    def save(self) -> None:
+        """
+        Write the bans in force to the state file, if there is one.
+
+        @raise OSError: If writing fails; the old file is left intact.
+        """
         if self.settings.save is None:
             return
         document = {"version": STATE_VERSION, "bans": self.bans.to_json(self.room.clock.seconds())}
+        self.settings.save(document)
+
+    def _save(self, member: Member) -> None:
         try:
-            self.settings.save(document)
+            self.save()
         except OSError as e:
             self.log.error("could not save the bans: {error}", error=e)
             self.room.tell(

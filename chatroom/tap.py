@@ -222,6 +222,11 @@ class ChatService(Service):
         count = len(self.factory.connections_open)
         yield self.factory.close_all("the server is shutting down", self.grace)
         self.log.info("closed {count} connections", count=count)
+        try:
+            # Saved after every change already; again here in case one failed.
+            self.factory.room.moderation.save()
+        except OSError as e:
+            self.log.error("could not save the state at shutdown: {error}", error=e)
         # twistd re-raises the signal that stopped it, so the exit status
         # would say "killed"; this was an orderly shutdown: exit 0 instead.
         if getattr(self.reactor, "_exitSignal", None) is not None:

@@ -5,6 +5,7 @@ Operations on the real daemon: graceful shutdown and certificate reload.
 from __future__ import annotations
 
 import datetime
+import json
 import signal
 import ssl
 from pathlib import Path
@@ -30,6 +31,9 @@ def test_sigterm_tells_clients_and_exits_zero(tmp_path: Path) -> None:
             client.close()
         assert daemon.process.wait(timeout=30) == 0
         assert "closed 3 connections" in daemon.output.decode()
+    # No ban was ever set, so only the shutdown wrote the state file.
+    saved = json.loads((tmp_path / "state" / "moderation.json").read_text())
+    assert saved["bans"] == []
 
 
 def test_sighup_reloads_the_certificate_and_refuses_a_broken_one(tmp_path: Path) -> None:

@@ -33,6 +33,9 @@ def test_wheel_holds_the_plugin_and_no_twisted_init(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "twisted/plugins/chatroom_plugin.py" in names
     assert "chatroom/tap.py" in names
+    assert "chatroom/client/app.py" in names
+    (entry_points,) = (name for name in names if name.endswith(".dist-info/entry_points.txt"))
+    assert "chatroom-client = chatroom.client.app:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "twisted/__init__.py" not in names
     assert "twisted/plugins/__init__.py" not in names
 

@@ -369,6 +369,13 @@ class E2EClient:
             line = parse_line(raw)
         except WireError as e:
             return [Notice(f"unreadable line from the server: {e}")]
+        return self.handle(line)
+
+    def handle(self, line: ServerLine) -> list[Event]:
+        """
+        Handle one server line, already parsed (by a client that frames and
+        parses lines itself).
+        """
         handler = self._handlers.get(line.kind)
         if handler is None:
             return [Show(line)]

@@ -1,0 +1,7 @@
+"""
+C{python -m chatroom.client}: the same as C{chatroom-client}.
+"""
+
+from chatroom.client.app import main
+
+main()

@@ -1,0 +1,110 @@
+"""
+How server lines read in the message area: the text and a style for each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from chatroom.e2e.client import Secure
+from chatroom.e2e.envelope import EnvelopeKind
+from chatroom.wire import Kind, ServerLine
+
+# With E2E on, every chat line says whether it was end-to-end encrypted: a
+# plain one could have been written by the server.
+SECURE_MARK = "[E2E] "
+UNVERIFIED_MARK = "[E2E, unverified] "
+PLAIN_MARK = "[plain] "
+_CHAT = (Kind.MESSAGE, Kind.WHISPER, Kind.ACTION)
+
+
+class Style(StrEnum):
+    """
+    The visual styles of the message area; the window gives each a look.
+    """
+
+    MESSAGE = "message"
+    OWN = "own"
+    WHISPER = "whisper"
+    ACTION = "action"
+    SERVER = "server"
+    ERROR = "error"
+    CLIENT = "client"
+    ALARM = "alarm"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """
+    One line of the message area, without its time.
+    """
+
+    text: str
+    style: Style
+
+
+def local_time(moment: datetime) -> str:
+    """
+    A server timestamp as the local wall-clock time, C{HH:MM:SS}.
+    """
+    return moment.astimezone().strftime("%H:%M:%S")
+
+
+def render(line: ServerLine, me: str | None, e2e: bool = False) -> Rendered:
+    """
+    The message-area form of C{line}, for a client called C{me}; with
+    C{e2e} on, chat is marked as sent in the clear.
+    """
+    rendered = _render(line, me)
+    if e2e and line.kind in _CHAT:
+        return Rendered(PLAIN_MARK + rendered.text, rendered.style)
+    return rendered
+
+
+def _render(line: ServerLine, me: str | None) -> Rendered:
+    kind = line.kind
+    if kind == Kind.MESSAGE:
+        style = Style.OWN if line.source == me else Style.MESSAGE
+        return Rendered(f"<{line.source}> {line.text}", style)
+    if kind == Kind.WHISPER:
+        target = line.args[0] if line.args else "?"
+        if line.source == me:
+            return Rendered(f"(whisper to {target}) {line.text}", Style.WHISPER)
+        return Rendered(f"(whisper from {line.source}) {line.text}", Style.WHISPER)
+    if kind == Kind.ACTION:
+        return Rendered(f"* {line.text}", Style.ACTION)
+    if kind == Kind.ERROR:
+        return Rendered(f"! {line.text}", Style.ERROR)
+    if kind == Kind.E2E:
+        return Rendered(
+            f"-- {line.source} sent an end-to-end encrypted message this client cannot read", Style.SERVER
+        )
+    if kind == Kind.LIST:
+        return Rendered(f"-- {line.text}: {', '.join(line.args)}", Style.SERVER)
+    return Rendered(f"-- {line.text}", Style.SERVER)
+
+
+def render_secure(message: Secure, me: str | None) -> Rendered:
+    """
+    The message-area form of a verified, decrypted message: marked as
+    end-to-end encrypted, and as unverified until the user compared safety
+    numbers with its sender.
+    """
+    mark = SECURE_MARK if message.verified else UNVERIFIED_MARK
+    own = message.sender.casefold() == (me or "").casefold()
+    if message.kind is EnvelopeKind.ACTION:
+        return Rendered(f"{mark}* {message.display}", Style.ACTION)
+    if message.kind is EnvelopeKind.WHISPER:
+        if own:
+            return Rendered(f"{mark}(whisper to {message.target}) {message.text}", Style.WHISPER)
+        return Rendered(f"{mark}(whisper from {message.sender}) {message.text}", Style.WHISPER)
+    return Rendered(f"{mark}<{message.sender}> {message.text}", Style.OWN if own else Style.MESSAGE)
+
+
+def client_notice(text: str) -> Rendered:
+    """
+    The message-area form of something the client itself says.
+    """
+    return Rendered(f"** {text}", Style.CLIENT)

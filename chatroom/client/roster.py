@@ -1,0 +1,107 @@
+"""
+The member list as the client sees it, kept current from the server's lines.
+"""
+
+from __future__ import annotations
+
+import re
+
+from chatroom.wire import Kind, ServerLine
+
+ADMIN_MARK = "@"
+_LIST_RANGE = re.compile(r"users (\d+)-(\d+) of (\d+)")
+
+
+class Roster:
+    """
+    Who is in the room: filled by C{list} lines, updated by C{join},
+    C{leave}, C{rename} and C{admin}; a C{welcome} (a new connection)
+    empties it.
+
+    A long list comes in chunks (C{users 1-100 of 250}, ...); the roster
+    replaces its members when the last chunk arrives.
+    """
+
+    def __init__(self) -> None:
+        # Case-folded name -> (name, is admin).
+        self._members: dict[str, tuple[str, bool]] = {}
+        self._incoming: dict[str, tuple[str, bool]] = {}
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.casefold() in self._members
+
+    @property
+    def receiving(self) -> bool:
+        """
+        Whether a chunked list has begun and not yet ended.
+        """
+        return bool(self._incoming)
+
+    def names(self) -> list[str]:
+        """
+        The members' names, without admin marks, in no particular order.
+        """
+        return [name for name, _ in self._members.values()]
+
+    def entries(self) -> list[str]:
+        """
+        The members for display: admins first (marked C{@}), then by name.
+        """
+        ordered = sorted(self._members.values(), key=lambda m: (not m[1], m[0].casefold()))
+        return [(ADMIN_MARK if admin else "") + name for name, admin in ordered]
+
+    def clear(self) -> bool:
+        """
+        Forget every member (the connection is gone).
+
+        @return: Whether there were any.
+        """
+        changed = bool(self._members)
+        self._members.clear()
+        return changed
+
+    def apply(self, line: ServerLine) -> bool:
+        """
+        Update the roster from one server line.
+
+        @return: Whether the members changed.
+        """
+        kind = line.kind
+        if kind == Kind.WELCOME:
+            return self.clear()
+        if kind == Kind.LIST:
+            return self._listed(line)
+        if kind == Kind.JOIN:
+            self._members[line.source.casefold()] = (line.source, False)
+            return True
+        if kind == Kind.LEAVE:
+            return self._members.pop(line.source.casefold(), None) is not None
+        if kind == Kind.ADMIN and line.args:
+            key = line.args[0].casefold()
+            if key not in self._members:
+                return False
+            self._members[key] = (self._members[key][0], line.fields.get("admin") == "yes")
+            return True
+        if kind == Kind.RENAME and line.args:
+            old = self._members.pop(line.source.casefold(), None)
+            admin = old[1] if old else False
+            self._members[line.args[0].casefold()] = (line.args[0], admin)
+            return True
+        return False
+
+    def _listed(self, line: ServerLine) -> bool:
+        match = _LIST_RANGE.fullmatch(line.text)
+        first, last, total = (int(n) for n in match.groups()) if match else (1, 1, 1)
+        if first == 1:
+            self._incoming = {}
+        for arg in line.args:
+            name = arg.removeprefix(ADMIN_MARK)
+            self._incoming[name.casefold()] = (name, arg.startswith(ADMIN_MARK))
+        if last < total:
+            return False
+        changed = self._incoming != self._members
+        self._members, self._incoming = self._incoming, {}
+        return changed

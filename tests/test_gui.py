@@ -1,0 +1,536 @@
+"""
+The Tk client on a real X server (Xvfb) against the real daemon over TLS.
+
+The in-process tests drive real widgets: real key presses from xdotool go
+to the input line once it has the X focus, and the assertions read what the
+message area and the member list show. The reactor is turned by hand
+(L{tests.pump}); the last test runs C{chatroom-client} as its own process.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import subprocess
+import sys
+import tkinter as tk
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from twisted.application.internet import backoffPolicy
+from Xlib import X
+from Xlib.display import Display as Xdisplay
+from Xlib.protocol.event import ClientMessage
+
+from chatroom.client.app import ClientApp
+from chatroom.client.gui import ChatWindow
+from chatroom.client.protocol import Lock
+from chatroom.client.render import local_time
+from chatroom.client.session import ChatSession, E2ESettings
+from chatroom.e2e.keys import Identity
+from chatroom.e2e.pins import PinStore
+from chatroom.wire import ServerLine, parse_line
+from tests.daemon import REPO, Daemon, LineClient, daemon_env, running_daemon
+from tests.pump import global_reactor, local_endpoint, pump
+from tests.xvfb import xvfb
+
+ARTIFACTS = REPO / "artifacts"
+TOOL_TIMEOUT = 20.0
+
+
+@pytest.fixture(scope="module")
+def display() -> Iterator[str]:
+    with xvfb() as name:
+        old = os.environ.get("DISPLAY")
+        os.environ["DISPLAY"] = name
+        try:
+            yield name
+        finally:
+            if old is None:
+                del os.environ["DISPLAY"]
+            else:
+                os.environ["DISPLAY"] = old
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    with running_daemon(tmp_path) as d:
+        yield d
+
+
+def xdotool(*args: str) -> str:
+    done = subprocess.run(
+        ["xdotool", *args], capture_output=True, text=True, timeout=TOOL_TIMEOUT, check=True
+    )
+    return done.stdout
+
+
+class Gui:
+    """
+    One client window in this process, as the application builds it.
+    """
+
+    def __init__(
+        self,
+        port: int,
+        ca_path: Path,
+        nick: str | None,
+        everyone: list[Gui],
+        retry_policy: Callable[[int], float] | None = None,
+        e2e: E2ESettings | None = None,
+    ) -> None:
+        self.reactor = global_reactor()
+        self.root = tk.Tk(className="chatroom")
+        self.everyone = everyone
+        everyone.append(self)
+        address = f"127.0.0.1:{port}"
+        endpoint = local_endpoint(self.reactor, port, ca_path)
+        self.session = ChatSession(self.reactor, endpoint, address, nick, retry_policy, e2e)
+        self.app = ClientApp(self.reactor, self.session)
+        self.window = ChatWindow(self.root, self.app, address)
+        self.session.start(self.window)
+
+    def pump(self, done: Any, what: str) -> None:
+        pump(self.reactor, done, [gui.root for gui in self.everyone], what=what)
+
+    def shows(self, text: str) -> bool:
+        return any(text in line for line in self.window.message_lines())
+
+    def wait_for_text(self, text: str) -> str:
+        self.pump(lambda: self.shows(text), f"{text!r} in the message area")
+        return next(line for line in self.window.message_lines() if text in line)
+
+    def members(self) -> list[str]:
+        return list(self.window.members.get(0, tk.END))
+
+    def style_of(self, text: str) -> set[str]:
+        """
+        The message-area tags on the first line that shows C{text}.
+        """
+        found = self.window.messages.search(text, "1.0", tk.END)
+        assert found, text
+        return set(self.window.messages.tag_names(found))
+
+    def type_line(self, text: str) -> None:
+        """
+        Focus the input line, type C{text} with real key presses, press Return.
+        """
+        entry = self.window.entry
+        self.pump(entry.winfo_viewable, "the input line to be viewable")
+        entry.focus_force()
+        self.pump(lambda: self.root.focus_get() is entry, "the input line to get the X focus")
+        xdotool("type", "--delay", "5", text)
+        self.pump(lambda: entry.get() == text, f"{text!r} in the input line")
+        xdotool("key", "Return")
+        self.pump(lambda: entry.get() == "", "the input line to be sent")
+
+    def close(self) -> None:
+        closed = self.session.stop()
+        self.pump(lambda: closed.called, "the connection to close")
+        self.everyone.remove(self)
+        self.root.destroy()
+
+
+@pytest.fixture
+def guis(display: str) -> Iterator[list[Gui]]:
+    everyone: list[Gui] = []
+    yield everyone
+    for gui in list(everyone):
+        gui.close()
+
+
+def until_kind(client: LineClient, kind: str, *args: str) -> ServerLine:
+    def match(raw: bytes) -> bool:
+        parsed = parse_line(raw)
+        return parsed.kind == kind and parsed.args[: len(args)] == args
+
+    return parse_line(client.read_until(match)[-1])
+
+
+def joined(daemon: Daemon, name: str) -> LineClient:
+    client = daemon.connect()
+    until_kind(client, "list")
+    client.send(f"/nick {name}")
+    until_kind(client, "rename", name)
+    return client
+
+
+def test_two_windows_and_a_line_client_chat(daemon: Daemon, guis: list[Gui]) -> None:
+    carol = joined(daemon, "carol")
+    alice = Gui(daemon.port, daemon.ca_path, "alice", guis)
+    bob = Gui(daemon.port, daemon.ca_path, "bob", guis)
+    # Carol came first, so she is the admin.
+    alice.pump(lambda: alice.members() == ["@carol", "alice", "bob"], "the member list")
+    assert alice.window.members_label.cget("text") == "Members (3)"
+    assert alice.root.title() == f"chatroom - alice @ 127.0.0.1:{daemon.port} (connected)"
+    assert "TLS verified" in alice.window.status.cget("text")
+    assert str(alice.window.reconnect_button.cget("state")) == "disabled"
+
+    alice.type_line("hello from alice")
+    # Pump first: the blocking line client would hold up the reactor.
+    shown = bob.wait_for_text("<alice> hello from alice")
+    heard = until_kind(carol, "message")
+    assert (heard.source, heard.text) == ("alice", "hello from alice")
+    # The time shown is the server's timestamp in local time.
+    assert shown == f"{local_time(heard.timestamp)} <alice> hello from alice"
+    assert "own" in alice.style_of("<alice> hello from alice")
+    assert "message" in bob.style_of("<alice> hello from alice")
+
+    # Up brings back the line sent; Down goes back to the (empty) draft.
+    xdotool("key", "Up")
+    alice.pump(lambda: alice.window.entry.get() == "hello from alice", "the history")
+    xdotool("key", "Down")
+    alice.pump(lambda: alice.window.entry.get() == "", "the draft")
+
+    bob.type_line("/whisper alice psst")
+    alice.wait_for_text("(whisper from bob) psst")
+    assert "whisper" in alice.style_of("(whisper from bob) psst")
+    carol.send("/me waves")
+    alice.wait_for_text("* carol waves")
+    assert "action" in alice.style_of("* carol waves")
+    bob.type_line("/bogus")
+    bob.wait_for_text("! unknown command")
+    assert "error" in bob.style_of("! unknown command")
+
+    carol.send("/nick caroline")
+    alice.pump(lambda: alice.members() == ["@caroline", "alice", "bob"], "the rename in the list")
+    carol.close()
+    # Alice has been connected longest: she takes over as admin.
+    bob.pump(lambda: bob.members() == ["@alice", "bob"], "carol's leaving in the list")
+
+    # Escape quits: alice says goodbye to the room and the connection closes.
+    alice.window.entry.focus_force()
+    alice.pump(lambda: alice.root.focus_get() is alice.window.entry, "the focus")
+    xdotool("key", "Escape")
+    bob.wait_for_text("alice left (quit)")
+    alice.pump(lambda: alice.session.idle, "alice's connection to close")
+    bob.pump(lambda: bob.members() == ["@bob"], "alice's leaving in the list")
+
+
+def keys(directory: Path, name: str) -> E2ESettings:
+    """
+    E2E settings kept in files under C{directory}, as the application keeps them.
+    """
+    directory.mkdir(exist_ok=True)
+    return E2ESettings(
+        Identity.load_or_create(directory / f"{name}.pem"), PinStore(directory / f"{name}.pins")
+    )
+
+
+def locked(*windows: Gui) -> bool:
+    return all(gui.window.lock is Lock.LOCKED for gui in windows)
+
+
+def record_sent(gui: Gui) -> list[bytes]:
+    """
+    From now on, keep every line C{gui}'s connection sends to the server.
+    """
+    protocol = gui.session.protocol
+    assert protocol is not None
+    sent: list[bytes] = []
+    send = protocol.sendLine
+
+    def recording(line: bytes) -> None:
+        sent.append(line)
+        send(line)
+
+    protocol.sendLine = recording  # type: ignore[method-assign]
+    return sent
+
+
+def test_two_windows_chat_end_to_end_and_a_third_sees_a_key_change(
+    daemon: Daemon, guis: list[Gui], tmp_path: Path
+) -> None:
+    secret = f"attack at dawn {os.urandom(6).hex()}"
+    alice = Gui(daemon.port, daemon.ca_path, "alice", guis, e2e=keys(tmp_path / "keys", "alice"))
+    bob = Gui(daemon.port, daemon.ca_path, "bob", guis, e2e=keys(tmp_path / "keys", "bob"))
+    alice.pump(lambda: locked(alice, bob) and bob.members() == ["@alice", "bob"], "both windows locked")
+    for gui in (alice, bob):
+        assert gui.window.lock_label.cget("text") == "Locked: end-to-end encrypted"
+        assert gui.window.lock_label.winfo_viewable()
+        assert gui.root.title().endswith("(connected, E2E locked)")
+    # Each is announced to the other with its fingerprint, unverified.
+    alice_key = alice.session.e2e.identity.fingerprint  # type: ignore[union-attr]
+    bob.wait_for_text(f"** alice has key {alice_key} (unverified")
+    alice_sent = record_sent(alice)
+
+    alice.type_line(secret)
+    # The name shown is the one alice's key signed; bob has not verified it.
+    bob.wait_for_text(f"[E2E, unverified] <alice> {secret}")
+    alice.wait_for_text(f"[E2E] <alice> {secret}")
+    assert "own" in alice.style_of(secret)
+
+    # The safety number is the same on both sides.
+    bob.type_line("/verify alice")
+    alice.type_line("/verify bob")
+    number = bob.wait_for_text("safety number with alice: ").split(": ")[1].split(" (")[0]
+    alice.wait_for_text(f"safety number with bob: {number} ")
+    bob.type_line("/verify alice ok")
+    alice.type_line("/me smiles")
+    bob.wait_for_text("[E2E] * alice smiles")
+
+    carol = Gui(daemon.port, daemon.ca_path, "carol", guis, e2e=keys(tmp_path / "keys", "carol"))
+    carol.pump(lambda: locked(alice, bob, carol) and len(carol.members()) == 3, "three windows locked")
+    carol_sent = record_sent(carol)
+    # Bob restarts with a new identity key: carol is warned, loudly.
+    bob.close()
+    carol.pump(lambda: len(carol.members()) == 2, "bob leaving")
+    bob = Gui(daemon.port, daemon.ca_path, "bob", guis, e2e=keys(tmp_path / "new-keys", "bob"))
+    warning = carol.wait_for_text("WARNING: the key of bob CHANGED")
+    assert "alarm" in carol.style_of("WARNING: the key of bob CHANGED")
+    assert bob.session.e2e.identity.fingerprint in warning  # type: ignore[union-attr]
+    alice.wait_for_text("WARNING: the key of bob CHANGED")
+    # Nothing goes to the new key until carol trusts it.
+    carol.type_line("are you still there bob")
+    carol.wait_for_text("not sent: the key of bob changed")
+    carol.type_line("/trust bob")
+    carol.wait_for_text("new key")
+    alice.type_line("/trust bob")
+    alice.wait_for_text("new key")
+    carol.type_line("welcome back bob")
+    bob.wait_for_text("[E2E, unverified] <carol> welcome back bob")
+    carol.wait_for_text("[E2E] <carol> welcome back bob")
+    assert not bob.shows("are you still there")
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "chatroom-client-e2e.png"
+    # Bob's new window is on top (there is no window manager): raise carol's and let it redraw.
+    carol.root.lift()
+    carol.root.update()
+    subprocess.run(["import", "-window", carol.root.wm_frame(), str(shot)], check=True, timeout=TOOL_TIMEOUT)
+    assert shot.stat().st_size > 0
+
+    for gui in (alice, bob, carol):
+        gui.close()
+    daemon.stop()
+    log = bytes(daemon.output)
+    assert b"alice" in log  # the daemon's real log, with the joins in it
+    # What the server received: envelopes, and never /verify or /trust.
+    sent = b"\n".join(alice_sent + carol_sent)
+    assert sum(line.startswith(b"/e2e send ") for line in alice_sent + carol_sent) == 3
+    assert b"/verify" not in sent and b"/trust" not in sent
+    for plaintext in (secret, "welcome back bob", "smiles", "are you still there"):
+        assert plaintext.encode() not in log
+        assert plaintext.encode() not in sent
+
+
+def test_taken_nick_gets_the_next_variant(daemon: Daemon, guis: list[Gui]) -> None:
+    dora = joined(daemon, "dora")
+    gui = Gui(daemon.port, daemon.ca_path, "Dora", guis)
+    gui.wait_for_text("the name Dora is taken: you are Dora2")
+    assert "client" in gui.style_of("** the name Dora is taken")
+    assert "Dora2 @" in gui.root.title()
+    assert until_kind(dora, "rename").args == ("Dora2",)
+    dora.close()
+
+
+def test_dropped_connection_is_shown_and_comes_back(tmp_path: Path, guis: list[Gui]) -> None:
+    # Stopping the daemon blocks this thread, so the in-process client cannot
+    # answer the TLS close: a short grace keeps the daemon from waiting long.
+    grace = ("--shutdown-grace", "0.2")
+    with running_daemon(tmp_path, *grace) as daemon:
+        # Quick retries, so the test does not wait out the real backoff.
+        quick = backoffPolicy(initialDelay=0.2, maxDelay=0.5, jitter=lambda: 0.0)
+        gui = Gui(daemon.port, daemon.ca_path, "erin", guis, quick)
+        gui.pump(lambda: gui.members() == ["@erin"], "the member list")
+        port = daemon.port
+    gui.wait_for_text("** disconnected: ")
+    gui.wait_for_text("reconnecting in")
+    assert gui.members() == []
+    assert str(gui.window.reconnect_button.cget("state")) == "normal"
+    assert gui.root.title().endswith("(disconnected)")
+    # Offline, a typed line stays in the input line.
+    gui.window.entry.insert(0, "not lost")
+    gui.window.send()
+    assert gui.window.entry.get() == "not lost"
+    gui.wait_for_text("not connected: the line was not sent")
+
+    # The daemon comes back on the same port: the client reconnects by
+    # itself, under the same name.
+    with running_daemon(tmp_path, *grace, "--port", str(port)) as daemon:
+        assert daemon.port == port
+        gui.pump(lambda: gui.members() == ["@erin"], "the reconnect")
+        assert gui.root.title().endswith("(connected)")
+
+
+def test_refused_connection_offers_reconnect(guis: list[Gui], daemon: Daemon) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    gui = Gui(port, daemon.ca_path, None, guis)
+    gui.wait_for_text("disconnected: connection refused: is the daemon running?")
+    button = gui.window.reconnect_button
+    gui.pump(lambda: str(button.cget("state")) == "normal" and button.winfo_viewable(), "Reconnect")
+    button.invoke()
+    assert gui.window.state == "connecting"
+    assert gui.window.status.cget("text") == f"Connecting to 127.0.0.1:{port}..."
+    gui.pump(lambda: gui.window.state == "disconnected", "the second refusal")
+    # The same failure again is said once; the status bar has the latest.
+    refusals = [line for line in gui.window.message_lines() if "connection refused" in line]
+    assert len(refusals) == 1
+    assert "refused" in gui.window.status.cget("text")
+    assert "reconnecting in" in gui.window.status.cget("text")
+
+
+def test_window_stays_responsive_while_the_server_is_silent(
+    guis: list[Gui], daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A server that accepts TCP and then never answers the TLS handshake.
+    monkeypatch.setattr("chatroom.client.protocol.HANDSHAKE_TIMEOUT", 1.0)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        gui = Gui(silent.getsockname()[1], daemon.ca_path, None, guis)
+        gui.pump(lambda: gui.window.state == "connecting", "the connection attempt")
+        # Meanwhile the window takes typing as usual.
+        entry = gui.window.entry
+        gui.pump(entry.winfo_viewable, "the input line")
+        entry.focus_force()
+        gui.pump(lambda: gui.root.focus_get() is entry, "the focus")
+        xdotool("type", "--delay", "5", "still typing")
+        gui.pump(lambda: entry.get() == "still typing", "the typing")
+        assert gui.window.state == "connecting"
+        gui.wait_for_text("disconnected: the connection attempt timed out")
+        assert str(gui.window.reconnect_button.cget("state")) == "normal"
+
+
+class RecordingController:
+    """
+    Stands in for the session, to test the window on its own.
+    """
+
+    def __init__(self, online: bool) -> None:
+        self.online = online
+        self.sent: list[str] = []
+        self.quits = 0
+        self.reconnects = 0
+
+    def send(self, text: str) -> bool:
+        if self.online:
+            self.sent.append(text)
+        return self.online
+
+    def reconnect(self) -> None:
+        self.reconnects += 1
+
+    def quit(self) -> None:
+        self.quits += 1
+
+
+def test_window_buttons_and_bounded_message_area(display: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("chatroom.client.gui.MAX_LINES", 50)
+    root = tk.Tk()
+    controller = RecordingController(online=False)
+    window = ChatWindow(root, controller, "localhost:6697")
+    try:
+        root.update()
+        assert window.send_button.winfo_viewable() and window.messages.winfo_viewable()
+        assert str(window.messages.cget("state")) == "disabled"
+        window.entry.insert(0, "kept")
+        window.send_button.invoke()
+        assert window.entry.get() == "kept"
+        assert window.message_lines()[-1].endswith(
+            "** not connected: the line was not sent (it is still in the input line)"
+        )
+        controller.online = True
+        window.send_button.invoke()
+        assert (controller.sent, window.entry.get()) == (["kept"], "")
+
+        for n in range(60):
+            window.notice(f"note {n}")
+        lines = window.message_lines()
+        assert len(lines) == 50
+        assert lines[0].endswith("** note 10") and lines[-1].endswith("** note 59")
+        window.clear_button.invoke()
+        assert window.message_lines() == []
+
+        window.disconnected("the connection was lost")
+        window.reconnect_button.invoke()
+        assert controller.reconnects == 1
+        window.quit_button.invoke()
+        assert controller.quits == 1
+    finally:
+        root.destroy()
+    # Destroying the window quits too: the client must not run on without it.
+    assert controller.quits == 2
+    # Network news arriving meanwhile has nowhere to go, and no error either.
+    window.disconnected("the connection was lost")
+    window.notice("late")
+
+
+def ask_window_to_close(display: str, window: str) -> None:
+    """
+    Send C{window} the WM_DELETE_WINDOW message a window manager sends when
+    its close button is clicked (Xvfb runs no window manager).
+    """
+    connection = Xdisplay(display)
+    try:
+        target = connection.create_resource_object("window", int(window))
+        protocols = connection.intern_atom("WM_PROTOCOLS")
+        delete = connection.intern_atom("WM_DELETE_WINDOW")
+        message = ClientMessage(
+            window=target, client_type=protocols, data=(32, [delete, X.CurrentTime, 0, 0, 0])
+        )
+        target.send_event(message)
+        connection.flush()
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(("quit_with", "e2e"), [("Escape", True), ("close-button", False)])
+def test_chatroom_client_process(daemon: Daemon, display: str, quit_with: str, e2e: bool) -> None:
+    """
+    C{chatroom-client} with its defaults (or C{--no-e2e}), run from the
+    daemon's directory: type with xdotool, another client hears it, save a
+    screenshot, quit with Escape or the window manager's close button.
+    """
+    bob = joined(daemon, "bob")
+    script = Path(sys.executable).with_name("chatroom-client")
+    # The identity key goes under the user's config directory: a fresh one here.
+    config = daemon.directory / "config"
+    client = subprocess.Popen(
+        [str(script), "--port", str(daemon.port), "--nick", "alice", *([] if e2e else ["--no-e2e"])],
+        cwd=daemon.directory,
+        env={**daemon_env(), "XDG_CONFIG_HOME": str(config)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        assert until_kind(bob, "rename", "alice").source.startswith("guest")
+        window = xdotool("search", "--sync", "--onlyvisible", "--name", "^chatroom - alice").split()[0]
+        xdotool("windowfocus", "--sync", window)
+        xdotool("type", "--delay", "10", "hello from the window")
+        xdotool("key", "Return")
+        # Bob has no E2E keys, so the room is unlocked and chat goes plain.
+        heard = until_kind(bob, "message")
+        assert (heard.source, heard.text) == ("alice", "hello from the window")
+        if e2e:
+            assert stat.S_IMODE((config / "chatroom" / "identity.pem").stat().st_mode) == 0o600
+        else:
+            assert not config.exists()
+        bob.send("/me waves back")
+        bob.send("/whisper alice the shot is ready")
+        until_kind(bob, "whisper")
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot = ARTIFACTS / ("chatroom-client.png" if e2e else "chatroom-client-no-e2e.png")
+        state = r"\(connected, E2E unlocked\)" if e2e else r"\(connected\)"
+        xdotool("search", "--sync", "--onlyvisible", "--name", rf"^chatroom - alice .*{state}$")
+        subprocess.run(["import", "-window", window, str(shot)], check=True, timeout=TOOL_TIMEOUT)
+        assert shot.stat().st_size > 0
+        # The room is told, the process ends on its own.
+        if quit_with == "Escape":
+            xdotool("key", "Escape")
+        else:
+            ask_window_to_close(display, window)
+        left = until_kind(bob, "leave")
+        assert (left.source, left.text) == ("alice", "alice left (quit)")
+        assert client.wait(timeout=TOOL_TIMEOUT) == 0
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait(timeout=TOOL_TIMEOUT)
+        assert client.stdout is not None
+        output = client.stdout.read().decode(errors="replace")
+    assert "Traceback" not in output, output
