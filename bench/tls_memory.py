@@ -38,6 +38,7 @@ import gc
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -141,6 +142,15 @@ def _new_bios(connection: SSL.Connection) -> None:
 
 X25519 = _client_groups(b"X25519")
 VARIANTS: dict[str, tuple[str, str, Tweak, Tweak, Callable[[SSL.Connection], None], dict[str, str]]] = {
+    "new": ("new", "a new connection, before any handshake", _nothing, X25519, _nothing, {}),
+    "stdlib": (
+        "stdlib",
+        "CPython's ssl module (its own OpenSSL), for comparison",
+        _nothing,
+        X25519,
+        _nothing,
+        {},
+    ),
     "ssl": ("ssl", "TLS 1.3, X25519 (as the load generator)", _nothing, X25519, _nothing, {}),
     "ssl-p256": ("ssl", "P-256 key share", _nothing, _client_groups(b"P-256"), _nothing, {}),
     "ssl-mlkem": (
@@ -313,6 +323,33 @@ class Layer:
         self.kept.append((server, sock))
 
 
+class StdlibLayer:
+    """
+    The same handshake with CPython's C{ssl} module on both sides, which
+    links the system's OpenSSL rather than the one in cryptography's wheel.
+    """
+
+    def __init__(self, directory: Path, ca: Path) -> None:
+        self.server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.server.load_cert_chain(directory / SERVER_CERT_NAME, directory / SERVER_KEY_NAME)
+        self.client = ssl.create_default_context(cafile=ca)
+        self.kept: list[Any] = []
+
+    def connect(self) -> str:
+        into, out, client_in, client_out = (ssl.MemoryBIO() for _ in range(4))
+        server = self.server.wrap_bio(into, out, server_side=True)
+        client = self.client.wrap_bio(client_in, client_out, server_hostname="localhost")
+        for _ in range(10):
+            for side in (client, server):
+                with contextlib.suppress(ssl.SSLWantReadError):
+                    side.do_handshake()
+            into.write(client_out.read())
+            client_in.write(out.read())
+        assert client.getpeercert() and server.version() == client.version()
+        self.kept.append(server)
+        return f"{ssl.OPENSSL_VERSION.split()[1]}, {server.version()}"
+
+
 def client_context(ca: Path, tweak: Tweak) -> SSL.Context:
     context = SSL.Context(SSL.TLS_CLIENT_METHOD)
     context.load_verify_locations(str(ca))
@@ -330,10 +367,17 @@ def run_variant(name: str, connections: int, trace: bool) -> dict[str, float]:
         server_tweak(context)
         clients = client_context(ca, client_tweak)
         builder = Layer(layer, context, after)
+        stdlib = StdlibLayer(directory, ca)
         group = ""
 
         def one() -> None:
             nonlocal group
+            if layer == "new":
+                builder.kept.append(SSL.Connection(context, None))
+                return
+            if layer == "stdlib":
+                group = stdlib.connect()
+                return
             client = SSL.Connection(clients, None)
             client.set_connect_state()
             client.set_tlsext_host_name(b"localhost")
