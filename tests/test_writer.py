@@ -6,8 +6,9 @@ turn, in order, and nothing lost; over TLS through the fast path too.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -262,18 +263,31 @@ class EarlyWriter(Protocol):
         self.flusher.flush()
 
 
-def test_tls_writes_before_the_handshake_are_not_overtaken(tmp_path: Path) -> None:
+P = TypeVar("P", bound=Protocol)
+
+
+def tls_pair_with(
+    tmp_path: Path, make: Callable[[TurnFlusher], P]
+) -> tuple[Clock, P, iosim.IOPump, Receiver]:
+    """
+    A TLS pair whose server side is C{make(flusher)}, with the flusher's clock.
+    """
     clock = Clock()
     flusher = TurnFlusher(clock)
-    protocols: list[EarlyWriter] = []
+    protocols: list[P] = []
 
     class Factory(ClientFactory):
-        def buildProtocol(self, addr: Any) -> EarlyWriter:
-            protocols.append(EarlyWriter(flusher))
+        def buildProtocol(self, addr: Any) -> P:
+            protocols.append(make(flusher))
             return protocols[-1]
 
     pump, received = tls_pair(tmp_path, Factory(), clock)
-    (early,) = protocols
+    (protocol,) = protocols
+    return clock, protocol, pump, received
+
+
+def test_tls_writes_before_the_handshake_are_not_overtaken(tmp_path: Path) -> None:
+    _, early, pump, received = tls_pair_with(tmp_path, EarlyWriter)
     early.writer.write(b"late 1\r\n")
     early.writer.write(b"late 2\r\n")
     pump.flush()
@@ -298,17 +312,7 @@ class Recorder(Protocol):
 
 
 def test_tls_handshake_bios_are_replaced_and_data_still_flows_both_ways(tmp_path: Path) -> None:
-    clock = Clock()
-    flusher = TurnFlusher(clock)
-    protocols: list[Recorder] = []
-
-    class Factory(ClientFactory):
-        def buildProtocol(self, addr: Any) -> Recorder:
-            protocols.append(Recorder(flusher))
-            return protocols[-1]
-
-    pump, received = tls_pair(tmp_path, Factory(), clock)
-    (server,) = protocols
+    clock, server, pump, received = tls_pair_with(tmp_path, Recorder)
     transport: Any = server.transport
     connection = transport._tlsConnection
     handshake_bios = connection._into_ssl, connection._from_ssl
