@@ -32,9 +32,8 @@ RECORD_PLAINTEXT = 2**14
 CIPHER_BUFFER = 2**15
 # OpenSSL's memory BIO keeps its buffer at the largest size it ever held:
 # after writing more than this at once, a connection gets a new, empty BIO,
-# so idle connections do not each keep a buffer from a past burst (a few
-# kilobytes each after a wave of joins, up to 20 KiB after a big write).
-BIO_KEEP = 2**9
+# so idle connections do not each keep a 20 KiB buffer from a past burst.
+BIO_KEEP = 2**12
 
 # pyOpenSSL's cffi bindings, used directly on the hot path: one C call per
 # step instead of several Python calls. Should a future pyOpenSSL lack them,
@@ -43,15 +42,7 @@ _lib: Any = getattr(SSL, "_lib", None)
 _ffi: Any = getattr(SSL, "_ffi", None)
 _HAVE_CFFI = all(
     hasattr(_lib, name)
-    for name in (
-        "SSL_write",
-        "SSL_set_bio",
-        "BIO_new",
-        "BIO_s_mem",
-        "BIO_read",
-        "BIO_get_mem_data",
-        "ERR_clear_error",
-    )
+    for name in ("SSL_write", "SSL_set_bio", "BIO_new", "BIO_s_mem", "BIO_read", "ERR_clear_error")
 ) and hasattr(_ffi, "new")
 
 
@@ -172,7 +163,7 @@ class TLSLineWriter(LineWriter):
     when they do.
     """
 
-    __slots__ = ("_bio", "_buffer", "_settled", "_socket_send", "_ssl", "_tcp", "_view")
+    __slots__ = ("_bio", "_buffer", "_socket_send", "_ssl", "_tcp", "_view")
 
     _transport: Any
 
@@ -186,7 +177,6 @@ class TLSLineWriter(LineWriter):
         self._ssl = connection._ssl if connection is not None else None
         self._bio = connection._from_ssl if connection is not None else None
         self._socket_send = self._tcp.socket.send if isinstance(self._tcp, TCPConnection) else None
-        self._settled = False
 
     def _send(self, data: bytes) -> None:
         tls = self._transport
@@ -202,8 +192,6 @@ class TLSLineWriter(LineWriter):
             # write could overtake).
             TLSMemoryBIOProtocol.write(tls, data)
             return
-        if not self._settled:
-            self._settle()
         if len(data) <= RECORD_PLAINTEXT:
             if _lib.SSL_write(self._ssl, data, len(data)) <= 0:
                 self._refused(data)
@@ -226,29 +214,13 @@ class TLSLineWriter(LineWriter):
         self._send_cipher(b"".join(pieces))
         self._renew_bio()
 
-    def _settle(self) -> None:
-        # Both memory BIOs kept the size of the handshake's largest flight,
-        # over a kilobyte per idle connection: once the handshake is done
-        # and they are empty (as they are between Twisted's calls), both
-        # are swapped for new ones, once.
-        into = self._transport._tlsConnection._into_ssl
-        if _lib.BIO_get_mem_data(into, _ffi.NULL) or _lib.BIO_get_mem_data(self._bio, _ffi.NULL):
-            return  # not now; at the next write
-        self._settled = True
-        self._renew_bio(into_too=True)
-
-    def _renew_bio(self, into_too: bool = False) -> None:
-        # The old BIOs are empty; SSL_set_bio frees the ones it replaces.
-        connection = self._transport._tlsConnection
-        into = connection._into_ssl
-        if into_too:
-            fresh = _lib.BIO_new(_lib.BIO_s_mem())
-            into = into if fresh == _ffi.NULL else fresh
+    def _renew_bio(self) -> None:
+        # The old BIO is empty (all read above); SSL_set_bio frees it.
         bio = _lib.BIO_new(_lib.BIO_s_mem())
         if bio == _ffi.NULL:
-            bio = self._bio
-        _lib.SSL_set_bio(self._ssl, into, bio)
-        connection._into_ssl = into
+            return
+        connection = self._transport._tlsConnection
+        _lib.SSL_set_bio(self._ssl, connection._into_ssl, bio)
         connection._from_ssl = self._bio = bio
 
     def _refused(self, data: bytes) -> None:

@@ -6,9 +6,8 @@ turn, in order, and nothing lost; over TLS through the fast path too.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -263,69 +262,19 @@ class EarlyWriter(Protocol):
         self.flusher.flush()
 
 
-P = TypeVar("P", bound=Protocol)
-
-
-def tls_pair_with(
-    tmp_path: Path, make: Callable[[TurnFlusher], P]
-) -> tuple[Clock, P, iosim.IOPump, Receiver]:
-    """
-    A TLS pair whose server side is C{make(flusher)}, with the flusher's clock.
-    """
+def test_tls_writes_before_the_handshake_are_not_overtaken(tmp_path: Path) -> None:
     clock = Clock()
     flusher = TurnFlusher(clock)
-    protocols: list[P] = []
+    protocols: list[EarlyWriter] = []
 
     class Factory(ClientFactory):
-        def buildProtocol(self, addr: Any) -> P:
-            protocols.append(make(flusher))
+        def buildProtocol(self, addr: Any) -> EarlyWriter:
+            protocols.append(EarlyWriter(flusher))
             return protocols[-1]
 
     pump, received = tls_pair(tmp_path, Factory(), clock)
-    (protocol,) = protocols
-    return clock, protocol, pump, received
-
-
-def test_tls_writes_before_the_handshake_are_not_overtaken(tmp_path: Path) -> None:
-    _, early, pump, received = tls_pair_with(tmp_path, EarlyWriter)
+    (early,) = protocols
     early.writer.write(b"late 1\r\n")
     early.writer.write(b"late 2\r\n")
     pump.flush()
     assert received.data == b"early\r\nat handshake\r\nlate 1\r\nlate 2\r\n"
-
-
-class Recorder(Protocol):
-    """
-    Keeps what arrives; writes through a L{TurnFlusher}.
-    """
-
-    def __init__(self, flusher: TurnFlusher) -> None:
-        self.flusher = flusher
-        self.data = b""
-
-    def connectionMade(self) -> None:
-        assert self.transport is not None
-        self.writer = self.flusher.writer(self.transport)
-
-    def dataReceived(self, data: bytes) -> None:
-        self.data += data
-
-
-def test_tls_handshake_bios_are_replaced_and_data_still_flows_both_ways(tmp_path: Path) -> None:
-    clock, server, pump, received = tls_pair_with(tmp_path, Recorder)
-    transport: Any = server.transport
-    connection = transport._tlsConnection
-    handshake_bios = connection._into_ssl, connection._from_ssl
-    server.writer.write(b"first\r\n")
-    clock.advance(0)
-    pump.flush()
-    # Both BIOs that grew during the handshake are gone, not kept while idle.
-    assert connection._into_ssl != handshake_bios[0]
-    assert connection._from_ssl != handshake_bios[1]
-    server.writer.write(b"second\r\n")
-    clock.advance(0)
-    assert received.transport is not None
-    received.transport.write(b"from the client\r\n")
-    pump.flush()
-    assert received.data == b"first\r\nsecond\r\n"
-    assert server.data == b"from the client\r\n"
