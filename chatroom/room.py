@@ -252,7 +252,12 @@ class Room:
         @raise ChatError: If the command breaks a rule.
         """
         member.last_active = self.clock.seconds()
-        self._handlers[command.name](member, command.args)
+        handler = self._handlers.get(command.name)
+        if handler is None:
+            # A command the parser knows but this room does not serve (/e2e
+            # in a room without end-to-end support).
+            raise ChatError(f"/{command.name} is not available on this server")
+        handler(member, command.args)
 
     def find(self, name: str) -> Member:
         """

@@ -90,3 +90,10 @@ def test_member_store_keeps_join_order_across_renames() -> None:
     assert store.clash("2ed") is None and store.clash("B") is members[1]
     store.remove(members[1])
     assert len(store) == 2 and members[1] not in store
+
+
+def test_a_command_this_room_does_not_serve_is_a_clear_error() -> None:
+    room = Room(Clock())
+    ann, _ = join(room, "ann")
+    with pytest.raises(ChatError, match="/e2e is not available on this server"):
+        room.execute(ann, parse_command("/e2e hello"))
