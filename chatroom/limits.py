@@ -94,8 +94,7 @@ class ConnectionCounter:
         self.limits = limits
         self.total = 0
         self._open: dict[str, int] = {}
-        self._recent: dict[str, deque[float]] = {}
-        self._swept = clock.seconds()
+        self._new = AttemptLimiter(clock, limits.rate, limits.window)
 
     def admit(self, host: str) -> str | None:
         """
@@ -112,16 +111,12 @@ class ConnectionCounter:
         if checked and limits.per_address and self._open.get(key, 0) >= limits.per_address:
             return f"too many connections from your address (at most {limits.per_address})"
         if checked and limits.rate:
-            now = self.clock.seconds()
-            self._sweep(now)
-            recent = self._recent.setdefault(key, deque())
-            _expire(recent, now - limits.window)
-            if len(recent) >= limits.rate:
+            if self._new.wait(key) > 0:
                 return (
                     f"too many new connections from your address"
                     f" (at most {limits.rate} per {limits.window:g} seconds): try again later"
                 )
-            recent.append(now)
+            self._new.record(key)
         self.total += 1
         self._open[key] = self._open.get(key, 0) + 1
         return None
@@ -137,22 +132,6 @@ class ConnectionCounter:
             self._open[key] = left
         else:
             self._open.pop(key, None)
-
-    def _sweep(self, now: float) -> None:
-        # Once a window, forget the addresses with no recent connection, so
-        # the history stays bounded however many addresses come and go.
-        if now - self._swept < self.limits.window:
-            return
-        self._swept = now
-        for key, recent in list(self._recent.items()):
-            _expire(recent, now - self.limits.window)
-            if not recent:
-                del self._recent[key]
-
-
-def _expire(recent: deque[float], before: float) -> None:
-    while recent and recent[0] <= before:
-        recent.popleft()
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,7 @@ def test_rate_history_is_forgotten_once_old() -> None:
         counter.release(host)
     clock.advance(11)
     counter.admit("192.0.2.9")
-    assert len(counter._recent) == 1
+    assert len(counter._new) == 1
 
 
 def test_one_attempt_per_window() -> None:
