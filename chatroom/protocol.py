@@ -29,8 +29,8 @@ from zope.interface import implementer
 
 from chatroom.commands import ParseError, parse_command
 from chatroom.limits import ClientLimits, ConnectionCounter, ConnectionLimits, TokenBucket
-from chatroom.room import LINE_END, ChatError, Member, Room
-from chatroom.wire import SERVER_SOURCE, Kind, format_line, has_control_characters, normalize_text
+from chatroom.room import ChatError, Member, Room
+from chatroom.wire import SERVER_SOURCE, Kind, has_control_characters, normalize_text
 from chatroom.writer import LineWriter, TurnFlusher
 
 # The longest line a client may send, in bytes, line ending excluded. 4 KiB
@@ -224,8 +224,7 @@ class ChatProtocol(LineReceiver):
         self._transport.abortConnection()
 
     def _say_and_close(self, text: str) -> None:
-        now = self.clock.seconds()
-        self._transport.write(format_line(now, Kind.ERROR, SERVER_SOURCE, text) + LINE_END)
+        self._transport.write(self.room.line(Kind.ERROR, SERVER_SOURCE, text))
         self._transport.loseConnection()
 
     # Timeouts and keepalive
