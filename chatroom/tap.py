@@ -1,29 +1,41 @@
 """
 Wiring for C{twistd -n chatroom}: options, and the service they make.
+
+L{Options} only checks the command line. L{build_service} reads and makes
+the files (certificate, state, password), composes the room (the core,
+its stores and features) and puts one listener per C{--listen} under one
+L{ChatService}. L{makeService}, which twistd calls, takes the reactor.
 """
 
 from __future__ import annotations
 
 import datetime
 import signal
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
-from twisted.application.service import Service
-from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
-from twisted.internet.interfaces import IListeningPort, IReactorSSL, IReactorThreads
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.endpoints import SSL4ServerEndpoint, serverFromString
+from twisted.internet.interfaces import IListeningPort, IReactorThreads, IReactorTime, IStreamServerEndpoint
+from twisted.internet.protocol import Factory
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python import usage
+from zope.interface import implementer
 
-from chatroom.e2e.server import E2EFactory, E2ERoom
+from chatroom.core.chat import new_room
+from chatroom.core.events import Notice
+from chatroom.core.session import Sessions
+from chatroom.features.e2e import E2E_LINE_PREFIX, E2E_MAX_LINE_BYTES, E2EFeature
+from chatroom.features.moderation import Moderation, ModerationSettings, PasswordCheck
 from chatroom.limits import ClientLimits, ConnectionLimits
-from chatroom.moderation import STATE_FILE, ModerationSettings, PasswordCheck, load_bans
 from chatroom.passwd import read_hash_file
-from chatroom.protocol import ChatFactory
 from chatroom.state import StateError, write_json
+from chatroom.stores.files import STATE_FILE, DocumentBanStore, load_bans
 from chatroom.tls import (
     CA_CERT_NAME,
     SERVER_CERT_NAME,
@@ -32,12 +44,14 @@ from chatroom.tls import (
     ServerTLS,
     create_local_ca,
 )
-from chatroom.writer import TurnFlusher
+from chatroom.transports.line.protocol import LineFactory
+from chatroom.transports.line.writer import TurnFlusher
 
 DEFAULT_CERT_DIR = Path("certs")
 DEFAULT_PORT = 6697
 CLIENT_DEFAULTS = ClientLimits()
 CONNECTION_DEFAULTS = ConnectionLimits()
+TRANSPORTS = ("line",)
 
 # (option, defaults, field, help): every limit is a twistd option whose
 # default is the dataclass default; 0 disables a limit.
@@ -76,6 +90,79 @@ LIMIT_OPTIONS: list[tuple[str, ClientLimits | ConnectionLimits, str, str]] = [
 ]
 
 
+class StartupError(Exception):
+    """
+    The daemon cannot start; the message names the file or option and why.
+    """
+
+
+def split_endpoint(description: str) -> list[str]:
+    """
+    The colon-separated fields of a Twisted endpoint description
+    (backslash escapes a colon or a backslash), unescaped.
+    """
+    fields, current, chars = [], [], iter(description)
+    for char in chars:
+        if char == "\\":
+            current.append(next(chars, ""))
+        elif char == ":":
+            fields.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    fields.append("".join(current))
+    return fields
+
+
+def parse_listen(spec: str) -> tuple[str, str]:
+    """
+    Split C{--listen KIND:ENDPOINT} into the transport kind and the endpoint.
+
+    @raise usage.UsageError: If the kind is unknown or the endpoint missing.
+    """
+    kind, _, endpoint = spec.partition(":")
+    if kind not in TRANSPORTS:
+        raise usage.UsageError(f"--listen {spec}: the kind must be one of {', '.join(TRANSPORTS)}")
+    if not endpoint:
+        raise usage.UsageError(f"--listen {spec}: give an endpoint, for example {kind}:ssl:6697")
+    return kind, endpoint
+
+
+def uses_own_certificate(endpoint: str) -> bool:
+    """
+    Whether C{endpoint} is an C{ssl:} endpoint that names no certificate of
+    its own, so it gets the daemon's (reloaded on SIGHUP).
+    """
+    fields = split_endpoint(endpoint)
+    return fields[0] == "ssl" and not any(f.startswith(("certKey=", "privateKey=")) for f in fields[1:])
+
+
+def tls_endpoint(reactor: Any, endpoint: str, tls: ServerTLS) -> IStreamServerEndpoint:
+    """
+    An C{ssl:} endpoint (port, C{interface=}, C{backlog=}) served with the
+    daemon's own reloadable TLS context, through C{listenSSL}.
+
+    @raise usage.UsageError: If the endpoint's arguments are not those.
+    """
+    positional: list[str] = []
+    named: dict[str, str] = {}
+    for field in split_endpoint(endpoint)[1:]:
+        key, sep, value = field.partition("=")
+        if sep:
+            named[key] = value
+        else:
+            positional.append(field)
+    port = named.pop("port", positional[0] if positional else "")
+    interface = named.pop("interface", "")
+    backlog = named.pop("backlog", "50")
+    if len(positional) > 1 or named or not port.isdigit() or not backlog.isdigit():
+        raise usage.UsageError(
+            f"ssl:{endpoint.partition(':')[2]}: use ssl:PORT[:interface=ADDRESS][:backlog=N],"
+            " or give certKey= and privateKey="
+        )
+    return SSL4ServerEndpoint(reactor, int(port), tls, backlog=int(backlog), interface=interface)
+
+
 class Options(usage.Options):
     """
     Command-line options of the chatroom daemon.
@@ -88,8 +175,8 @@ class Options(usage.Options):
         " for localhost there, and logs the CA file clients should trust."
     )
     optParameters: ClassVar[list[list[Any]]] = [
-        ["port", "p", DEFAULT_PORT, "TLS port to listen on (0: any free port).", int],
-        ["interface", "i", "", "Address to listen on (default: all IPv4; '::' for IPv6 too)."],
+        ["port", "p", DEFAULT_PORT, "TLS port to listen on (0: any free port); --listen line:ssl:PORT.", int],
+        ["interface", "i", "", "Address for --port (default: all IPv4; '::' for IPv6 too)."],
         ["cert", None, None, f"Server certificate, PEM [default: certs/{SERVER_CERT_NAME}]."],
         ["key", None, None, f"Server private key, PEM [default: certs/{SERVER_KEY_NAME}]."],
         ["state", None, "state", "Directory for data kept across restarts (the bans)."],
@@ -111,6 +198,19 @@ class Options(usage.Options):
         ["limit-loopback", None, "Apply the per-address limits to loopback clients too."],
     ]
 
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+
+    def opt_listen(self, spec: str) -> None:
+        """
+        Listen with transport KIND (line) on a Twisted server endpoint, for
+        example line:ssl:6697 or line:tcp:7000:interface=127.0.0.1; repeatable.
+        An ssl: endpoint without certKey=/privateKey= uses the daemon's
+        certificate. Without --listen: line:ssl:PORT on --interface.
+        """
+        self["listen"].append(parse_listen(spec))
+
     def postOptions(self) -> None:
         if not 0 <= self["port"] <= 65535:
             raise usage.UsageError(f"--port must be 0 to 65535, not {self['port']}")
@@ -123,39 +223,46 @@ class Options(usage.Options):
         self["connection_limits"] = ConnectionLimits(
             **connection_fields, exempt_loopback=not self["limit-loopback"]
         )
-        explicit = self["cert"] is not None or self["key"] is not None
-        cert = Path(self["cert"] or DEFAULT_CERT_DIR / SERVER_CERT_NAME)
-        key = Path(self["key"] or DEFAULT_CERT_DIR / SERVER_KEY_NAME)
-        self["created_ca"] = None
-        if not explicit and not cert.exists() and not key.exists():
-            now = datetime.datetime.now(datetime.UTC)
-            self["created_ca"] = create_local_ca(DEFAULT_CERT_DIR, now)
-        try:
-            self["tls"] = ServerTLS(cert, key)
-        except CertificateError as e:
-            raise usage.UsageError(str(e)) from e
-        state = Path(self["state"])
-        try:
-            state.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise usage.UsageError(f"cannot create the state directory {state}: {e.strerror}") from e
-        try:
-            self["bans"] = load_bans(state / STATE_FILE)
-        except StateError as e:
-            raise usage.UsageError(str(e)) from e
-        self["password"] = None
-        if self["admin-password-file"] is not None:
-            try:
-                self["password"] = read_hash_file(Path(self["admin-password-file"]))
-            except ValueError as e:
-                raise usage.UsageError(str(e)) from e
+        if not self["listen"]:
+            interface = self["interface"].replace(":", "\\:")
+            where = f":interface={interface}" if interface else ""
+            self["listen"] = [("line", f"ssl:{self['port']}{where}")]
 
 
-class ChatService(Service):
+@implementer(IStreamServerEndpoint)
+class _Announced:
     """
-    Listens for TLS clients while running; on stop, tells every client and
-    lets its output drain (for at most C{grace} seconds) before closing.
-    SIGHUP reloads the certificate and key, if L{install_signals} was called.
+    An endpoint that logs the address it listens on, and fails at once
+    (so the daemon exits with an error) when it cannot listen.
+    """
+
+    log = Logger()
+
+    def __init__(self, endpoint: IStreamServerEndpoint, kind: str) -> None:
+        self.endpoint = endpoint
+        self.kind = kind
+
+    def listen(self, factory: Any) -> Deferred[IListeningPort]:
+        listening = self.endpoint.listen(factory)
+        failed: list[Any] = []
+        listening.addCallbacks(self._listening, failed.append)
+        if failed:
+            failed[0].raiseException()
+        return listening
+
+    def _listening(self, port: IListeningPort) -> IListeningPort:
+        address: Any = port.getHost()
+        host, number = getattr(address, "host", "?"), getattr(address, "port", 0)
+        self.log.info("chatroom listening on {host}:{port} ({kind})", host=host, port=number, kind=self.kind)
+        return port
+
+
+class ChatService(MultiService):
+    """
+    The daemon: a listener per C{--listen} while running; on stop, tells
+    every client and lets its output drain (for at most C{grace} seconds)
+    before closing, then saves the state. SIGHUP reloads the certificate
+    and key, and the admin password file, if L{install_signals} was called.
     """
 
     log = Logger()
@@ -163,33 +270,31 @@ class ChatService(Service):
     def __init__(
         self,
         reactor: Any,
-        factory: ChatFactory,
+        sessions: Sessions,
+        moderation: Moderation,
         tls: ServerTLS,
-        port: int,
-        interface: str,
         grace: float = 5.0,
         password_file: Path | None = None,
     ) -> None:
-        self.reactor: IReactorSSL = reactor
-        self.password_file = password_file
-        self.factory = factory
+        super().__init__()
+        self.reactor = reactor
+        self.sessions = sessions
+        self.moderation = moderation
         self.tls = tls
-        self.port = port
-        self.interface = interface
         self.grace = grace
-        self.listening: IListeningPort | None = None
+        self.password_file = password_file
 
-    def startService(self) -> None:
-        super().startService()
-        self.listening = self.reactor.listenSSL(self.port, self.factory, self.tls, interface=self.interface)
-        address: Any = self.listening.getHost()
-        self.log.info("chatroom listening on {host}:{port}", host=address.host, port=address.port)
+    def listen(self, endpoint: IStreamServerEndpoint, factory: Factory, kind: str) -> None:
+        """
+        Serve C{factory} on C{endpoint} while running.
+        """
+        StreamServerEndpointService(_Announced(endpoint, kind), factory).setServiceParent(self)
 
     def install_signals(self) -> None:
         """
         Reload on SIGHUP (the handler only schedules the work on the reactor).
         """
-        reactor: Any = self.reactor
+        reactor = self.reactor
         signal.signal(signal.SIGHUP, lambda signum, frame: reactor.callFromThread(self.reload))
 
     def reload(self) -> None:
@@ -210,67 +315,139 @@ class ChatService(Service):
             except ValueError as e:
                 self.log.error("reload refused, keeping the old admin password: {error}", error=str(e))
             else:
-                self.factory.room.moderation.settings.password = password
+                self.moderation.settings.password = password
                 self.log.info("reloaded the admin password file {path}", path=self.password_file)
 
     @inlineCallbacks
     def stopService(self) -> Generator[Deferred[Any], Any, None]:
-        super().stopService()
-        listening, self.listening = self.listening, None
-        if listening is not None:
-            yield maybeDeferred(listening.stopListening)
-        count = len(self.factory.connections_open)
-        yield self.factory.close_all("the server is shutting down", self.grace)
+        # The listeners first: nobody new joins a room that is closing.
+        yield super().stopService()
+        count = len(self.sessions.open)
+        notice = Notice(self.reactor.seconds(), "the server is shutting down")
+        yield self.sessions.close_all(notice, self.grace)
         self.log.info("closed {count} connections", count=count)
         try:
             # Saved after every change already; again here in case one failed.
-            self.factory.room.moderation.save()
+            yield self.moderation.save()
         except OSError as e:
             self.log.error("could not save the state at shutdown: {error}", error=e)
         # twistd re-raises the signal that stopped it, so the exit status
         # would say "killed"; this was an orderly shutdown: exit 0 instead.
         if getattr(self.reactor, "_exitSignal", None) is not None:
-            self.reactor._exitSignal = None  # type: ignore[attr-defined]
+            self.reactor._exitSignal = None
+
+
+def compose(
+    clock: IReactorTime,
+    moderation: ModerationSettings,
+    limits: ClientLimits | None = None,
+    connection_limits: ConnectionLimits | None = None,
+    e2e: bool = True,
+) -> tuple[Sessions, Moderation]:
+    """
+    The daemon's room on C{clock}: the chat commands, moderation and (with
+    C{e2e}) end-to-end encryption, and the sessions of its connections.
+    """
+    room = new_room(clock)
+    feature = Moderation(room, moderation)
+    room.add_feature(feature)
+    if e2e:
+        room.add_feature(E2EFeature(room))
+    return Sessions(room, clock, limits, connection_limits), feature
+
+
+def line_factory(sessions: Sessions, flusher: TurnFlusher | None = None, e2e: bool = True) -> LineFactory:
+    """
+    A line transport factory for C{sessions}; with C{e2e}, lines carrying
+    end-to-end envelopes may be longer.
+    """
+    if e2e:
+        return LineFactory(sessions, flusher, E2E_LINE_PREFIX, E2E_MAX_LINE_BYTES)
+    return LineFactory(sessions, flusher)
+
+
+def build_service(config: Options, reactor: Any, run_in_thread: Callable[..., Deferred[Any]]) -> ChatService:
+    """
+    Read and make the files C{config} names, and compose the daemon.
+
+    @param run_in_thread: Runs a blocking callable off the reactor thread.
+    @raise StartupError: If a file is missing, unreadable or broken.
+    """
+    explicit = config["cert"] is not None or config["key"] is not None
+    cert = Path(config["cert"] or DEFAULT_CERT_DIR / SERVER_CERT_NAME)
+    key = Path(config["key"] or DEFAULT_CERT_DIR / SERVER_KEY_NAME)
+    try:
+        if not explicit and not cert.exists() and not key.exists():
+            created = create_local_ca(DEFAULT_CERT_DIR, datetime.datetime.now(datetime.UTC))
+            ChatService.log.info("created a local CA; clients should trust {ca}", ca=created.resolve())
+        elif config["cert"] is None:
+            ChatService.log.info("clients should trust {ca}", ca=(DEFAULT_CERT_DIR / CA_CERT_NAME).resolve())
+        tls = ServerTLS(cert, key)
+    except (CertificateError, OSError) as e:
+        raise StartupError(str(e)) from e
+    state = Path(config["state"])
+    try:
+        state.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StartupError(f"cannot create the state directory {state}: {e.strerror}") from e
+    try:
+        bans = load_bans(state / STATE_FILE)
+    except StateError as e:
+        raise StartupError(str(e)) from e
+    password = None
+    password_file = config["admin-password-file"]
+    if password_file is not None:
+        try:
+            password = read_hash_file(Path(password_file))
+        except ValueError as e:
+            raise StartupError(str(e)) from e
+
+    def run_check(check: PasswordCheck) -> Deferred[bool]:
+        # scrypt takes tens of milliseconds: not on the reactor thread.
+        return run_in_thread(check)
+
+    settings = ModerationSettings(
+        bans=DocumentBanStore(bans, partial(write_json, state / STATE_FILE), run_in_thread),
+        password=password,
+        first_admin=password is None or bool(config["first-admin"]),
+        run_check=run_check,
+    )
+    sessions, moderation = compose(reactor, settings, config["client_limits"], config["connection_limits"])
+    service = ChatService(
+        reactor,
+        sessions,
+        moderation,
+        tls,
+        config["shutdown-grace"],
+        Path(password_file) if password_file is not None else None,
+    )
+    flusher = TurnFlusher(reactor)
+    for kind, endpoint in config["listen"]:
+        # The only kind so far; each kind gets its factory here.
+        assert kind == "line"
+        factory = line_factory(sessions, flusher)
+        try:
+            if uses_own_certificate(endpoint):
+                listener = tls_endpoint(reactor, endpoint, tls)
+            else:
+                listener = serverFromString(reactor, endpoint)
+        except (usage.UsageError, ValueError, KeyError) as e:
+            raise StartupError(f"--listen {kind}:{endpoint}: {e}") from e
+        service.listen(listener, factory, kind)
+    return service
 
 
 def makeService(config: Options) -> ChatService:
     from twisted.internet import reactor
 
-    if config["created_ca"] is not None:
-        ChatService.log.info(
-            "created a local CA; clients should trust {ca}", ca=config["created_ca"].resolve()
-        )
-    elif config["cert"] is None:
-        ChatService.log.info("clients should trust {ca}", ca=(DEFAULT_CERT_DIR / CA_CERT_NAME).resolve())
-
     threads = cast(IReactorThreads, reactor)
 
-    def run_check(check: PasswordCheck) -> Deferred[bool]:
-        # scrypt takes tens of milliseconds: not on the reactor thread.
-        return deferToThreadPool(threads, threads.getThreadPool(), check)
+    def run_in_thread(work: Callable[[], Any]) -> Deferred[Any]:
+        return deferToThreadPool(threads, threads.getThreadPool(), work)
 
-    moderation = ModerationSettings(
-        bans=config["bans"],
-        password=config["password"],
-        first_admin=config["password"] is None or bool(config["first-admin"]),
-        save=partial(write_json, Path(config["state"]) / STATE_FILE),
-        run_check=run_check,
-    )
-    factory = E2EFactory(
-        E2ERoom(reactor, moderation=moderation),
-        config["client_limits"],
-        config["connection_limits"],
-        flusher=TurnFlusher(reactor),
-    )
-    password_file = config["admin-password-file"]
-    service = ChatService(
-        reactor,
-        factory,
-        config["tls"],
-        config["port"],
-        config["interface"],
-        config["shutdown-grace"],
-        Path(password_file) if password_file is not None else None,
-    )
+    try:
+        service = build_service(config, reactor, run_in_thread)
+    except StartupError as e:
+        raise SystemExit(f"chatroom: {e}") from None
     service.install_signals()
     return service

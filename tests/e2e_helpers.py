@@ -6,22 +6,21 @@ from __future__ import annotations
 
 from twisted.internet.task import Clock
 
+from chatroom.core.room import Room
 from chatroom.e2e.client import E2EClient, Event, Send
 from chatroom.e2e.keys import Identity
 from chatroom.e2e.pins import PinStore
-from chatroom.e2e.server import E2EFactory, E2ERoom
-from chatroom.moderation import ModerationSettings
-from tests.helpers import START, UNLIMITED, FakeClient
+from chatroom.features.moderation import ModerationSettings
+from chatroom.transports.line.protocol import LineFactory
+from tests.helpers import FakeClient, make_server
 
 
-def make_e2e_room() -> tuple[E2ERoom, Clock, E2EFactory]:
+def make_e2e_room() -> tuple[Room, Clock, LineFactory]:
     """
     An E2E room on a fake clock; its first member is admin.
     """
-    clock = Clock()
-    clock.advance(START)
-    room = E2ERoom(clock, moderation=ModerationSettings(first_admin=True))
-    return room, clock, E2EFactory(room, UNLIMITED)
+    server = make_server(moderation=ModerationSettings(first_admin=True))
+    return server.room, server.clock, server.factory
 
 
 class User:
@@ -68,7 +67,7 @@ class Party(User):
 
     def __init__(
         self,
-        factory: E2EFactory,
+        factory: LineFactory,
         clock: Clock,
         port: int,
         identity: Identity | None = None,
@@ -103,7 +102,7 @@ def settle(*parties: Party) -> None:
     raise AssertionError("the parties never settled")
 
 
-def join(factory: E2EFactory, clock: Clock, *names: str, others: tuple[Party, ...] = ()) -> list[Party]:
+def join(factory: LineFactory, clock: Clock, *names: str, others: tuple[Party, ...] = ()) -> list[Party]:
     """
     Connect one E2E party per name, named, registered, everything settled and cleared.
     """

@@ -1,8 +1,12 @@
 """
-Shared test helpers: clients on StringTransports, and line readers.
+Shared test helpers: the daemon's room composed on a fake clock, clients on
+StringTransports, and line readers. The pytest fixtures built on them are
+in C{tests/conftest.py}.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionLost
@@ -10,26 +14,69 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
-from chatroom.limits import ClientLimits
-from chatroom.protocol import ChatFactory, ChatProtocol
-from chatroom.room import Room
+from chatroom.core.room import Room
+from chatroom.core.session import Sessions
+from chatroom.features.moderation import Moderation, ModerationSettings
+from chatroom.limits import ClientLimits, ConnectionLimits
+from chatroom.tap import compose, line_factory
+from chatroom.transports.line.protocol import LineFactory, LineProtocol
+from chatroom.transports.line.writer import TurnFlusher
 from chatroom.wire import ServerLine, parse_line
 
 START = 1_795_000_000.0
 UNLIMITED = ClientLimits(flood_rate=0, nick_rate=0)
 
 
-class FakeClient:
+@dataclass
+class Server:
     """
-    One client connected to a L{ChatFactory} through a L{StringTransport}.
+    The daemon's room, its sessions and a line factory, on a fake clock.
     """
 
-    def __init__(self, factory: ChatFactory, port: int, host: str = "127.0.0.1") -> None:
+    clock: Clock
+    room: Room
+    sessions: Sessions
+    moderation: Moderation
+    factory: LineFactory
+
+
+def make_server(
+    limits: ClientLimits = UNLIMITED,
+    *,
+    moderation: ModerationSettings | None = None,
+    connection_limits: ConnectionLimits | None = None,
+    e2e: bool = True,
+    clock: Clock | None = None,
+    flusher: TurnFlusher | None = None,
+) -> Server:
+    """
+    The room as the daemon composes it (moderation, E2E unless C{e2e} is
+    false), with flood control off unless C{limits} says otherwise, so tests
+    can send many lines at once.
+    """
+    if clock is None:
+        clock = Clock()
+        clock.advance(START)
+    sessions, feature = compose(clock, moderation or ModerationSettings(), limits, connection_limits, e2e)
+    return Server(clock, sessions.room, sessions, feature, line_factory(sessions, flusher, e2e))
+
+
+class FakeClient:
+    """
+    One client connected to a L{LineFactory} through a L{StringTransport}.
+    """
+
+    def __init__(self, factory: LineFactory, port: int, host: str = "127.0.0.1") -> None:
         self.transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
         protocol = factory.buildProtocol(self.transport.getPeer())
-        assert isinstance(protocol, ChatProtocol)
+        assert isinstance(protocol, LineProtocol)
         self.protocol = protocol
         protocol.makeConnection(self.transport)
+
+    @property
+    def member_name(self) -> str | None:
+        member = self.protocol.session.member
+        return None if member is None else member.name
 
     def send(self, line: str | bytes, end: bytes = b"\r\n") -> None:
         data = line.encode("utf-8") if isinstance(line, str) else line
@@ -48,18 +95,15 @@ class FakeClient:
         self.protocol.connectionLost(Failure(ConnectionLost()))
 
 
-def make_room(limits: ClientLimits = UNLIMITED) -> tuple[Room, Clock, ChatFactory]:
+def make_room(limits: ClientLimits = UNLIMITED) -> tuple[Room, Clock, LineFactory]:
     """
-    A room on a fake clock and its factory; flood control is off unless
-    C{limits} says otherwise, so tests can send many lines at once.
+    A room on a fake clock and its line factory (see L{make_server}).
     """
-    clock = Clock()
-    clock.advance(START)
-    room = Room(clock)
-    return room, clock, ChatFactory(room, limits)
+    server = make_server(limits)
+    return server.room, server.clock, server.factory
 
 
-def connect_named(factory: ChatFactory, *names: str) -> list[FakeClient]:
+def connect_named(factory: LineFactory, *names: str) -> list[FakeClient]:
     """
     Connect one client per name, rename each, and clear everything received.
     """

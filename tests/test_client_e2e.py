@@ -23,8 +23,8 @@ from chatroom.e2e.client import KeyChanged, Secure
 from chatroom.e2e.envelope import E2E_MAX_LINE_BYTES, MAX_RECIPIENTS, MAX_TEXT_BYTES, EnvelopeKind, seal
 from chatroom.e2e.keys import E2EError, Identity, Session
 from chatroom.e2e.pins import PinStore
-from chatroom.e2e.server import E2EFactory
 from chatroom.tls import create_local_ca
+from chatroom.transports.line.protocol import LineFactory
 from chatroom.wire import Kind, format_line, parse_line
 from tests.client_support import POLICY, FakeEndpoint, RecordingView, server_line
 from tests.e2e_helpers import make_e2e_room
@@ -44,7 +44,7 @@ class Wired:
     """
 
     def __init__(
-        self, factory: E2EFactory, clock: Clock, port: int, nick: str, e2e: E2ESettings | None = None
+        self, factory: LineFactory, clock: Clock, port: int, nick: str, e2e: E2ESettings | None = None
     ) -> None:
         self.e2e = e2e or settings()
         self.server = FakeClient(factory, port)
@@ -92,7 +92,7 @@ def settle(*parties: Wired) -> None:
     raise AssertionError("the parties never settled")
 
 
-def room(*names: str) -> tuple[E2EFactory, Clock, list[Wired]]:
+def room(*names: str) -> tuple[LineFactory, Clock, list[Wired]]:
     _, clock, factory = make_e2e_room()
     parties: list[Wired] = []
     for port, name in enumerate(names, start=43000):

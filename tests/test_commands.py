@@ -6,7 +6,18 @@ from __future__ import annotations
 
 import pytest
 
-from chatroom.commands import COMMANDS, Command, ParseError, help_lines, parse_command
+from chatroom.core.commands import Command, CommandRegistry, CommandSpec, ParseError
+from tests.helpers import make_server
+
+COMMANDS = make_server().room.commands
+
+
+def parse_command(line: str) -> Command:
+    return COMMANDS.parse(line)
+
+
+def help_lines(topic: str | None = None) -> list[str]:
+    return COMMANDS.help_lines(topic)
 
 
 @pytest.mark.parametrize(
@@ -57,7 +68,7 @@ def test_errors_say_what_to_do(line: str, message: str) -> None:
 
 def test_help_lists_every_command_with_its_syntax() -> None:
     text = "\n".join(help_lines())
-    for spec in COMMANDS:
+    for spec in COMMANDS.specs:
         assert spec.usage in text
 
 
@@ -66,3 +77,14 @@ def test_help_for_one_command() -> None:
     assert "also /?" in help_lines("help")[0]
     with pytest.raises(ParseError):
         help_lines("nonsense")
+
+
+def test_a_command_is_registered_once_with_its_handler() -> None:
+    registry = CommandRegistry()
+    spec = CommandSpec("wave", "[who]", "wave at someone", 0, 1, ("hi",))
+    registry.add(spec, lambda member, args: None)
+    assert registry.parse("/HI you") == Command("wave", ("you",))
+    assert registry.help_lines("hi") == ["/wave [who] - wave at someone (also /hi)"]
+    with pytest.raises(ValueError, match="registered twice: hi"):
+        registry.add(CommandSpec("hi", "", "again", 0, 0), lambda member, args: None)
+    assert registry.specs == (spec,)

@@ -43,7 +43,7 @@ def sealed(by: Party, recipients: list[Party], text: str, **fields: object) -> E
 
 def test_three_users_chat_end_to_end() -> None:
     _, _, factory = make_e2e_room()
-    clock = factory.room.clock
+    clock = factory.sessions.clock
     alice, bob, carol = join(factory, clock, "alice", "bob", "carol")  # type: ignore[arg-type]
     assert all(p.client.secure for p in (alice, bob, carol))
     alice.type("the launch code is 1234")

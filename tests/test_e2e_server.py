@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from chatroom.e2e.envelope import E2E_MAX_LINE_BYTES, SEND_PREFIX, EnvelopeKind, seal
 from chatroom.e2e.keys import Identity, Session, decode_b64, encode_b64
-from chatroom.protocol import MAX_LINE_BYTES
+from chatroom.transports.line.protocol import MAX_LINE_BYTES
 from chatroom.wire import ServerLine
 from tests.e2e_helpers import make_e2e_room
 from tests.helpers import FakeClient, connect_named

@@ -9,10 +9,9 @@ from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.testing import StringTransport
 from zope.interface import alsoProvides
 
+from chatroom.core.events import Notice
 from chatroom.limits import ClientLimits, ConnectionLimits
-from chatroom.protocol import ChatFactory
-from chatroom.room import Room
-from tests.helpers import FakeClient, connect_named, make_room
+from tests.helpers import FakeClient, connect_named, make_room, make_server
 
 DEFAULTS = ClientLimits()
 
@@ -81,8 +80,8 @@ def test_handshake_deadline() -> None:
     clock.advance(DEFAULTS.handshake_timeout - 1)
     quick.handshakeCompleted()
     clock.advance(1)
-    assert slow_transport.disconnecting and slow.member is None
-    assert not quick_transport.disconnecting and quick.member is not None
+    assert slow_transport.disconnecting and slow.session.member is None
+    assert not quick_transport.disconnecting and quick.session.member is not None
 
 
 def test_first_line_deadline_and_keepalive() -> None:
@@ -144,8 +143,8 @@ def test_a_client_that_reads_again_is_kept() -> None:
 
 
 def test_connection_limits_per_address_with_loopback_exempt() -> None:
-    room = Room(make_room()[1])
-    factory = ChatFactory(room, connection_limits=ConnectionLimits(per_address=2))
+    server = make_server(ClientLimits(), connection_limits=ConnectionLimits(per_address=2))
+    room, factory = server.room, server.factory
     remote = [FakeClient(factory, port, host="192.0.2.1") for port in range(3)]
     assert [c.transport.disconnecting for c in remote] == [False, False, True]
     assert remote[2].lines()[-1].text == "too many connections from your address (at most 2)"
@@ -160,7 +159,8 @@ def test_close_all_tells_everyone_and_waits_for_the_connections() -> None:
     room, clock, factory = make_room()
     alice, bob = connect_named(factory, "alice", "bob")
     done: list[object] = []
-    factory.close_all("the server is shutting down", grace=5).addCallback(done.append)
+    notice = Notice(clock.seconds(), "the server is shutting down")
+    factory.sessions.close_all(notice, grace=5).addCallback(done.append)
     for client in (alice, bob):
         (line,) = client.lines()
         assert (line.kind, line.text) == ("info", "the server is shutting down")
@@ -179,7 +179,7 @@ def test_close_all_aborts_what_does_not_drain_in_time() -> None:
     _, clock, factory = make_room()
     (alice,) = connect_named(factory, "alice")
     done: list[object] = []
-    factory.close_all("bye", grace=5).addCallback(done.append)
+    factory.sessions.close_all(Notice(clock.seconds(), "bye"), grace=5).addCallback(done.append)
     # StringTransport marks an abort with "disconnected", a close with "disconnecting".
     clock.advance(4)
     assert alice.transport.disconnecting and not alice.transport.disconnected

@@ -13,13 +13,14 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 
 from chatroom.bans import BanList
-from chatroom.commands import find_spec
-from chatroom.moderation import ModerationSettings, PasswordCheck
+from chatroom.core.events import Notice
+from chatroom.core.memory import InMemoryBans
+from chatroom.features.moderation import ModerationSettings, PasswordCheck
+from chatroom.limits import ClientLimits
 from chatroom.passwd import hash_password
-from chatroom.protocol import ChatFactory
-from chatroom.room import Room
+from chatroom.stores.files import DocumentBanStore
 from chatroom.wire import ServerLine, format_timestamp
-from tests.helpers import START, FakeClient
+from tests.helpers import START, FakeClient, make_server
 
 # Cheap scrypt parameters: these tests are about the rules, not the hash.
 PASSWORD = hash_password("open sesame", n=2**4, r=1, p=1)
@@ -32,10 +33,12 @@ class Rooms:
 
     def __init__(self, **settings: Any) -> None:
         settings.setdefault("first_admin", True)
+        bans, save = settings.pop("bans", BanList()), settings.pop("save", None)
+        settings["bans"] = InMemoryBans(bans) if save is None else DocumentBanStore(bans, save)
         self.clock = Clock()
         self.clock.advance(START)
-        self.room = Room(self.clock, moderation=ModerationSettings(**settings))
-        self.factory = ChatFactory(self.room)
+        server = make_server(ClientLimits(), moderation=ModerationSettings(**settings), clock=self.clock)
+        self.room, self.factory = server.room, server.factory
         self._port = 40000
 
     def connect(self, host: str) -> FakeClient:
@@ -617,8 +620,7 @@ def test_help_documents_the_admin_commands() -> None:
     alice.send("/help")
     text = "\n".join(line.text for line in alice.lines())
     for command in ("oper", "op", "deop", "kick", "ban", "unban", "bans"):
-        spec = find_spec(command)
-        assert spec is not None
+        spec = next(s for s in rooms.room.commands.specs if s.name == command)
         assert f"{spec.usage} - " in text
     alice.send("/help ban")
     (line,) = alice.lines()
@@ -628,7 +630,7 @@ def test_help_documents_the_admin_commands() -> None:
 def test_a_room_closed_at_shutdown_starts_again_with_a_first_admin() -> None:
     rooms = Rooms()
     joined(rooms, "alice", "bob")
-    rooms.room.close("shutting down")
+    rooms.room.close(Notice(rooms.clock.seconds(), "shutting down"))
     newcomer = rooms.connect("10.0.0.9")
     assert one(newcomer, "admin").args == ("guest3", "admin=yes")
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from chatroom.moderation import STATE_FILE
 from chatroom.passwd import hash_password
 from chatroom.state import write_json
+from chatroom.stores.files import STATE_FILE
 from chatroom.wire import ServerLine, parse_line
 from tests.daemon import LineClient, daemon_command, daemon_env, running_daemon
 

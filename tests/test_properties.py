@@ -14,11 +14,13 @@ from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 
-from chatroom.commands import COMMANDS
-from chatroom.moderation import ModerationSettings
-from chatroom.protocol import MAX_LINE_BYTES, ChatFactory
-from chatroom.room import Room
-from tests.helpers import START, UNLIMITED, FakeClient
+from chatroom.core.room import Room
+from chatroom.features.moderation import ModerationSettings
+from chatroom.transports.line.protocol import MAX_LINE_BYTES
+from tests.helpers import START, FakeClient, make_server
+
+# Every command the daemon serves, for the strategies below.
+COMMANDS = make_server().room.commands.specs
 
 CLIENTS = 4
 NAMES = st.sampled_from(
@@ -82,7 +84,7 @@ def check_invariants(room: Room, clients: dict[int, FakeClient], opped: bool) ->
         # Under the first-member rule exactly one admin, unless /op made more.
         assert admins == 1 or (opped and admins > 1)
     # Every member is a live connection; nobody is left behind.
-    live = {c.protocol.member for c in clients.values() if not c.transport.disconnecting}
+    live = {c.protocol.session.member for c in clients.values() if not c.transport.disconnecting}
     assert set(members) <= live | {None}
     assert all(member in room.members for member in live if member is not None)
 
@@ -92,8 +94,8 @@ def check_invariants(room: Room, clients: dict[int, FakeClient], opped: bool) ->
 def test_random_sessions_keep_the_invariants(steps: list[tuple[str, int, bytes]]) -> None:
     clock = Clock()
     clock.advance(START)
-    room = Room(clock, moderation=ModerationSettings(first_admin=True))
-    factory = ChatFactory(room, UNLIMITED)
+    server = make_server(moderation=ModerationSettings(first_admin=True), clock=clock)
+    room, factory = server.room, server.factory
     clients: dict[int, FakeClient] = {}
     port = 40000
     opped = False

@@ -5,8 +5,12 @@ Every command and error path, with several clients on StringTransports.
 from __future__ import annotations
 
 import pytest
+from twisted.internet.defer import Deferred, fail
+from twisted.logger import capturedLogs
 
-from chatroom.protocol import MAX_LINE_BYTES
+from chatroom.core.commands import CommandSpec
+from chatroom.core.errors import ChatError
+from chatroom.transports.line.protocol import MAX_LINE_BYTES
 from chatroom.wire import format_timestamp
 from tests.helpers import START, FakeClient, connect_named, make_room
 
@@ -312,16 +316,45 @@ def test_disconnect_mid_line_loses_nothing_else() -> None:
     ]
 
 
-def test_a_bug_in_a_handler_is_answered_and_the_room_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("later", [False, True])
+def test_a_bug_in_a_handler_is_answered_and_the_room_goes_on(later: bool) -> None:
     room, _, factory = make_room()
     alice, bob = connect_named(factory, "alice", "bob")
 
-    def broken(member: object, args: object) -> None:
-        raise RuntimeError("boom")
+    def broken(member: object, args: object) -> Deferred[None]:
+        if not later:
+            raise RuntimeError("boom")
+        return fail(RuntimeError("boom"))
 
-    monkeypatch.setitem(room._handlers, "me", broken)
-    alice.send("/me breaks things")
+    room.commands.add(CommandSpec("break", "<what>", "a command with a bug", 1, 1), broken)
+    with capturedLogs() as events:
+        alice.send("/break things")
     (error,) = alice.lines()
     assert (error.kind, error.text) == ("error", "internal error: the command failed")
+    assert [e["log_format"] for e in events if "log_failure" in e] == [
+        "command {command!r} from {name} failed"
+    ]
     alice.send("still alive")
     assert bob.lines()[0].text == "still alive"
+
+
+def test_commands_wait_for_an_earlier_one_that_takes_a_round_trip() -> None:
+    room, _, factory = make_room()
+    alice, bob = connect_named(factory, "alice", "bob")
+    pending: Deferred[None] = Deferred()
+
+    def refused(result: None) -> None:
+        raise ChatError("refused, later")
+
+    def slow(member: object, args: object) -> Deferred[None]:
+        return pending.addCallback(refused)
+
+    room.commands.add(CommandSpec("slow", "", "a command that waits for a store", 0, 0), slow)
+    alice.send("/slow")
+    alice.send("after the slow one")
+    assert alice.lines() == bob.lines() == []
+    pending.callback(None)
+    assert [(line.kind, line.text) for line in alice.lines()] == [
+        ("error", "refused, later"),
+        ("message", "after the slow one"),
+    ]

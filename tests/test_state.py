@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from chatroom.bans import BanList
-from chatroom.moderation import STATE_FILE, load_bans
 from chatroom.state import StateError, read_json, write_json
+from chatroom.stores.files import STATE_FILE, load_bans
 
 
 def test_write_then_read(tmp_path: Path) -> None:

@@ -10,27 +10,41 @@ import pytest
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 
-from chatroom.protocol import ChatFactory
-from chatroom.room import Room
-from chatroom.tap import ChatService, Options
+from chatroom.stores.files import run_inline
+from chatroom.tap import ChatService, Options, StartupError, build_service
+from chatroom.transports.line.protocol import LineFactory
 
 
-def parse(*args: str) -> Options:
-    options = Options()
-    options.parseOptions(list(args))
-    return options
+def options(*args: str) -> Options:
+    config = Options()
+    config.parseOptions(list(args))
+    return config
+
+
+def build(*args: str, reactor: MemoryReactorClock | None = None) -> ChatService:
+    """
+    Parse C{args} and build the service on a memory reactor, reading and
+    making files as the daemon does.
+    """
+    return build_service(options(*args), reactor or MemoryReactorClock(), run_inline)
+
+
+def parse(*args: str) -> ChatService:
+    return build(*args)
 
 
 def test_first_run_creates_a_local_ca_and_reuses_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    first = parse()
-    assert first["created_ca"] == Path("certs/ca.pem")
+    config = options()
+    assert not (tmp_path / "certs").exists()
+    build_service(config, MemoryReactorClock(), run_inline)
+    assert (tmp_path / "certs" / "ca.pem").is_file()
     server_cert = (tmp_path / "certs" / "server.pem").read_bytes()
-    second = parse()
-    assert second["created_ca"] is None
+    parse()
     assert (tmp_path / "certs" / "server.pem").read_bytes() == server_cert
     assert (tmp_path / "state").is_dir()
-    assert first["port"] == 6697 and first["interface"] == ""
+    assert config["port"] == 6697 and config["interface"] == ""
+    assert config["listen"] == [("line", "ssl:6697")]
 
 
 @pytest.mark.parametrize("flag", ["--cert", "--key"])
@@ -39,7 +53,7 @@ def test_explicit_missing_files_are_errors(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     parse()  # creates certs/ so only the explicit file is missing
-    with pytest.raises(usage.UsageError, match="cannot read the"):
+    with pytest.raises(StartupError, match="cannot read the"):
         parse(flag, str(tmp_path / "missing.pem"))
     assert not (tmp_path / "missing.pem").exists()
 
@@ -50,7 +64,7 @@ def test_default_key_missing_beside_a_certificate_is_an_error(
     monkeypatch.chdir(tmp_path)
     parse()
     (tmp_path / "certs" / "server-key.pem").unlink()
-    with pytest.raises(usage.UsageError, match="private key"):
+    with pytest.raises(StartupError, match="private key"):
         parse()
 
 
@@ -58,30 +72,69 @@ def test_default_key_missing_beside_a_certificate_is_an_error(
 def test_bad_ports_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, port: str) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(usage.UsageError):
-        parse("--port", port)
+        options("--port", port)
 
 
 def test_state_that_is_a_file_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "plain").write_text("")
-    with pytest.raises(usage.UsageError, match="state directory"):
+    with pytest.raises(StartupError, match="state directory"):
         parse("--state", "plain")
 
 
 def test_service_listens_with_tls_while_running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    options = parse("--port", "7000", "--interface", "127.0.0.1")
     reactor = MemoryReactorClock()
-    factory = ChatFactory(Room(reactor))
-    service = ChatService(reactor, factory, options["tls"], options["port"], options["interface"])
+    service = build("--port", "7000", "--interface", "127.0.0.1", reactor=reactor)
     service.startService()
     ((port, listened_factory, context_factory, _backlog, interface),) = reactor.sslServers
-    assert (port, listened_factory, context_factory, interface) == (
-        7000,
-        factory,
-        options["tls"],
-        "127.0.0.1",
-    )
+    assert (port, context_factory, interface) == (7000, service.tls, "127.0.0.1")
+    assert isinstance(listened_factory, LineFactory)
     assert reactor.tcpServers == []
     service.stopService()
     assert not service.running
+
+
+def test_listen_is_repeatable_and_takes_any_endpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    reactor = MemoryReactorClock()
+    service = build(
+        "--listen",
+        "line:ssl:7001:interface=\\:\\:1",
+        "--listen",
+        "line:tcp:7002:interface=127.0.0.1",
+        "--listen",
+        "line:ssl:port=7003:backlog=5",
+        reactor=reactor,
+    )
+    service.startService()
+    assert [(p, c, i) for p, _, c, _, i in reactor.sslServers] == [
+        (7001, service.tls, "::1"),
+        (7003, service.tls, ""),
+    ]
+    assert reactor.sslServers[1][3] == 5
+    ((port, factory, _backlog, interface),) = reactor.tcpServers
+    assert (port, interface) == (7002, "127.0.0.1") and isinstance(factory, LineFactory)
+    service.stopService()
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("irc:tcp:6667", "the kind must be one of line"),
+        ("line", "give an endpoint"),
+        ("line:", "give an endpoint"),
+    ],
+)
+def test_bad_listen_kinds_are_refused(spec: str, message: str) -> None:
+    with pytest.raises(usage.UsageError, match=message):
+        options("--listen", spec)
+
+
+@pytest.mark.parametrize("endpoint", ["ssl:http", "ssl:7000:bogus=1", "nonsense:7000"])
+def test_bad_endpoints_are_startup_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, endpoint: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StartupError, match=f"--listen line:{endpoint}"):
+        parse("--listen", f"line:{endpoint}")

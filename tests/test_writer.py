@@ -21,11 +21,13 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.test import iosim
 from zope.interface import implementer
 
-from chatroom.protocol import ChatFactory, ChatProtocol
-from chatroom.room import Room
+from chatroom.core.events import Said
 from chatroom.tls import create_local_ca, load_server_options
+from chatroom.transports.line.codec import encode
+from chatroom.transports.line.protocol import LineProtocol
+from chatroom.transports.line.writer import RECORD_PLAINTEXT, LineWriter, TLSLineWriter, TurnFlusher
 from chatroom.wire import parse_line
-from chatroom.writer import RECORD_PLAINTEXT, LineWriter, TLSLineWriter, TurnFlusher
+from tests.helpers import Server, make_server
 
 
 class RecordingTransport(StringTransport):
@@ -148,10 +150,10 @@ def test_a_broken_connection_does_not_hold_back_the_others() -> None:
     assert [e["log_failure"].value.args for e in events if "log_failure" in e] == [("the connection broke",)]
 
 
-def room_with(count: int) -> tuple[Clock, Room, list[StringTransport]]:
+def room_with(count: int) -> tuple[Clock, Server, list[StringTransport]]:
     clock = Clock()
-    room = Room(clock)
-    factory = ChatFactory(room, flusher=TurnFlusher(clock))
+    server = make_server(clock=clock, flusher=TurnFlusher(clock))
+    factory = server.factory
     transports = []
     for _ in range(count):
         protocol = factory.buildProtocol(None)
@@ -161,7 +163,18 @@ def room_with(count: int) -> tuple[Clock, Room, list[StringTransport]]:
     clock.advance(0)
     for transport in transports:
         transport.clear()
-    return clock, room, transports
+    return clock, server, transports
+
+
+def protocols(server: Server) -> list[LineProtocol]:
+    """
+    The line protocols of the room's members, in join order.
+    """
+    by_member = {}
+    for session in server.sessions.open:
+        assert isinstance(session.connection, LineProtocol)
+        by_member[session.member] = session.connection
+    return [by_member[member] for member in server.room.members]
 
 
 def messages(transport: StringTransport) -> list[tuple[str, str]]:
@@ -170,9 +183,8 @@ def messages(transport: StringTransport) -> list[tuple[str, str]]:
 
 
 def test_chat_reaches_everyone_in_order_each_turn() -> None:
-    clock, room, transports = room_with(3)
-    alice, bob, _ = (member.recipient for member in room.members)
-    assert isinstance(alice, ChatProtocol) and isinstance(bob, ChatProtocol)
+    clock, server, transports = room_with(3)
+    alice, bob, _ = protocols(server)
     alice.dataReceived(b"a1\na2\n")
     bob.dataReceived(b"b1\n")
     alice.dataReceived(b"a3\n")
@@ -184,9 +196,8 @@ def test_chat_reaches_everyone_in_order_each_turn() -> None:
 
 
 def test_quit_writes_what_is_queued_before_closing() -> None:
-    clock, room, transports = room_with(2)
-    alice = next(iter(room.members)).recipient
-    assert isinstance(alice, ChatProtocol)
+    clock, server, transports = room_with(2)
+    alice = protocols(server)[0]
     alice.dataReceived(b"goodbye all\n/quit\n")
     assert transports[0].disconnecting
     assert messages(transports[0]) == [("guest1", "goodbye all")]
@@ -220,21 +231,21 @@ def tls_pair(tmp_path: Path, server_factory: Any, clock: Clock) -> tuple[iosim.I
 
 def test_tls_lines_arrive_whole_and_in_order(tmp_path: Path) -> None:
     clock = Clock()
-    room = Room(clock)
-    pump, received = tls_pair(tmp_path, ChatFactory(room, flusher=TurnFlusher(clock)), clock)
-    (member,) = room.members
-    protocol = member.recipient
-    assert isinstance(protocol, ChatProtocol)
+    server = make_server(clock=clock, flusher=TurnFlusher(clock))
+    room = server.room
+    pump, received = tls_pair(tmp_path, server.factory, clock)
+    (protocol,) = protocols(server)
     writer = protocol._writer
     assert isinstance(writer, TLSLineWriter) and writer._ssl is not None
     # Many lines in one turn: more than one TLS record's worth.
-    lines = [b"%05d " % i + b"x" * 200 + b"\r\n" for i in range(200)]
+    events = [Said(clock.seconds(), "guest1", f"{i:05d} " + "x" * 200) for i in range(200)]
+    lines = [encode(event) for event in events]
     assert sum(map(len, lines)) > RECORD_PLAINTEXT
-    for line in lines:
-        room.broadcast(line)
+    for event in events:
+        room.broadcast(event)
     pump.flush()
-    for line in lines[:3]:
-        room.broadcast(line)
+    for event in events[:3]:
+        room.broadcast(event)
     pump.flush()
     data = received.data
     assert data.endswith(b"".join(lines) + b"".join(lines[:3]))

@@ -21,7 +21,8 @@ from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
 
 from chatroom.client.protocol import ChatClientProtocol, ChatView, Lock, describe_failure
-from chatroom.commands import ParseError, parse_command
+from chatroom.core.chat import CLIENT_COMMANDS
+from chatroom.core.commands import ParseError, parse_command
 from chatroom.e2e.client import E2EClient
 from chatroom.e2e.keys import Identity
 from chatroom.e2e.pins import PinStore
@@ -45,7 +46,7 @@ def is_quit(text: str) -> bool:
     Whether the line C{text} is the C{/quit} command.
     """
     try:
-        return parse_command(text).name == "quit"
+        return parse_command(text, CLIENT_COMMANDS).name == "quit"
     except ParseError:
         return False
 

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar
 
-from chatroom.commands import ParseError, parse_command
+from chatroom.core.chat import CLIENT_COMMANDS
+from chatroom.core.commands import ParseError, parse_command
 from chatroom.e2e.envelope import MAX_RECIPIENTS, SEND_PREFIX, Envelope, EnvelopeKind, seal
 from chatroom.e2e.keys import (
     E2EError,
@@ -265,7 +266,7 @@ class E2EClient:
         if local is not None:
             return local(rest.split())
         try:
-            command = parse_command(text)
+            command = parse_command(text, CLIENT_COMMANDS)
         except ParseError:
             return [Send(text)]
         if command.name == "filter" and command.args:

@@ -1,0 +1,152 @@
+"""
+In-memory implementations of the core's ports, for one daemon process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from twisted.internet.defer import Deferred, succeed
+
+from chatroom.bans import Ban, BanList
+from chatroom.core.events import Admins, Audience, Event, Everyone
+from chatroom.core.ports import MemberRecord, Recipient
+from chatroom.names import skeleton
+
+
+class InMemoryMembers:
+    """
+    A L{chatroom.core.ports.MemberDirectory} in this process, in join order.
+    """
+
+    def __init__(self) -> None:
+        self._by_key: dict[str, MemberRecord] = {}
+        self._by_skeleton: dict[str, MemberRecord] = {}
+        self._by_id: dict[str, MemberRecord] = {}
+        self._ids = 0
+        self._guests = 0
+
+    def new_id(self) -> str:
+        self._ids += 1
+        return str(self._ids)
+
+    def next_guest_number(self) -> int:
+        self._guests += 1
+        return self._guests
+
+    def claim(self, record: MemberRecord) -> Deferred[MemberRecord | None]:
+        other = self._by_skeleton.get(skeleton(record.name))
+        if other is None:
+            self._by_key[record.name.casefold()] = record
+            self._by_skeleton[skeleton(record.name)] = record
+            self._by_id[record.id] = record
+        return succeed(other)
+
+    def rename(self, record: MemberRecord, new_name: str) -> Deferred[MemberRecord | None]:
+        other = self._by_skeleton.get(skeleton(new_name))
+        if other is not None and other is not record:
+            return succeed(other)
+        # Rebuild the key order so iteration stays in join order.
+        records = list(self._by_key.values())
+        self._by_skeleton.pop(skeleton(record.name))
+        record.name = new_name
+        self._by_skeleton[skeleton(new_name)] = record
+        self._by_key = {r.name.casefold(): r for r in records}
+        return succeed(None)
+
+    def remove(self, record: MemberRecord) -> None:
+        if self._by_key.get(record.name.casefold()) is record:
+            del self._by_key[record.name.casefold()]
+            del self._by_skeleton[skeleton(record.name)]
+            del self._by_id[record.id]
+
+    def set_admin(self, record: MemberRecord, admin: bool) -> None:
+        record.is_admin = admin
+
+    def touch(self, record: MemberRecord, now: float) -> None:
+        record.last_active = now
+
+    def find(self, name: str) -> MemberRecord | None:
+        return self._by_key.get(name.casefold())
+
+    def clash(self, name: str, ignore: MemberRecord | None = None) -> MemberRecord | None:
+        found = self._by_skeleton.get(skeleton(name))
+        return None if found is ignore else found
+
+    def get(self, member_id: str) -> MemberRecord | None:
+        return self._by_id.get(member_id)
+
+    def __contains__(self, record: object) -> bool:
+        return isinstance(record, MemberRecord) and self._by_id.get(record.id) is record
+
+    def __iter__(self) -> Iterator[MemberRecord]:
+        return iter(list(self._by_key.values()))
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+
+class LocalFanOut:
+    """
+    A L{chatroom.core.ports.FanOut} to the sessions of this process.
+
+    It keeps each member's L{Recipient} (a listener, never a transport) and
+    resolves an audience against the member directory.
+    """
+
+    def __init__(self, members: Iterable[MemberRecord]) -> None:
+        self._members = members
+        self._recipients: dict[str, Recipient] = {}
+
+    def subscribe(self, member_id: str, recipient: Recipient) -> None:
+        self._recipients[member_id] = recipient
+
+    def unsubscribe(self, member_id: str) -> None:
+        self._recipients.pop(member_id, None)
+
+    def publish(self, event: Event, audience: Audience) -> None:
+        recipients = self._recipients
+        targets: Iterable[Recipient]
+        if isinstance(audience, Everyone):
+            # A copy: a delivery may drop a member (a full send queue).
+            targets = list(recipients.values())
+        elif isinstance(audience, Admins):
+            targets = [recipients[r.id] for r in self._members if r.is_admin and r.id in recipients]
+        else:
+            targets = [recipients[i] for i in dict.fromkeys(audience.ids) if i in recipients]
+        for recipient in targets:
+            recipient.receive(event)
+
+    def disconnect(self, member_id: str) -> None:
+        recipient = self._recipients.pop(member_id, None)
+        if recipient is not None:
+            recipient.close()
+
+
+class InMemoryBans:
+    """
+    A L{chatroom.core.ports.BanStore} that keeps nothing across restarts.
+    """
+
+    def __init__(self, bans: BanList | None = None) -> None:
+        self.bans = bans if bans is not None else BanList()
+
+    def active(self, now: float) -> list[Ban]:
+        return self.bans.active(now)
+
+    def for_name(self, name: str, now: float) -> Ban | None:
+        return self.bans.for_name(name, now)
+
+    def for_host(self, host: str, now: float) -> Ban | None:
+        return self.bans.for_host(host, now)
+
+    def add(self, ban: Ban, now: float) -> Deferred[None]:
+        self.bans.add(ban, now)
+        return self.save(now)
+
+    def remove(self, target: str, now: float) -> tuple[list[Ban], Deferred[None]]:
+        removed = self.bans.remove(target, now)
+        return removed, self.save(now) if removed else succeed(None)
+
+    def save(self, now: float) -> Deferred[None]:
+        return succeed(None)

@@ -1,0 +1,230 @@
+"""
+The core's ports: what the room needs from stores and transports.
+
+Each port is a L{typing.Protocol}; L{chatroom.core.memory} has the
+in-memory implementations one daemon process uses. A store shared between
+processes implements the same ports. Operations that a shared store could
+only do with a round trip (claiming a name, saving a ban) return Deferreds;
+reads come from what the store keeps locally.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from twisted.internet.defer import Deferred
+
+from chatroom.bans import Ban
+from chatroom.core.events import Audience, Event
+
+
+@dataclass(eq=False)
+class MemberRecord:
+    """
+    What the room knows of one member: all of it could live in a shared
+    store. The live connection stays with the member's session.
+
+    @ivar id: Unique among all members, present and past, of the room.
+    @ivar name: The member's current name.
+    @ivar host: The address it connected from.
+    @ivar port: The port it connected from.
+    @ivar connected_at: When it joined, POSIX seconds.
+    @ivar last_active: When it last sent a command.
+    @ivar is_admin: Whether it has admin rights.
+    @ivar filters: The member's filter words, casefolded: chat holding one
+        is not delivered to it.
+    """
+
+    id: str
+    name: str
+    host: str
+    port: int
+    connected_at: float
+    last_active: float = 0.0
+    is_admin: bool = False
+    filters: list[str] = field(default_factory=list)
+
+    def hides(self, text: str) -> bool:
+        """
+        Whether one of this member's filters hides chat text C{text}.
+        """
+        folded = text.casefold()
+        return any(word in folded for word in self.filters)
+
+    @property
+    def address(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+class MemberDirectory(Protocol):
+    """
+    The room's members, in join order, keyed by name without regard to case;
+    names are unique on their look-alike skeleton.
+    """
+
+    def new_id(self) -> str:
+        """
+        An id no member has had.
+        """
+
+    def next_guest_number(self) -> int:
+        """
+        The next number for a C{guestN} name.
+        """
+
+    def claim(self, record: MemberRecord) -> Deferred[MemberRecord | None]:
+        """
+        Add C{record} under its name, atomically on the name's skeleton.
+
+        @return: Fires with L{None} once added, or with the member whose
+            name clashes (then nothing changed).
+        """
+
+    def rename(self, record: MemberRecord, new_name: str) -> Deferred[MemberRecord | None]:
+        """
+        Rename C{record}, atomically on the new name's skeleton.
+
+        @return: Fires with L{None} once renamed, or with the member whose
+            name clashes (then nothing changed).
+        """
+
+    def remove(self, record: MemberRecord) -> None:
+        """
+        Remove C{record}; a no-op if it is not there.
+        """
+
+    def set_admin(self, record: MemberRecord, admin: bool) -> None: ...
+
+    def touch(self, record: MemberRecord, now: float) -> None:
+        """
+        Note that C{record} sent a command at C{now}.
+        """
+
+    def find(self, name: str) -> MemberRecord | None: ...
+
+    def clash(self, name: str, ignore: MemberRecord | None = None) -> MemberRecord | None:
+        """
+        The member, other than C{ignore}, whose name looks like C{name}.
+        """
+
+    def get(self, member_id: str) -> MemberRecord | None: ...
+
+    def __contains__(self, record: object) -> bool: ...
+
+    def __iter__(self) -> Iterator[MemberRecord]: ...
+
+    def __len__(self) -> int: ...
+
+
+class Recipient(Protocol):
+    """
+    Where the fan-out hands a member's events: its session.
+    """
+
+    def receive(self, event: Event) -> None:
+        """
+        Take one event addressed to this member.
+        """
+
+    def close(self) -> None:
+        """
+        End the member's connection after the events already received.
+        """
+
+
+class FanOut(Protocol):
+    """
+    Delivers events to the members they are addressed to.
+    """
+
+    def subscribe(self, member_id: str, recipient: Recipient) -> None: ...
+
+    def unsubscribe(self, member_id: str) -> None: ...
+
+    def publish(self, event: Event, audience: Audience) -> None:
+        """
+        Hand C{event} to every member of C{audience}, each once.
+        """
+
+    def disconnect(self, member_id: str) -> None:
+        """
+        Close the member's connection after what it was already handed.
+        """
+
+
+class Connection(Protocol):
+    """
+    One client connection, as its transport offers it to a session.
+
+    @ivar host: The peer's address.
+    @ivar port: The peer's port.
+    """
+
+    host: str
+    port: int
+
+    def encode(self, event: Event) -> bytes:
+        """
+        C{event} in the transport's protocol (the same bytes for every
+        connection of the transport that gets the same event).
+        """
+
+    def write(self, data: bytes) -> None:
+        """
+        Queue C{data} (from L{encode}) for the client.
+        """
+
+    def queued(self) -> int:
+        """
+        Bytes queued that the client has not yet taken (past what its
+        socket holds).
+        """
+
+    def close(self) -> None:
+        """
+        Close after the queued output is written; later sends are dropped.
+        """
+
+    def abort(self) -> None:
+        """
+        Close at once, dropping unsent output.
+        """
+
+
+class BanStore(Protocol):
+    """
+    The bans in force; a store that keeps them across restarts owns its
+    file (or database) format.
+    """
+
+    def active(self, now: float) -> list[Ban]: ...
+
+    def for_name(self, name: str, now: float) -> Ban | None: ...
+
+    def for_host(self, host: str, now: float) -> Ban | None: ...
+
+    def add(self, ban: Ban, now: float) -> Deferred[None]:
+        """
+        Put C{ban} in force (replacing bans on the same name or network)
+        and keep it.
+
+        @raise ValueError: If the ban cannot be added (the list is full);
+            then nothing changed.
+        @return: Fires once the ban is kept; fails with L{OSError} if it is
+            in force but could not be saved.
+        """
+
+    def remove(self, target: str, now: float) -> tuple[list[Ban], Deferred[None]]:
+        """
+        Lift the bans on name or network C{target}.
+
+        @return: The lifted bans, and a Deferred as L{add}'s.
+        """
+
+    def save(self, now: float) -> Deferred[None]:
+        """
+        Keep the bans in force now (again).
+        """

@@ -1,0 +1,3 @@
+"""
+Features that plug into the core: moderation and end-to-end encryption.
+"""

@@ -1,0 +1,215 @@
+"""
+The daemon's side of E2E, as a feature of the room: the key directory,
+registration and forwarding.
+
+The server never holds a private key and never sees plaintext. It keeps the
+current members' key bundles, hands them to members, checks that a client
+registering a key holds it (it signs a fresh challenge), and forwards each
+envelope verbatim to the members whose session keys it lists. The commands
+are all C{/e2e <subcommand>}:
+
+    /e2e hello                      -> a challenge (room id, nonce)
+    /e2e register <bundle> <proof>  -> a key announcement to everyone
+    /e2e keys                       -> one key per member with keys, then a count
+    /e2e send <envelope>            -> the envelope to each listed recipient
+
+Lines with an envelope may be up to L{E2E_MAX_LINE_BYTES} long; transports
+that frame lines allow that for lines starting with L{E2E_LINE_PREFIX} only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Protocol
+
+from chatroom.core.commands import CommandRegistry, CommandSpec
+from chatroom.core.errors import ChatError
+from chatroom.core.events import Challenge, KeyAnnounced, KeyCount, KeyDropped, Members, Sealed
+from chatroom.core.ports import MemberRecord
+from chatroom.core.room import Feature, Room
+from chatroom.e2e.envelope import E2E_MAX_LINE_BYTES, Envelope
+from chatroom.e2e.keys import E2EError, KeyBundle, decode_b64, encode_b64, registration_data, verify_signature
+
+ROOM_ID = "chatroom"
+CHALLENGE_BYTES = 32
+E2E_LINE_PREFIX = b"/e2e "
+USAGE = "usage: /e2e hello | /e2e register <bundle> <proof> | /e2e keys | /e2e send <envelope>"
+E2E = CommandSpec("e2e", "<hello|register|keys|send> [args]", "end-to-end encryption (used by clients)", 1, 2)
+
+__all__ = ["E2E_LINE_PREFIX", "E2E_MAX_LINE_BYTES", "E2EFeature", "InMemoryKeyDirectory", "KeyDirectory"]
+
+
+class KeyDirectory(Protocol):
+    """
+    The port for the key bundles of the members that registered one, each
+    findable by member and by session key id, and their open challenges.
+    """
+
+    def register(self, member_id: str, bundle: KeyBundle) -> None:
+        """
+        @raise ChatError: If another member registered the same session key.
+        """
+
+    def drop(self, member_id: str) -> bool:
+        """
+        Forget C{member_id}'s keys and challenge; whether it had keys.
+        """
+
+    def get(self, member_id: str) -> KeyBundle | None: ...
+
+    def holder(self, session_id: bytes) -> str | None:
+        """
+        The id of the member that registered session key C{session_id}.
+        """
+
+    def items(self) -> list[tuple[str, KeyBundle]]: ...
+
+    def set_challenge(self, member_id: str, challenge: bytes) -> None: ...
+
+    def take_challenge(self, member_id: str) -> bytes | None:
+        """
+        The member's open challenge, which is gone once taken.
+        """
+
+
+class InMemoryKeyDirectory:
+    """
+    A L{KeyDirectory} in this process.
+    """
+
+    def __init__(self) -> None:
+        self._bundles: dict[str, KeyBundle] = {}
+        self._by_session: dict[bytes, str] = {}
+        self._challenges: dict[str, bytes] = {}
+
+    def register(self, member_id: str, bundle: KeyBundle) -> None:
+        holder = self._by_session.get(bundle.session_id)
+        if holder is not None and holder != member_id:
+            raise ChatError("that session key is registered by someone else: make a new one")
+        self.drop(member_id)
+        self._bundles[member_id] = bundle
+        self._by_session[bundle.session_id] = member_id
+
+    def drop(self, member_id: str) -> bool:
+        self._challenges.pop(member_id, None)
+        bundle = self._bundles.pop(member_id, None)
+        if bundle is None:
+            return False
+        del self._by_session[bundle.session_id]
+        return True
+
+    def get(self, member_id: str) -> KeyBundle | None:
+        return self._bundles.get(member_id)
+
+    def holder(self, session_id: bytes) -> str | None:
+        return self._by_session.get(session_id)
+
+    def items(self) -> list[tuple[str, KeyBundle]]:
+        return list(self._bundles.items())
+
+    def set_challenge(self, member_id: str, challenge: bytes) -> None:
+        self._challenges[member_id] = challenge
+
+    def take_challenge(self, member_id: str) -> bytes | None:
+        return self._challenges.pop(member_id, None)
+
+
+class E2EFeature(Feature):
+    """
+    The C{/e2e} commands of a room.
+
+    @ivar room_id: The id clients bind their envelopes to.
+    """
+
+    def __init__(
+        self,
+        room: Room,
+        directory: KeyDirectory | None = None,
+        room_id: str = ROOM_ID,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self.room = room
+        self.directory: KeyDirectory = directory if directory is not None else InMemoryKeyDirectory()
+        self.room_id = room_id
+        self._random_bytes = random_bytes
+        self._subcommands: dict[str, Callable[[MemberRecord, str], None]] = {
+            "hello": self._hello,
+            "register": self._register,
+            "keys": self._keys,
+            "send": self._send,
+        }
+
+    def register(self, commands: CommandRegistry) -> None:
+        commands.add(E2E, self.e2e)
+
+    def left(self, member: MemberRecord) -> None:
+        # Drop the keys at once: the very next envelope must not list them.
+        if self.directory.drop(member.id):
+            self.room.broadcast(KeyDropped(self.room.now(), member.name))
+
+    def e2e(self, member: MemberRecord, args: tuple[str, ...]) -> None:
+        handler = self._subcommands.get(args[0].lower())
+        if handler is None:
+            raise ChatError(f"unknown /e2e subcommand {args[0]}: {USAGE}")
+        handler(member, args[1] if len(args) > 1 else "")
+
+    def _hello(self, member: MemberRecord, rest: str) -> None:
+        challenge = self._random_bytes(CHALLENGE_BYTES)
+        self.directory.set_challenge(member.id, challenge)
+        self.room.tell(member, Challenge(self.room.now(), self.room_id, encode_b64(challenge)))
+
+    def _register(self, member: MemberRecord, rest: str) -> None:
+        parts = rest.split()
+        if len(parts) != 2:
+            raise ChatError(f"missing argument: {USAGE}")
+        challenge = self.directory.take_challenge(member.id)
+        if challenge is None:
+            raise ChatError("ask for a challenge first: /e2e hello")
+        try:
+            bundle = KeyBundle.decode(parts[0])
+            proof = decode_b64(parts[1])
+        except E2EError as e:
+            raise ChatError(f"bad key bundle: {e}") from e
+        if not verify_signature(bundle.identity, proof, registration_data(self.room_id, challenge, bundle)):
+            raise ChatError("the proof does not match the challenge and key: /e2e hello and try again")
+        self.directory.register(member.id, bundle)
+        self.room.broadcast(self._announcement(member, bundle))
+
+    def _announcement(self, member: MemberRecord, bundle: KeyBundle) -> KeyAnnounced:
+        return KeyAnnounced(self.room.now(), member.name, bundle.encode(), bundle.fingerprint)
+
+    def _keys(self, member: MemberRecord, rest: str) -> None:
+        entries = [
+            (holder, bundle)
+            for member_id, bundle in self.directory.items()
+            if (holder := self.room.members.get(member_id)) is not None
+        ]
+        for holder, bundle in entries:
+            self.room.tell(member, self._announcement(holder, bundle))
+        self.room.tell(member, KeyCount(self.room.now(), len(entries)))
+
+    def _send(self, member: MemberRecord, rest: str) -> None:
+        bundle = self.directory.get(member.id)
+        if bundle is None:
+            raise ChatError("register your end-to-end keys first: /e2e hello")
+        try:
+            envelope = Envelope.decode(rest)
+        except E2EError as e:
+            raise ChatError(f"bad envelope: {e}") from e
+        if envelope.room != self.room_id:
+            raise ChatError(f"the envelope is for room {envelope.room}, this is {self.room_id}")
+        if (envelope.sender_key, envelope.sender_session) != (bundle.identity, bundle.session_id):
+            raise ChatError("the envelope is not from your registered keys")
+        if envelope.sender != member.name:
+            raise ChatError(f"the envelope says it is from {envelope.sender}, but you are {member.name}")
+        targets = tuple(
+            dict.fromkeys(
+                holder
+                for wrap in envelope.recipients
+                if (holder := self.directory.holder(wrap.session_id)) is not None
+            )
+        )
+        if not targets:
+            raise ChatError("no recipient of the envelope is in the room")
+        self.room.fanout.publish(Sealed(self.room.now(), member.name, rest), Members(targets))

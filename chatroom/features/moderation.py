@@ -1,0 +1,335 @@
+"""
+Moderation: who is admin, and the admin commands, as a feature of the room.
+
+Like the room, it has no transport and reads the time from the room's
+clock. Admin rights belong to a connection, not to a name: names are not
+authenticated, so a right kept by name would pass to whoever takes the name
+next. What outlives the process is the ban list, kept by the
+L{chatroom.core.ports.BanStore} the feature is given.
+
+Who is admin:
+  - with the first-member rule (the default, and with C{--first-admin}),
+    the first member of an empty room is admin, and when the last admin
+    leaves the longest-connected member becomes admin;
+  - with a password (C{--admin-password-file}), C{/oper <password>} makes
+    its sender admin;
+  - an admin can C{/op} and C{/deop} others, but never removes the last admin.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from chatroom.bans import Ban, covers, is_loopback, parse_duration, parse_network
+from chatroom.core.commands import CommandRegistry, CommandSpec
+from chatroom.core.errors import ChatError
+from chatroom.core.events import (
+    ADMINS,
+    AdminChanged,
+    AdminReason,
+    BanCount,
+    BanEntry,
+    BanLifted,
+    BannedNotice,
+    BanSet,
+    Event,
+    Kicked,
+    Notice,
+    one,
+)
+from chatroom.core.memory import InMemoryBans
+from chatroom.core.ports import BanStore, MemberRecord
+from chatroom.core.room import Feature, Room
+from chatroom.limits import AttemptLimiter, address_key
+from chatroom.names import name_problem, skeleton
+from chatroom.passwd import PasswordHash
+from chatroom.wire import format_timestamp
+
+# One /oper try per connection every few seconds, and a handful a minute per
+# address, whatever the outcome: a guesser gets nowhere, a typo costs seconds.
+OPER_CONNECTION_LIMIT = (1, 5.0)
+OPER_ADDRESS_LIMIT = (5, 60.0)
+
+OPER = CommandSpec("oper", "<password>", "become an admin with the admin password", 1, 1)
+OP = CommandSpec("op", "<user>", "make a user an admin (admins only)", 1, 1)
+DEOP = CommandSpec("deop", "<user>", "take a user's admin rights away (admins only)", 1, 1)
+KICK = CommandSpec(
+    "kick", "<user> [reason]", "disconnect a user (admins only; anyone may kick themself)", 1, 2
+)
+BAN = CommandSpec(
+    "ban",
+    "<user|address|CIDR> [duration] [reason]",
+    "ban a name and address, or an address or network, for e.g. 10m, 2h, 7d or for ever (admins only)",
+    1,
+    2,
+)
+UNBAN = CommandSpec("unban", "<name|address|CIDR>", "lift a ban (admins only)", 1, 1)
+BANS = CommandSpec("bans", "", "list the bans: who set each, when, why, until when (admins only)", 0, 0)
+
+PasswordCheck = Callable[[], bool]
+
+
+def check_inline(check: PasswordCheck) -> Deferred[bool]:
+    """
+    Run a password check at once (tests); the daemon uses a thread pool.
+    """
+    return maybeDeferred(check)
+
+
+@dataclass
+class ModerationSettings:
+    """
+    How a room is moderated.
+
+    @ivar bans: Where the bans are kept.
+    @ivar password: The admin password hash, if C{/oper} is enabled.
+    @ivar first_admin: Whether the first-member rule is on; off by default
+        here (a bare room has no automatic admin), the daemon turns it on
+        unless an admin password is configured.
+    @ivar run_check: Runs a (slow) password check, off the reactor thread
+        in the daemon.
+    """
+
+    bans: BanStore = field(default_factory=InMemoryBans)
+    password: PasswordHash | None = None
+    first_admin: bool = False
+    run_check: Callable[[PasswordCheck], Deferred[bool]] = check_inline
+
+
+def _because(reason: str) -> str:
+    return f": {reason}" if reason else ""
+
+
+def until(ban: Ban) -> str:
+    """
+    How long C{ban} lasts, for people.
+    """
+    return "permanently" if ban.expires is None else f"until {format_timestamp(ban.expires)}"
+
+
+class Moderation(Feature):
+    """
+    The admins and bans of one room, and the commands that change them.
+    """
+
+    log = Logger()
+
+    def __init__(self, room: Room, settings: ModerationSettings) -> None:
+        self.room = room
+        self.settings = settings
+        self.bans = settings.bans
+        self._oper_by_connection = AttemptLimiter(room.clock, *OPER_CONNECTION_LIMIT)
+        self._oper_by_address = AttemptLimiter(room.clock, *OPER_ADDRESS_LIMIT)
+
+    def register(self, commands: CommandRegistry) -> None:
+        for spec, handler in (
+            (OPER, self.oper),
+            (OP, self.op),
+            (DEOP, self.deop),
+            (KICK, self.kick),
+            (BAN, self.ban),
+            (UNBAN, self.unban),
+            (BANS, self.list_bans),
+        ):
+            commands.add(spec, handler)
+
+    # Hooks
+
+    def refusal(self, host: str) -> Event | None:
+        ban = self.bans.for_host(host, self.room.now())
+        return None if ban is None else BannedNotice(self.room.now(), ban)
+
+    def name_refusal(self, name: str) -> str | None:
+        ban = self.bans.for_name(name, self.room.now())
+        return None if ban is None else f"the name {name} is banned {until(ban)}: choose another"
+
+    def _admins(self) -> list[MemberRecord]:
+        return [m for m in self.room.members if m.is_admin]
+
+    def joined(self, member: MemberRecord) -> None:
+        if self.settings.first_admin and not any(m.is_admin for m in self.room.members if m is not member):
+            self._set_admin(member, True, AdminReason.FIRST)
+
+    def left(self, member: MemberRecord) -> None:
+        if not member.is_admin or not self.settings.first_admin or self._admins():
+            return
+        remaining = list(self.room.members)
+        if not remaining:
+            return
+        successor = min(remaining, key=lambda m: m.connected_at)
+        self._set_admin(successor, True, AdminReason.SUCCESSION, previous=member.name)
+
+    # Admins
+
+    def _require_admin(self, member: MemberRecord, action: str) -> None:
+        if not member.is_admin:
+            raise ChatError(f"permission denied: only an admin can {action}")
+
+    def _set_admin(
+        self,
+        member: MemberRecord,
+        admin: bool,
+        reason: AdminReason,
+        by: MemberRecord | None = None,
+        previous: str | None = None,
+    ) -> None:
+        self.room.members.set_admin(member, admin)
+        by_name = None if by is None else by.name
+        self.room.broadcast(AdminChanged(self.room.now(), member.name, admin, reason, by_name, previous))
+
+    def oper(self, member: MemberRecord, args: tuple[str, ...]) -> Deferred[None]:
+        password = self.settings.password
+        if password is None:
+            raise ChatError("this server has no admin password: ask an admin to /op you")
+        if member.is_admin:
+            raise ChatError("you are already an admin")
+        # Counted by address as connections are (an IPv6 /64 is one address).
+        address = address_key(member.host)
+        wait = max(self._oper_by_connection.wait(member.address), self._oper_by_address.wait(address))
+        if wait > 0:
+            raise ChatError(f"too many /oper attempts: try again in {math.ceil(wait)}s")
+        # Every try counts, not only failures: a guesser cannot get several
+        # checks going before the first one fails.
+        self._oper_by_connection.record(member.address)
+        self._oper_by_address.record(address)
+        (guess,) = args
+        checking = self.settings.run_check(lambda: password.matches(guess))
+        return checking.addCallbacks(
+            self._oper_checked, self._oper_failed, callbackArgs=(member,), errbackArgs=(member,)
+        )
+
+    def _oper_checked(self, correct: bool, member: MemberRecord) -> None:
+        if member not in self.room.members or member.is_admin:
+            return
+        if correct:
+            self.log.info("{name} at {address} is now an admin", name=member.name, address=member.address)
+            self._set_admin(member, True, AdminReason.PASSWORD)
+        else:
+            self.log.warn("failed /oper by {name} at {address}", name=member.name, address=member.address)
+            raise ChatError("wrong password")
+
+    def _oper_failed(self, failure: Failure, member: MemberRecord) -> None:
+        self.log.failure("checking the /oper password of {name} failed", failure, name=member.name)
+        raise ChatError("internal error: the password could not be checked")
+
+    def op(self, member: MemberRecord, args: tuple[str, ...]) -> None:
+        self._require_admin(member, "make others admin")
+        target = self.room.find(args[0])
+        if target.is_admin:
+            raise ChatError(f"{target.name} is already an admin")
+        self._set_admin(target, True, AdminReason.GRANTED, by=member)
+
+    def deop(self, member: MemberRecord, args: tuple[str, ...]) -> None:
+        self._require_admin(member, "take admin rights away")
+        target = self.room.find(args[0])
+        if not target.is_admin:
+            raise ChatError(f"{target.name} is not an admin")
+        if self._admins() == [target]:
+            raise ChatError(f"{target.name} is the last admin: /op someone else first")
+        self._set_admin(target, False, AdminReason.REVOKED, by=member)
+
+    # Kicks and bans
+
+    def kick(self, member: MemberRecord, args: tuple[str, ...]) -> None:
+        target = self.room.find(args[0])
+        if target is member:
+            self.room.leave(member, f"quit: {args[1]}" if len(args) > 1 else "quit", disconnect=True)
+            return
+        self._require_admin(member, "kick others")
+        self._eject(target, member, args[1] if len(args) > 1 else "")
+
+    def _eject(
+        self, victim: MemberRecord, by: MemberRecord, reason: str, farewell: Event | None = None
+    ) -> None:
+        # The kick line reaches the victim too; the usual leave line follows,
+        # so a client that tracks members needs only join, leave and rename.
+        self.room.broadcast(Kicked(self.room.now(), by.name, victim.name, reason))
+        if farewell is not None:
+            self.room.tell(victim, farewell)
+        self.room.leave(victim, f"kicked by {by.name}{_because(reason)}", disconnect=True)
+
+    def ban(self, member: MemberRecord, args: tuple[str, ...]) -> Deferred[None]:
+        self._require_admin(member, "ban")
+        target = args[0]
+        seconds, reason = self._duration_and_reason(args[1] if len(args) > 1 else "")
+        notes: list[str] = []
+        # A ban never covers the admin who sets it, so it can never take
+        # away the room's last admin either.
+        network = parse_network(target)
+        name: str | None = None
+        if network is not None:
+            if covers(network, member.host):
+                raise ChatError(f"you cannot ban {network}: you are connected from {member.host} yourself")
+        elif name_problem(target) is not None:
+            raise ChatError(f"cannot ban {target}: give a user name, an address or a CIDR network")
+        elif skeleton(target) == skeleton(member.name):
+            raise ChatError("you cannot ban yourself")
+        else:
+            present = self.room.members.clash(target)
+            name = target if present is None else present.name
+            if present is None:
+                notes.append(f"nobody called {target} is here: only the name is banned")
+            else:
+                network = parse_network(present.host)
+                if network is not None and covers(network, member.host):
+                    notes.append(f"the address {present.host} is not banned: you are connected from it too")
+                    network = None
+        if network is not None and is_loopback(network):
+            notes.append(f"{network} is loopback: every client on this machine (and local proxy) is banned")
+        now = self.room.now()
+        ban = Ban(name, network, member.name, now, None if seconds is None else now + seconds, reason)
+        try:
+            saved = self.bans.add(ban, now)
+        except ValueError as e:
+            raise ChatError(str(e)) from e
+        self.room.fanout.publish(BanSet(now, ban), ADMINS)
+        for note in notes:
+            self.room.tell(member, Notice(now, f"note: {note}"))
+        farewell = BannedNotice(now, ban)
+        for other in self.room.members:
+            if other is not member and (ban.covers_name(other.name) or ban.covers_host(other.host)):
+                self._eject(other, member, f"banned{_because(reason)}", farewell)
+        return saved.addErrback(self._not_saved)
+
+    @staticmethod
+    def _duration_and_reason(rest: str) -> tuple[int | None, str]:
+        word, _, remainder = rest.partition(" ")
+        seconds = parse_duration(word)
+        return (None, rest) if seconds is None else (seconds, remainder.strip())
+
+    def unban(self, member: MemberRecord, args: tuple[str, ...]) -> Deferred[None]:
+        self._require_admin(member, "unban")
+        (target,) = args
+        removed, saved = self.bans.remove(target, self.room.now())
+        if not removed:
+            raise ChatError(f"there is no ban on {target}: type /bans to list them")
+        for ban in removed:
+            self.room.fanout.publish(BanLifted(self.room.now(), member.name, ban.target), ADMINS)
+        return saved.addErrback(self._not_saved)
+
+    def _not_saved(self, failure: Failure) -> None:
+        failure.trap(OSError)
+        error = failure.value
+        self.log.error("could not save the bans: {error}", error=error)
+        raise ChatError(f"the change is in force but not saved ({error}): a restart loses it")
+
+    def list_bans(self, member: MemberRecord, args: tuple[str, ...]) -> None:
+        self._require_admin(member, "list the bans")
+        now = self.room.now()
+        bans = self.bans.active(now)
+        audience = one(member.id)
+        self.room.fanout.publish(BanCount(now, len(bans)), audience)
+        for ban in bans:
+            self.room.fanout.publish(BanEntry(now, ban), audience)
+
+    def save(self) -> Deferred[None]:
+        """
+        Keep the bans in force (again, at shutdown).
+        """
+        return self.bans.save(self.room.now())

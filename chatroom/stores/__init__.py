@@ -1,0 +1,3 @@
+"""
+Implementations of the core's ports that keep data outside the process.
+"""

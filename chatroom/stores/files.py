@@ -1,0 +1,114 @@
+"""
+Bans kept in a JSON document under C{--state}, written off the reactor thread.
+
+L{DocumentBanStore} is the L{chatroom.core.ports.BanStore} of one daemon
+process. It owns the file format (L{STATE_FILE}, version L{STATE_VERSION})
+and saves after every change through an injected runner (a thread pool in
+the daemon), one write at a time and in order; changes made while a write
+is under way are saved together by the next one, so the last state always
+wins and a slow disk never holds up the room.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.python.failure import Failure
+
+from chatroom.bans import Ban, BanList
+from chatroom.state import StateError, read_json
+
+STATE_FILE = "moderation.json"
+STATE_VERSION = 1
+
+Runner = Callable[[Callable[[], None]], Deferred[None]]
+
+
+def run_inline(work: Callable[[], None]) -> Deferred[None]:
+    """
+    Run C{work} at once (tests); the daemon runs it in a thread pool.
+    """
+    return maybeDeferred(work)
+
+
+def load_bans(path: Path) -> BanList:
+    """
+    The bans saved in state file C{path}; none if there is no file.
+
+    @raise StateError: If the file is unreadable or corrupt.
+    """
+    document = read_json(path)
+    if document is None:
+        return BanList()
+    try:
+        if not isinstance(document, dict) or document.get("version") != STATE_VERSION:
+            raise ValueError(f"not a version {STATE_VERSION} moderation state")
+        return BanList.from_json(document.get("bans"))
+    except ValueError as e:
+        raise StateError.corrupt(path, e) from e
+
+
+class DocumentBanStore:
+    """
+    A ban list saved as one document through C{write} after every change.
+
+    @param write: Writes the state document (C{write_json} bound to the
+        state file, in the daemon); it may block, and runs through C{run}.
+    @param run: Runs C{write} off the reactor thread.
+    """
+
+    def __init__(self, bans: BanList, write: Callable[[Any], None], run: Runner = run_inline) -> None:
+        self.bans = bans
+        self._write = write
+        self._run = run
+        self._writing = False
+        # The document to write next, and who waits for it.
+        self._next: Any = None
+        self._waiting: list[Deferred[None]] = []
+
+    def active(self, now: float) -> list[Ban]:
+        return self.bans.active(now)
+
+    def for_name(self, name: str, now: float) -> Ban | None:
+        return self.bans.for_name(name, now)
+
+    def for_host(self, host: str, now: float) -> Ban | None:
+        return self.bans.for_host(host, now)
+
+    def add(self, ban: Ban, now: float) -> Deferred[None]:
+        self.bans.add(ban, now)
+        return self.save(now)
+
+    def remove(self, target: str, now: float) -> tuple[list[Ban], Deferred[None]]:
+        removed = self.bans.remove(target, now)
+        return removed, self.save(now) if removed else succeed(None)
+
+    def save(self, now: float) -> Deferred[None]:
+        # The document is made now, on the reactor thread, so it is the
+        # state as of this change; only the (slow) writing goes to the runner.
+        self._next = {"version": STATE_VERSION, "bans": self.bans.to_json(now)}
+        done: Deferred[None] = Deferred()
+        self._waiting.append(done)
+        if not self._writing:
+            self._write_next()
+        return done
+
+    def _write_next(self) -> None:
+        document, self._next = self._next, None
+        waiting, self._waiting = self._waiting, []
+        self._writing = True
+
+        def written(result: Failure | None) -> None:
+            self._writing = False
+            for d in waiting:
+                if isinstance(result, Failure):
+                    d.errback(result)
+                else:
+                    d.callback(None)
+            if self._waiting:
+                self._write_next()
+
+        self._run(lambda: self._write(document)).addBoth(written)

@@ -1,0 +1,3 @@
+"""
+Transports: thin adapters between a wire protocol and the core's sessions.
+"""

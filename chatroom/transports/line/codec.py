@@ -1,0 +1,191 @@
+"""
+The line protocol's codec: each core event as one server line.
+
+One map, L{ENCODERS}, gives every event type its line kind and how its
+source, arguments and text are made; L{chatroom.wire} holds the line format
+itself (which clients parse). L{LineCodec} remembers the last event it
+encoded, so a broadcast handed to every line connection in turn is encoded
+once and every recipient gets the same bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from chatroom.bans import Ban
+from chatroom.core.events import (
+    Acted,
+    AdminChanged,
+    AdminReason,
+    BanCount,
+    BanEntry,
+    BanLifted,
+    BannedNotice,
+    BanSet,
+    Challenge,
+    ErrorReply,
+    Event,
+    FilterReply,
+    HelpReply,
+    Joined,
+    KeyAnnounced,
+    KeyCount,
+    KeyDropped,
+    Kicked,
+    Left,
+    Listed,
+    Notice,
+    Ping,
+    Renamed,
+    Said,
+    Sealed,
+    Welcome,
+    Whispered,
+    WhoisReply,
+)
+from chatroom.wire import SERVER_SOURCE, Kind, format_line, format_timestamp
+
+LINE_END = b"\r\n"
+
+# (kind, source, text, args) of one line.
+Parts = tuple[Kind, str, str, tuple[str, ...]]
+
+
+def _because(reason: str) -> str:
+    return f": {reason}" if reason else ""
+
+
+def _until(ban: Ban) -> str:
+    return "permanently" if ban.expires is None else f"until {format_timestamp(ban.expires)}"
+
+
+def _expires(ban: Ban) -> str:
+    return f"expires={'never' if ban.expires is None else format_timestamp(ban.expires)}"
+
+
+def _ban_fields(ban: Ban) -> tuple[str, ...]:
+    address = () if ban.network is None else (f"address={ban.network}",)
+    return (ban.target, *address, f"by={ban.by}", f"at={format_timestamp(ban.at)}", _expires(ban))
+
+
+def _admin_text(e: AdminChanged) -> str:
+    match e.reason:
+        case AdminReason.FIRST:
+            return f"{e.name} is the admin (first to join)"
+        case AdminReason.SUCCESSION:
+            return f"{e.name} is now the admin ({e.previous} left)"
+        case AdminReason.PASSWORD:
+            return f"{e.name} is now an admin (password)"
+        case AdminReason.GRANTED:
+            return f"{e.by} made {e.name} an admin"
+        case AdminReason.REVOKED:
+            return f"{e.by} took admin rights from {e.name}"
+
+
+def _ban_set(e: BanSet) -> Parts:
+    ban = e.ban
+    address = "" if ban.name is None or ban.network is None else f" ({ban.network})"
+    text = f"{ban.by} banned {ban.target}{address} {_until(ban)}{_because(ban.reason)}"
+    return Kind.BAN, ban.by, text, _ban_fields(ban)
+
+
+def _banned(e: BannedNotice) -> Parts:
+    # Who set the ban and when is for admins; the banned get what and why.
+    ban = e.ban
+    text = f"you are banned from this room {_until(ban)}{_because(ban.reason)}"
+    return Kind.BANNED, SERVER_SOURCE, text, (ban.target, _expires(ban))
+
+
+def _whois(e: WhoisReply) -> Parts:
+    connected = format_timestamp(e.connected_at)
+    admin = "yes" if e.admin else "no"
+    fields = (
+        f"name={e.name}",
+        f"address={e.address}",
+        f"connected={connected}",
+        f"idle={e.idle}",
+        f"admin={admin}",
+    )
+    text = f"{e.name} is at {e.address}, connected since {connected}, idle {e.idle}s, admin: {admin}"
+    return Kind.WHOIS, SERVER_SOURCE, text, fields
+
+
+def _listed(e: Listed) -> Parts:
+    names = tuple(("@" if admin else "") + name for name, admin in e.names)
+    text = f"users {e.first}-{e.first + len(names) - 1} of {e.total}"
+    return Kind.LIST, SERVER_SOURCE, text, names
+
+
+S = SERVER_SOURCE
+ENCODERS: dict[type[Any], Callable[[Any], Parts]] = {
+    Said: lambda e: (Kind.MESSAGE, e.sender, e.text, ()),
+    Acted: lambda e: (Kind.ACTION, e.sender, f"{e.sender} {e.text}", ()),
+    Whispered: lambda e: (Kind.WHISPER, e.sender, e.text, (e.target,)),
+    Welcome: lambda e: (
+        Kind.WELCOME,
+        S,
+        f"Welcome, you are {e.name}. Type /help for the commands.",
+        (e.name,),
+    ),
+    Joined: lambda e: (Kind.JOIN, e.name, f"{e.name} joined from {e.address}", ()),
+    Left: lambda e: (Kind.LEAVE, e.name, f"{e.name} left ({e.reason})", ()),
+    Renamed: lambda e: (Kind.RENAME, e.old, f"{e.old} is now known as {e.new}", (e.new,)),
+    Listed: _listed,
+    WhoisReply: _whois,
+    FilterReply: lambda e: (Kind.FILTER, S, e.text, ()),
+    HelpReply: lambda e: (Kind.HELP, S, e.text, ()),
+    Notice: lambda e: (Kind.INFO, S, e.text, ()),
+    ErrorReply: lambda e: (Kind.ERROR, S, e.text, ()),
+    Ping: lambda e: (Kind.PING, S, f"reply with /pong {e.token}", (e.token,)),
+    AdminChanged: lambda e: (
+        Kind.ADMIN,
+        S if e.by is None else e.by,
+        _admin_text(e),
+        (e.name, f"admin={'yes' if e.admin else 'no'}"),
+    ),
+    Kicked: lambda e: (Kind.KICK, e.by, f"{e.by} kicked {e.victim}{_because(e.reason)}", (e.victim,)),
+    BanSet: _ban_set,
+    BanLifted: lambda e: (Kind.UNBAN, e.by, f"{e.by} lifted the ban on {e.target}", (e.target,)),
+    BanCount: lambda e: (Kind.BANLIST, S, f"{e.count} bans in force", (f"count={e.count}",)),
+    BanEntry: lambda e: (Kind.BANLIST, S, e.ban.reason, _ban_fields(e.ban)),
+    BannedNotice: _banned,
+    Challenge: lambda e: (
+        Kind.CHALLENGE,
+        S,
+        "sign this to register your end-to-end keys",
+        (f"room={e.room_id}", f"nonce={e.nonce}"),
+    ),
+    KeyAnnounced: lambda e: (Kind.KEY, e.name, f"{e.name} has end-to-end key {e.fingerprint}", (e.bundle,)),
+    KeyCount: lambda e: (Kind.KEYS, S, f"{e.count} members have end-to-end keys", (f"count={e.count}",)),
+    KeyDropped: lambda e: (Kind.KEYDROP, e.name, f"{e.name} has no end-to-end key now", ()),
+    Sealed: lambda e: (Kind.E2E, e.sender, "", (e.envelope,)),
+}
+
+
+def encode(event: Event) -> bytes:
+    """
+    C{event} as one line, line ending included.
+
+    @raise KeyError: For an event type the line protocol has no words for (a bug).
+    """
+    kind, source, text, args = ENCODERS[type(event)](event)
+    return format_line(event.at, kind, source, text, args) + LINE_END
+
+
+class LineCodec:
+    """
+    Encodes events for line connections, remembering the last one.
+    """
+
+    __slots__ = ("_data", "_event")
+
+    def __init__(self) -> None:
+        self._event: Event | None = None
+        self._data = b""
+
+    def encode(self, event: Event) -> bytes:
+        if event is not self._event:
+            self._data = encode(event)
+            self._event = event
+        return self._data
