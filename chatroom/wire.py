@@ -149,6 +149,9 @@ def strip_invisible(text: str) -> str:
     They are dropped, not replaced: they have no visible form, so what
     remains is what a reader saw of the text, in the order it was written.
     """
+    if text.isascii():
+        # No format character is ASCII; most text is, and this is faster.
+        return text
     return _INVISIBLE.sub(_drop_invisible, text)
 
 
