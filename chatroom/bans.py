@@ -142,7 +142,7 @@ def network_text(network: Network) -> str:
     L{parse_network} (and any IP address parser) as the same network.
 
     A header token may not start with C{:}, so the compressed IPv6 forms
-    that do (C{::/0}, C{::1/128}, C{::ffff:0:0/96}) are written with their
+    that do (C{::/0}, C{::1/128}, C{::2/127}) are written with their
     first group of zeros spelled out: C{0::/0}, C{0::1/128}. That is still
     standard IPv6 text (RFC 4291), unlike brackets around an address with
     a prefix length; every other network reads as C{str(network)}.
