@@ -16,6 +16,7 @@ from functools import cached_property
 from typing import Any
 
 from chatroom.names import name_problem, skeleton
+from chatroom.wire import format_timestamp
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -24,20 +25,79 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 # list (and the connect-time check, which scans it) without bound.
 MAX_BANS = 1000
 
-_DURATION = re.compile(r"([1-9][0-9]{0,5})([smhdw])")
+# The longest ban short of a permanent one: ten years of 365 days. Every
+# expiry is then a date the line format can write (up to year 9999).
+MAX_DURATION = 3650 * 86400
+
+# Reasons go into every ban line and into the state file: a bound keeps
+# 1000 bans (and /bans) small.
+MAX_REASON_LENGTH = 200
+
+# A ban that covers more than this share of the room's distinct addresses
+# needs to be forced (see L{breadth_problem}).
+MAX_BAN_SHARE = 0.5
+
+# Any run of digits, so that a number too large is refused, not taken
+# for the first word of the reason.
+_DURATION = re.compile(r"([0-9]+)([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+_BRACKETED = re.compile(r"\[([0-9A-Fa-f:.]+)\](/[0-9]+)?")
+
+
+class BanError(ValueError):
+    """
+    A ban cannot be set as given; the message is the reply for the admin.
+
+    A L{ValueError}, so L{Ban.from_json} callers that catch C{ValueError}
+    see a bad state file; the moderation feature turns it into a reply.
+    """
 
 
 def parse_duration(text: str) -> int | None:
     """
     The number of seconds in a duration such as C{30s}, C{10m}, C{2h},
-    C{7d} or C{1w}, or L{None} if C{text} is not one.
+    C{7d} or C{1w}, or L{None} if C{text} is not shaped like one.
+
+    @raise BanError: If C{text} is shaped like a duration but is zero or
+        longer than L{MAX_DURATION} (ten years).
     """
     match = _DURATION.fullmatch(text.lower())
     if match is None:
         return None
-    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    digits, unit = match.groups()
+    # Longer than any allowed duration in seconds, whatever the unit (and
+    # never a huge int() conversion).
+    seconds = MAX_DURATION + 1 if len(digits) > 10 else int(digits) * _UNIT_SECONDS[unit]
+    if seconds == 0:
+        raise BanError(f"the duration {text} is zero: give at least 1s, or none for a permanent ban")
+    if seconds > MAX_DURATION:
+        raise BanError(
+            f"the duration {text} is too long: at most {MAX_DURATION // 86400}d (ten years), "
+            "or none for a permanent ban"
+        )
+    return seconds
+
+
+def check_reason(reason: str) -> str:
+    """
+    Return C{reason} if it is short enough to be a ban reason.
+
+    @raise BanError: If it has more than L{MAX_REASON_LENGTH} characters.
+    """
+    if len(reason) > MAX_REASON_LENGTH:
+        raise BanError(
+            f"the reason has {len(reason)} characters: a ban reason has at most {MAX_REASON_LENGTH}"
+        )
+    return reason
+
+
+def _formattable(seconds: float) -> bool:
+    try:
+        format_timestamp(seconds)
+    except (ValueError, OverflowError, OSError):
+        return False
+    return True
 
 
 def parse_address(host: str) -> Address | None:
@@ -59,6 +119,11 @@ def parse_network(text: str) -> Network | None:
     The network in C{text} (an address, or CIDR with host bits allowed and
     cleared; IPv4-mapped IPv6 as IPv4), or L{None} if C{text} is neither.
     """
+    bracketed = _BRACKETED.fullmatch(text)
+    if bracketed is not None:
+        # As L{network_text} never writes it, but as people copy an IPv6
+        # address from a URL or from a C{whois} line's C{address=[::1]:5}.
+        text = bracketed.group(1) + (bracketed.group(2) or "")
     try:
         network = ipaddress.ip_network(text, strict=False)
     except ValueError:
@@ -67,6 +132,21 @@ def parse_network(text: str) -> Network | None:
     if mapped is not None and network.prefixlen >= 96:
         return ipaddress.ip_network(f"{mapped}/{network.prefixlen - 96}")
     return network
+
+
+def network_text(network: Network) -> str:
+    """
+    C{network} in CIDR form, safe as a line's header token and read back by
+    L{parse_network} (and any IP address parser) as the same network.
+
+    A header token may not start with C{:}, so the compressed IPv6 forms
+    that do (C{::/0}, C{::1/128}, C{::2/127}) are written with their
+    first group of zeros spelled out: C{0::/0}, C{0::1/128}. That is still
+    standard IPv6 text (RFC 4291), unlike brackets around an address with
+    a prefix length; every other network reads as C{str(network)}.
+    """
+    text = str(network)
+    return "0" + text if text.startswith(":") else text
 
 
 def is_loopback(network: Network) -> bool:
@@ -82,6 +162,37 @@ def covers(network: Network, host: str) -> bool:
     """
     address = parse_address(host)
     return address is not None and address in network
+
+
+def breadth_problem(network: Network, hosts: Iterable[str], share: float = MAX_BAN_SHARE) -> str | None:
+    """
+    Why a ban on C{network} is too broad to set without being forced, or
+    L{None} if it is not.
+
+    A ban is too broad if it covers a whole address family (a C{/0}), or
+    if it covers more than C{share} of the distinct addresses in C{hosts}
+    (the room's members' addresses) and more than one of them: a ban on a
+    single address, however many connections come from it, is never too
+    broad by share.
+
+    @param hosts: Address strings, such as C{Member.host}; whatever is not
+        an address is left out of the count.
+    """
+    if network.prefixlen == 0:
+        family = "IPv4" if network.version == 4 else "IPv6"
+        return f"{network_text(network)} covers every {family} address"
+    addresses = {address for address in map(parse_address, hosts) if address is not None}
+    covered = sum(1 for address in addresses if address in network)
+    if covered > 1 and covered > share * len(addresses):
+        return (
+            f"{network_text(network)} covers {covered} of the {len(addresses)} addresses in the room "
+            f"(more than {share:.0%})"
+        )
+    return None
+
+
+# The last moment L{format_timestamp} can write (9999-12-31T23:59:59.999Z).
+_LATEST = 253402300799.999
 
 
 @dataclass(frozen=True)
@@ -104,12 +215,27 @@ class Ban:
     expires: float | None
     reason: str
 
+    def __post_init__(self) -> None:
+        """
+        @raise BanError: If the reason is too long, or C{at} or C{expires}
+            is not a time a line can show (see L{format_timestamp}).
+        """
+        check_reason(self.reason)
+        for what, seconds in (("start", self.at), ("expiry", self.expires)):
+            if seconds is not None and not _formattable(seconds):
+                raise BanError(f"a ban's {what} must be a date from year 1 to 9999, not {seconds!r}")
+
     @property
     def target(self) -> str:
         """
-        How the ban is shown: the name if there is one, else the network.
+        How the ban is shown: the name if there is one, else the network
+        (as L{network_text} writes it, so it is a valid header token).
+        L{BanList.remove} takes it back.
         """
-        return self.name if self.name is not None else str(self.network)
+        if self.name is not None:
+            return self.name
+        assert self.network is not None
+        return network_text(self.network)
 
     def active(self, now: float) -> bool:
         return self.expires is None or now < self.expires
@@ -162,6 +288,11 @@ class Ban:
             raise ValueError("a ban needs 'by' and 'reason' strings")
         if not isinstance(at, int | float) or not isinstance(expires, int | float | None):
             raise ValueError("a ban needs numbers 'at' and 'expires' (or null)")
+        if expires is not None and expires > _LATEST:
+            # Written before durations were bounded: it never ends anyway.
+            expires = None
+        # Reasons were not bounded before either: the start of one is kept.
+        reason = reason[:MAX_REASON_LENGTH]
         return cls(name, parsed, by, float(at), None if expires is None else float(expires), reason)
 
 

@@ -5,7 +5,8 @@ A name is 1 to 20 characters: ASCII letters, digits, C{_} and C{-},
 starting with a letter. Names are unique without regard to case, and a name
 may not be a look-alike of one already present: two names clash when their
 L{skeleton}s are equal (case folded; C{0}/C{o}, C{1}/C{l}/C{i}, C{5}/C{s},
-C{rn}/C{m}, C{vv}/C{w} treated as the same; C{_} and C{-} ignored).
+C{8}/C{b}, C{9}/C{g}/C{q}, C{rn}/C{nn}/C{m}, C{vv}/C{w}, C{cl}/C{d} treated as
+the same; C{_} and C{-} ignored).
 """
 
 from __future__ import annotations
@@ -15,7 +16,51 @@ import re
 MAX_NAME_LENGTH = 20
 
 _VALID = re.compile(rf"[A-Za-z][A-Za-z0-9_-]{{0,{MAX_NAME_LENGTH - 1}}}")
-_CONFUSABLE = str.maketrans({"0": "o", "1": "l", "i": "l", "5": "s", "_": None, "-": None})
+
+# The skeleton spells every look-alike in its most decomposed form: each
+# character that looks like a sequence becomes that sequence (m -> nn,
+# w -> vv, d -> cl) and each single look-alike becomes one representative.
+# Rewriting one character at a time can neither overlap nor depend on the
+# order of the rewrites, so the result is the same however the look-alikes
+# were mixed (avw, awv and avvv all become avvv). No character a rewrite
+# produces is rewritten again, so a skeleton is its own skeleton.
+_CONFUSABLE = str.maketrans(
+    {
+        "0": "o",
+        "1": "l",
+        "i": "l",
+        "5": "s",
+        "8": "b",
+        "9": "q",
+        "g": "q",
+        "m": "nn",
+        "w": "vv",
+        "d": "cl",
+        "_": None,
+        "-": None,
+    }
+)
+# r before n looks like n (rn and nn both look like m). After the
+# translation above, each r of a run before an n becomes n: rrn -> nnn.
+_R_BEFORE_N = re.compile(r"r+(?=n)")
+
+# Pairs that must look alike to the skeleton: each side may replace the
+# other anywhere in a name (the tests rewrite with them).
+LOOK_ALIKES: tuple[tuple[str, str], ...] = (
+    ("0", "o"),
+    ("1", "l"),
+    ("i", "l"),
+    ("5", "s"),
+    ("8", "b"),
+    ("9", "q"),
+    ("g", "q"),
+    ("rn", "m"),
+    ("nn", "m"),
+    ("vv", "w"),
+    ("cl", "d"),
+    ("_", ""),
+    ("-", ""),
+)
 
 
 def name_problem(name: str) -> str | None:
@@ -31,6 +76,10 @@ def name_problem(name: str) -> str | None:
 
 def skeleton(name: str) -> str:
     """
-    The form of C{name} under which look-alike names are equal.
+    The form of C{name} under which look-alike names are equal: replacing
+    one side of a L{LOOK_ALIKES} pair by the other anywhere in C{name},
+    or changing case, keeps it, and C{skeleton(skeleton(name)) ==
+    skeleton(name)}.
     """
-    return name.casefold().translate(_CONFUSABLE).replace("rn", "m").replace("vv", "w")
+    folded = name.casefold().translate(_CONFUSABLE)
+    return _R_BEFORE_N.sub(lambda match: "n" * len(match.group()), folded)

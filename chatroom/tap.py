@@ -34,7 +34,7 @@ from chatroom.features.e2e import E2E_LINE_PREFIX, E2E_MAX_LINE_BYTES, E2EFeatur
 from chatroom.features.moderation import Moderation, ModerationSettings, PasswordCheck
 from chatroom.limits import ClientLimits, ConnectionLimits
 from chatroom.passwd import read_hash_file
-from chatroom.state import StateError, write_json
+from chatroom.state import StateError, clean_temporary_files, write_json
 from chatroom.stores.files import STATE_FILE, DocumentBanStore, load_bans
 from chatroom.tls import (
     CA_CERT_NAME,
@@ -391,6 +391,9 @@ def build_service(config: Options, reactor: Any, run_in_thread: Callable[..., De
     except OSError as e:
         raise StartupError(f"cannot create the state directory {state}: {e.strerror}") from e
     try:
+        # What a kill -9 left in the middle of a save.
+        for leftover in clean_temporary_files(state):
+            ChatService.log.info("removed the unfinished save {path}", path=leftover)
         bans = load_bans(state / STATE_FILE)
     except StateError as e:
         raise StartupError(str(e)) from e

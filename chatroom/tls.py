@@ -7,13 +7,17 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import service_identity
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import SSL
+from service_identity.cryptography import verify_certificate_hostname, verify_certificate_ip_address
 from twisted.internet.interfaces import IOpenSSLContextFactory
 from twisted.internet.ssl import CertificateOptions, TLSVersion
 from zope.interface import implementer
@@ -112,18 +116,100 @@ def _read(path: Path, what: str) -> bytes:
         raise CertificateError(f"cannot read the {what} {path}: {e.strerror}") from e
 
 
-def load_server_options(cert_path: Path, key_path: Path) -> CertificateOptions:
+def _utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _stamp(moment: datetime.datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _check_host(certificate: x509.Certificate, host: str) -> None:
+    """
+    @raise service_identity.VerificationError: If C{certificate}'s subject
+        alternative names do not cover C{host} (a DNS name or an address).
+    @raise service_identity.CertificateError: If it has none.
+    """
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        verify_certificate_hostname(certificate, host)
+    else:
+        verify_certificate_ip_address(certificate, host)
+
+
+def check_certificate(
+    certificate: x509.Certificate,
+    key: PrivateKeyTypes,
+    cert_path: Path,
+    key_path: Path,
+    hosts: Sequence[str] = (),
+    now: datetime.datetime | None = None,
+) -> None:
+    """
+    Check that clients can use C{certificate}: it is valid at C{now}, C{key}
+    is its private key, and it names every one of C{hosts}.
+
+    @param key: The private key loaded from C{key_path}.
+    @param hosts: The host names and addresses clients reach the daemon
+        by; none means no host check.
+    @param now: The time to check validity at; default the current time.
+    @raise CertificateError: If a check fails; the message names the file.
+    """
+    now = _utc_now() if now is None else now
+    used = f"the certificate {cert_path} cannot be used"
+    if now < certificate.not_valid_before_utc:
+        raise CertificateError(f"{used}: it is not valid before {_stamp(certificate.not_valid_before_utc)}")
+    if now > certificate.not_valid_after_utc:
+        raise CertificateError(f"{used}: it expired on {_stamp(certificate.not_valid_after_utc)}")
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if key.public_key().public_bytes(*spki) != certificate.public_key().public_bytes(*spki):
+        raise CertificateError(f"{used} with the key {key_path}: the key does not belong to the certificate")
+    for host in hosts:
+        try:
+            _check_host(certificate, host)
+        except (service_identity.VerificationError, service_identity.CertificateError) as e:
+            names = _alternative_names(certificate)
+            raise CertificateError(
+                f"{used}: it is not for {host} (it is for {names or 'no host name'})"
+            ) from e
+
+
+def _alternative_names(certificate: x509.Certificate) -> str:
+    try:
+        extension = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return ""
+    names = extension.value
+    found = [*names.get_values_for_type(x509.DNSName)]
+    found += [str(address) for address in names.get_values_for_type(x509.IPAddress)]
+    return ", ".join(found)
+
+
+def load_server_options(
+    cert_path: Path, key_path: Path, hosts: Sequence[str] = (), now: datetime.datetime | None = None
+) -> CertificateOptions:
     """
     TLS options for the server: TLS 1.2 at least, TLS 1.3 offered.
 
+    @param hosts: The names and addresses the certificate must cover (see
+        L{check_certificate}); none means no host check.
+    @param now: The time to check validity at; default the current time.
     @raise CertificateError: If a file is missing, unreadable or not a
-        matching certificate and key.
+        matching certificate and key, or the certificate is expired, not
+        yet valid, or not for one of C{hosts}.
     """
     cert_pem = _read(cert_path, "certificate")
     key_pem = _read(key_path, "private key")
     try:
         certificate = x509.load_pem_x509_certificate(cert_pem)
         key = serialization.load_pem_private_key(key_pem, password=None)
+    except Exception as e:
+        raise CertificateError(f"the certificate {cert_path} and key {key_path} cannot be used: {e}") from e
+    # A certificate clients would refuse is refused here, so that a reload
+    # keeps the old one instead of failing every new client.
+    check_certificate(certificate, key, cert_path, key_path, hosts, now)
+    try:
         # Twisted's defaults (ciphers, curves) for the context; the
         # certificate goes in as cryptography objects, as pyOpenSSL prefers.
         options = CertificateOptions(raiseMinimumTo=TLSVersion.TLSv1_2)
@@ -145,18 +231,35 @@ class ServerTLS:
     for new connections without touching established ones.
     """
 
-    def __init__(self, cert_path: Path, key_path: Path) -> None:
+    def __init__(
+        self,
+        cert_path: Path,
+        key_path: Path,
+        hosts: Sequence[str] = (),
+        now: Callable[[], datetime.datetime] = _utc_now,
+    ) -> None:
+        """
+        @param hosts: The host names and addresses clients reach the daemon
+            by: the certificate must cover each (none: no host check).
+        @param now: The current time, for the validity check.
+        @raise CertificateError: If the certificate and key cannot be used
+            (see L{load_server_options}).
+        """
         self.cert_path = cert_path
         self.key_path = key_path
-        self._options = load_server_options(cert_path, key_path)
+        self.hosts = tuple(hosts)
+        self.now = now
+        self._options = load_server_options(cert_path, key_path, self.hosts, now())
 
     def reload(self) -> None:
         """
-        Load the certificate and key again.
+        Load the certificate and key again, with the same checks as at start.
 
-        @raise CertificateError: If they are broken; the old ones stay in use.
+        @raise CertificateError: If they are broken, expired, not yet valid,
+            do not match, or are not for one of the hosts; the old ones stay
+            in use.
         """
-        self._options = load_server_options(self.cert_path, self.key_path)
+        self._options = load_server_options(self.cert_path, self.key_path, self.hosts, self.now())
 
     def getContext(self) -> SSL.Context:
         return self._options.getContext()

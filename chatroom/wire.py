@@ -16,7 +16,9 @@ so the first ``" :"`` always ends the header, whatever the text holds.
 User text can never forge a line: L{format_line} replaces every control
 character (including ``\\r``, ``\\n`` and the Unicode line separators) so a
 line is always exactly one line, and a fake prefix inside the text stays
-inside the text field. See ``docs/protocol.rst`` for every kind.
+inside the text field. It also removes the invisible format characters
+(bidi controls, zero-width characters, the BOM), so text shows as what it
+holds. See ``docs/protocol.rst`` for every kind.
 """
 
 from __future__ import annotations
@@ -94,6 +96,24 @@ class ServerLine:
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
+# Every format character (Unicode category Cf, up to Unicode 15.1): the
+# bidi embeddings, overrides, isolates and marks (U+202A-202E, U+2066-2069,
+# U+200E, U+200F, U+061C), which can show text in another order than it
+# is written (a reversed file name, a forged "<bob>"), and the invisible
+# ones: zero-width space, non-joiner and joiner (U+200B-200D), the word
+# joiner and invisible operators (U+2060-2064), the BOM (U+FEFF), the soft
+# hyphen, tags (U+E0000-E007F, invisible ASCII) and the rest.
+_INVISIBLE = re.compile(
+    "[\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f"
+    "\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
+    "\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e007f]"
+)
+_ZWJ = "\u200d"
+# What may come before a joiner in an emoji sequence besides a symbol: the
+# emoji presentation selector and the skin tone modifiers.
+_EMOJI_SUFFIXES = frozenset("\ufe0f\U0001f3fb\U0001f3fc\U0001f3fd\U0001f3fe\U0001f3ff")
+
+
 def has_control_characters(text: str) -> bool:
     """
     Whether C{text} holds a character that must never reach another client.
@@ -101,11 +121,47 @@ def has_control_characters(text: str) -> bool:
     return _UNSAFE.search(text) is not None
 
 
+def _is_symbol(character: str) -> bool:
+    return character != "\ufffd" and unicodedata.category(character) == "So"
+
+
+def _joins_emoji(text: str, at: int) -> bool:
+    # A zero-width joiner between two symbols glues an emoji sequence
+    # (U+1F469 U+200D U+1F4BB is one "woman technologist"): it hides nothing.
+    if at == 0 or at + 1 == len(text) or not _is_symbol(text[at + 1]):
+        return False
+    before = text[at - 1]
+    return before in _EMOJI_SUFFIXES or _is_symbol(before)
+
+
+def _drop_invisible(match: re.Match[str]) -> str:
+    found = match.group()
+    return found if found == _ZWJ and _joins_emoji(match.string, match.start()) else ""
+
+
+def strip_invisible(text: str) -> str:
+    """
+    C{text} without its invisible format characters (bidi controls,
+    zero-width characters, the BOM, tags: see C{docs/protocol.rst}), but
+    with a zero-width joiner kept between two symbols, where it joins an
+    emoji sequence.
+
+    They are dropped, not replaced: they have no visible form, so what
+    remains is what a reader saw of the text, in the order it was written.
+    """
+    if text.isascii():
+        # No format character is ASCII; most text is, and this is faster.
+        return text
+    return _INVISIBLE.sub(_drop_invisible, text)
+
+
 def sanitize(text: str) -> str:
     """
-    Replace every unsafe character in C{text} with U+FFFD.
+    C{text} safe to show: every control character replaced with U+FFFD
+    (so it stays one line), every invisible format character dropped (see
+    L{strip_invisible}). C{sanitize(sanitize(text)) == sanitize(text)}.
     """
-    return _UNSAFE.sub("\ufffd", text)
+    return strip_invisible(_UNSAFE.sub("\ufffd", text))
 
 
 def format_timestamp(seconds: float) -> str:

@@ -645,3 +645,42 @@ def test_a_kicked_client_is_not_heard_any_more() -> None:
     bob.send("/nick alicia")
     assert carol.lines() == []
     assert [m.name for m in rooms.room.members] == ["alice", "carol"]
+
+
+# Bans the server could not format, and bans on (almost) everyone
+
+
+def test_a_ban_past_the_longest_duration_changes_nothing() -> None:
+    rooms = Rooms()
+    alice, mallory = joined(rooms, "alice", "mallory")
+    assert "at most" in error(alice, "/ban mallory 420000w")
+    assert not gone(mallory)
+    alice.send("/bans")
+    assert [line.text for line in alice.lines()] == ["0 bans in force"]
+
+
+def test_an_ipv6_ban_starting_with_colons_is_set_listed_and_enforced() -> None:
+    rooms = Rooms()
+    alice, _ = joined(rooms, "alice", "bob")
+    alice.send("/ban ::1 spam")
+    # The note: ::1 is loopback.
+    assert [line.kind for line in alice.lines()] == ["ban", "info"]
+    alice.send("/bans")
+    entries = alice.lines()
+    assert entries[0].text == "1 bans in force" and entries[1].args[0] == "0::1/128"
+    refused = rooms.connect("::1")
+    assert one(refused, "banned").args[0] == "0::1/128" and gone(refused)
+    alice.send("/unban 0::1/128")
+    assert one(alice, "unban").args == ("0::1/128",)
+
+
+def test_a_ban_on_a_whole_address_family_must_be_forced() -> None:
+    rooms = Rooms()
+    admin = rooms.join("alice", "2001:db8::1")
+    joined(rooms, "bob")
+    admin.lines()
+    text = error(admin, "/ban 0.0.0.0/0")
+    assert text == "0.0.0.0/0 covers every IPv4 address: to ban it all the same, /ban !0.0.0.0/0"
+    admin.send("/ban !0.0.0.0/0 closed")
+    assert [line.kind for line in admin.lines()][:1] == ["ban"]
+    assert gone(rooms.connect("10.0.0.77"))

@@ -138,3 +138,14 @@ def test_bad_endpoints_are_startup_errors(
     monkeypatch.chdir(tmp_path)
     with pytest.raises(StartupError, match=f"--listen line:{endpoint}"):
         parse("--listen", f"line:{endpoint}")
+
+
+def test_start_up_removes_unfinished_saves_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    state = tmp_path / "state"
+    state.mkdir()
+    leftover = state / ".moderation.json.abcd1234.tmp"
+    leftover.write_text("{")
+    (state / "notes.txt").write_text("mine")
+    parse()
+    assert not leftover.exists() and (state / "notes.txt").read_text() == "mine"

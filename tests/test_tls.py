@@ -129,3 +129,93 @@ def test_reload_keeps_the_old_context_when_the_new_one_is_broken(certs: Path, tm
 def test_generated_keys_are_private(certs: Path) -> None:
     for name in ("ca-key.pem", "server-key.pem"):
         assert (certs / name).stat().st_mode & 0o077 == 0
+
+
+# Issue 12, item 11: a certificate clients would refuse is refused at start
+# and by a reload (SIGHUP), which then keeps the old one.
+
+
+def local_ca(directory: Path, now: datetime.datetime) -> tuple[Path, Path]:
+    create_local_ca(directory, now)
+    return directory / "server.pem", directory / "server-key.pem"
+
+
+def copy_into(source: tuple[Path, Path], cert: Path, key: Path) -> None:
+    cert.write_bytes(source[0].read_bytes())
+    key.write_bytes(source[1].read_bytes())
+
+
+@pytest.mark.parametrize(
+    ("made", "why"),
+    [
+        (
+            NOW - datetime.timedelta(days=826),
+            r"cannot be used: it expired on \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC",
+        ),
+        (NOW + datetime.timedelta(days=1), r"cannot be used: it is not valid before \d{4}-"),
+    ],
+)
+def test_a_reload_refuses_a_certificate_out_of_its_validity(
+    certs: Path, tmp_path: Path, made: datetime.datetime, why: str
+) -> None:
+    cert, key = tmp_path / "server.pem", tmp_path / "server-key.pem"
+    copy_into((certs / "server.pem", certs / "server-key.pem"), cert, key)
+    tls = ServerTLS(cert, key)
+    before = tls.getContext()
+    copy_into(local_ca(tmp_path / "other", made), cert, key)
+    with pytest.raises(CertificateError, match=rf"the certificate {cert} {why}"):
+        tls.reload()
+    assert tls.getContext() is before
+    # And at start.
+    with pytest.raises(CertificateError, match=why):
+        ServerTLS(cert, key)
+
+
+def test_a_certificate_is_checked_at_the_time_of_the_reload(certs: Path) -> None:
+    now = [NOW]
+    tls = ServerTLS(certs / "server.pem", certs / "server-key.pem", now=lambda: now[0])
+    before = tls.getContext()
+    now[0] = NOW + datetime.timedelta(days=826)
+    with pytest.raises(CertificateError, match="expired on"):
+        tls.reload()
+    assert tls.getContext() is before
+
+
+def test_a_key_of_another_certificate_is_refused_clearly(certs: Path, tmp_path: Path) -> None:
+    other_cert, other_key = local_ca(tmp_path, NOW)
+    with pytest.raises(
+        CertificateError, match=r"with the key .*: the key does not belong to the certificate"
+    ):
+        ServerTLS(certs / "server.pem", other_key)
+    cert, key = tmp_path / "copy.pem", tmp_path / "copy-key.pem"
+    copy_into((certs / "server.pem", certs / "server-key.pem"), cert, key)
+    tls = ServerTLS(cert, key)
+    before = tls.getContext()
+    key.write_bytes(other_key.read_bytes())
+    with pytest.raises(CertificateError, match="does not belong"):
+        tls.reload()
+    assert tls.getContext() is before
+    assert other_cert.exists()
+
+
+def test_the_certificate_must_cover_the_configured_hosts(certs: Path, tmp_path: Path) -> None:
+    cert, key = certs / "server.pem", certs / "server-key.pem"
+    # No hosts configured: no host check, as before.
+    ServerTLS(cert, key)
+    ServerTLS(cert, key, hosts=("localhost", "LOCALHOST", "127.0.0.1", "::1"))
+    for host in ("chat.example.org", "192.0.2.1", "::2", "local"):
+        with pytest.raises(
+            CertificateError,
+            match=rf"cannot be used: it is not for {host} \(it is for localhost, 127.0.0.1, ::1\)",
+        ):
+            ServerTLS(cert, key, hosts=("localhost", host))
+    copied, copied_key = tmp_path / "server.pem", tmp_path / "server-key.pem"
+    copy_into((cert, key), copied, copied_key)
+    tls = ServerTLS(copied, copied_key, hosts=["localhost"])
+    before = tls.getContext()
+    copied.write_bytes((certs / "ca.pem").read_bytes())
+    copied_key.write_bytes((certs / "ca-key.pem").read_bytes())
+    # The CA's own certificate matches its key and is valid, but names no host.
+    with pytest.raises(CertificateError, match=r"it is not for localhost \(it is for no host name\)"):
+        tls.reload()
+    assert tls.getContext() is before

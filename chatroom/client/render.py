@@ -10,7 +10,7 @@ from enum import StrEnum
 
 from chatroom.e2e.client import Secure
 from chatroom.e2e.envelope import EnvelopeKind
-from chatroom.wire import Kind, ServerLine
+from chatroom.wire import Kind, ServerLine, sanitize
 
 # With E2E on, every chat line says whether it was end-to-end encrypted: a
 # plain one could have been written by the server.
@@ -43,6 +43,11 @@ class Rendered:
 
     text: str
     style: Style
+
+    def __post_init__(self) -> None:
+        # Whatever a server or a peer sent: no bidi control, invisible or
+        # control character reaches the window (see chatroom.wire.sanitize).
+        object.__setattr__(self, "text", sanitize(self.text))
 
 
 def local_time(moment: datetime) -> str:

@@ -26,7 +26,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from chatroom.bans import Ban, covers, is_loopback, parse_duration, parse_network
+from chatroom.bans import Ban, BanError, breadth_problem, covers, is_loopback, parse_duration, parse_network
 from chatroom.core.commands import CommandRegistry, CommandSpec
 from chatroom.core.errors import ChatError
 from chatroom.core.events import (
@@ -256,8 +256,13 @@ class Moderation(Feature):
 
     def ban(self, member: MemberRecord, args: tuple[str, ...]) -> Deferred[None]:
         self._require_admin(member, "ban")
-        target = args[0]
-        seconds, reason = self._duration_and_reason(args[1] if len(args) > 1 else "")
+        # "!" forces a ban that covers most of the room or a whole address family.
+        forced = args[0].startswith("!")
+        target = args[0].removeprefix("!")
+        try:
+            seconds, reason = self._duration_and_reason(args[1] if len(args) > 1 else "")
+        except BanError as e:
+            raise ChatError(str(e)) from e
         notes: list[str] = []
         # A ban never covers the admin who sets it, so it can never take
         # away the room's last admin either.
@@ -280,13 +285,18 @@ class Moderation(Feature):
                 if network is not None and covers(network, member.host):
                     notes.append(f"the address {present.host} is not banned: you are connected from it too")
                     network = None
+        if network is not None and not forced:
+            problem = breadth_problem(network, [m.host for m in self.room.members])
+            if problem is not None:
+                raise ChatError(f"{problem}: to ban it all the same, /ban !{target}")
         if network is not None and is_loopback(network):
             notes.append(f"{network} is loopback: every client on this machine (and local proxy) is banned")
         now = self.room.now()
-        ban = Ban(name, network, member.name, now, None if seconds is None else now + seconds, reason)
         try:
+            ban = Ban(name, network, member.name, now, None if seconds is None else now + seconds, reason)
             saved = self.bans.add(ban, now)
         except ValueError as e:
+            # A bound of the ban itself (BanError), or a full list: nothing changed.
             raise ChatError(str(e)) from e
         self.room.fanout.publish(BanSet(now, ban), ADMINS)
         for note in notes:
