@@ -16,10 +16,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from chatroom.wire import ServerLine, parse_line
 
 REPO = Path(__file__).resolve().parent.parent
 _LISTENING = re.compile(rb"chatroom listening on 127\.0\.0\.1:(\d+)")
@@ -204,6 +206,35 @@ class LineClient:
             if predicate(line):
                 return lines
 
+    def read_kind(self, kind: str, *args: str) -> list[ServerLine]:
+        """
+        Read lines up to and including the next one of C{kind} whose
+        arguments start with C{args}; return all read, parsed.
+        """
+        return [parse_line(raw) for raw in self.read_until(kind_is(kind, *args))]
+
+    def join_as(self, name: str) -> LineClient:
+        """
+        Wait until this new client has joined, then take C{name}.
+        """
+        self.read_kind("list")
+        self.send(f"/nick {name}")
+        self.read_kind("rename", name)
+        return self
+
     def close(self) -> None:
         with suppress(OSError):
             self.sock.close()
+
+
+def kind_is(kind: str, *args: str) -> Callable[[bytes], bool]:
+    """
+    A predicate for L{LineClient.read_until}: a line of C{kind} whose
+    arguments start with C{args}.
+    """
+
+    def check(raw: bytes) -> bool:
+        line = parse_line(raw)
+        return line.kind == kind and line.args[: len(args)] == args
+
+    return check

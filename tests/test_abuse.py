@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from chatroom.wire import parse_line
-from tests.daemon import Daemon, LineClient, running_daemon
+from tests.daemon import Daemon, LineClient, kind_is, running_daemon
 
 # Loopback is limited like any address here, so the attacks from 127.0.0.1 count.
 DAEMON_ARGS = (
@@ -41,16 +41,12 @@ def rss_kib(daemon: Daemon) -> int:
     raise AssertionError("no VmRSS")
 
 
-def kind(name: str):  # type: ignore[no-untyped-def]
-    return lambda raw: parse_line(raw).kind == name
-
-
 class Pair:
     def __init__(self, daemon: Daemon) -> None:
         self.alice = daemon.connect()
         self.bob = daemon.connect()
         for client, name in ((self.alice, "alice"), (self.bob, "bob")):
-            client.read_until(kind("list"))
+            client.read_until(kind_is("list"))
             client.send(f"/nick {name}")
         self.serial = 0
 
@@ -79,11 +75,11 @@ def pair(daemon: Daemon) -> Pair:
 
 def test_oversized_lines_and_invalid_utf8(daemon: Daemon, pair: Pair) -> None:
     mallory = daemon.connect()
-    mallory.read_until(kind("list"))
+    mallory.read_until(kind_is("list"))
     mallory.sock.sendall(b"A" * 100_000 + b"\n")
-    assert "line too long" in parse_line(mallory.read_until(kind("error"))[-1]).text
+    assert "line too long" in parse_line(mallory.read_until(kind_is("error"))[-1]).text
     mallory.send(b"\xc3\x28 broken")
-    assert "invalid UTF-8" in parse_line(mallory.read_until(kind("error"))[-1]).text
+    assert "invalid UTF-8" in parse_line(mallory.read_until(kind_is("error"))[-1]).text
     # Keeps at it: dropped.
     for _ in range(12):
         mallory.send(b"\xff")
@@ -132,10 +128,10 @@ def test_connection_flood_from_one_address(daemon: Daemon, pair: Pair) -> None:
 
 def test_message_flood_is_cut_off(daemon: Daemon, pair: Pair) -> None:
     flooder = daemon.connect()
-    flooder.read_until(kind("list"))
+    flooder.read_until(kind_is("list"))
     flooder.sock.sendall(b"spam\n" * 500)
-    errors = [parse_line(raw).text for raw in flooder.read_until(kind("error"))]
-    errors += [parse_line(raw).text for raw in flooder.read_until(kind("error"))]
+    errors = [parse_line(raw).text for raw in flooder.read_until(kind_is("error"))]
+    errors += [parse_line(raw).text for raw in flooder.read_until(kind_is("error"))]
     assert errors[-2:] == [
         "flood: slow down, at most 5 lines per second",
         "disconnected: kicked for flooding",
@@ -164,16 +160,16 @@ def test_stalled_reader_is_dropped_and_memory_stays_flat(tmp_path: Path) -> None
         raw.connect(("127.0.0.1", daemon.port))
         context = ssl.create_default_context(cafile=str(daemon.ca_path))
         stalled = LineClient(context.wrap_socket(raw, server_hostname="localhost"), 10)
-        stalled.read_until(kind("list"))
+        stalled.read_until(kind_is("list"))
         stalled.send("/nick stalled")
-        stalled.read_until(kind("rename"))
+        stalled.read_until(kind_is("rename"))
         rss_before = rss_kib(daemon)
         payload = "z" * 4000
         rss_peak = rss_before
         for sent in range(1, 10_001):
             pair.alice.send(payload)
-            pair.alice.read_until(kind("message"))
-            lines = [parse_line(raw) for raw in pair.bob.read_until(kind("message"))]
+            pair.alice.read_until(kind_is("message"))
+            lines = [parse_line(raw) for raw in pair.bob.read_until(kind_is("message"))]
             leaves = [line for line in lines if line.kind == "leave"]
             if sent % 100 == 0:
                 rss_peak = max(rss_peak, rss_kib(daemon))

@@ -6,22 +6,13 @@ the plaintext never reaches the server, its log, or a non-recipient.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
-from pathlib import Path
-
-import pytest
+from collections.abc import Callable
 
 from chatroom.e2e.client import E2EClient, KeyChanged, Secure
 from chatroom.e2e.keys import Identity
 from chatroom.e2e.pins import PinStore
-from tests.daemon import Daemon, LineClient, running_daemon
+from tests.daemon import Daemon, LineClient
 from tests.e2e_helpers import User
-
-
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Daemon]:
-    with running_daemon(tmp_path) as d:
-        yield d
 
 
 class LiveParty(User):

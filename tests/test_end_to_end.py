@@ -6,40 +6,17 @@ from __future__ import annotations
 
 import socket
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from chatroom.wire import ServerLine, parse_line
-from tests.daemon import Daemon, LineClient, daemon_command, daemon_env, running_daemon
-
-
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Daemon]:
-    with running_daemon(tmp_path) as d:
-        yield d
-
-
-def kind_is(kind: str, *args: str):  # type: ignore[no-untyped-def]
-    def check(raw: bytes) -> bool:
-        line = parse_line(raw)
-        return line.kind == kind and line.args[: len(args)] == args
-
-    return check
+from tests.daemon import Daemon, LineClient, daemon_command, daemon_env
 
 
 def joined(daemon: Daemon, name: str) -> tuple[LineClient, str]:
     client = daemon.connect()
-    welcome = parse_line(client.read_until(kind_is("welcome"))[-1])
-    client.read_until(kind_is("list"))
-    client.send(f"/nick {name}")
-    client.read_until(kind_is("rename", name))
-    return client, welcome.args[0]
-
-
-def lines_until(client: LineClient, kind: str, *args: str) -> list[ServerLine]:
-    return [parse_line(raw) for raw in client.read_until(kind_is(kind, *args))]
+    welcome = client.read_kind("welcome")[-1]
+    return client.join_as(name), welcome.args[0]
 
 
 def test_three_clients_chat(daemon: Daemon) -> None:
@@ -49,47 +26,47 @@ def test_three_clients_chat(daemon: Daemon) -> None:
 
     alice.send("hello all")
     for client in (alice, bob, carol):
-        got = lines_until(client, "message")[-1]
+        got = client.read_kind("message")[-1]
         assert (got.source, got.text) == ("alice", "hello all")
 
     bob.send("/whisper carol just for you")
     # Carol gets the whisper; alice never does (checked below with a marker).
-    assert lines_until(carol, "whisper")[-1].text == "just for you"
-    assert lines_until(bob, "whisper")[-1].args == ("carol",)
+    assert carol.read_kind("whisper")[-1].text == "just for you"
+    assert bob.read_kind("whisper")[-1].args == ("carol",)
 
     carol.send("/me waves")
     for client in (alice, bob, carol):
-        assert lines_until(client, "action")[-1].text == "carol waves"
+        assert client.read_kind("action")[-1].text == "carol waves"
 
     alice.send("/filter secret")
-    lines_until(alice, "filter")
+    alice.read_kind("filter")
     bob.send("the secret is out")
     bob.send("/say marker")
-    seen = lines_until(alice, "message")
+    seen = alice.read_kind("message")
     while seen[-1].text != "marker":
-        seen += lines_until(alice, "message")
+        seen += alice.read_kind("message")
     texts = [line.text for line in seen if line.kind in ("message", "whisper")]
     assert texts == ["marker"]
 
     carol.send("/list")
-    listed = lines_until(carol, "list")[-1]
+    listed = carol.read_kind("list")[-1]
     # alice came first: the daemon made her admin.
     assert set(listed.args) == {"@alice", "bob", "carol"}
 
     carol.send("/whois alice")
-    whois = lines_until(carol, "whois")[-1]
+    whois = carol.read_kind("whois")[-1]
     assert whois.fields["name"] == "alice"
     assert whois.fields["address"].startswith("127.0.0.1:")
 
     bob.send("/quit see you")
     for client in (alice, carol):
-        left = lines_until(client, "leave")[-1]
+        left = client.read_kind("leave")[-1]
         assert (left.source, left.text) == ("bob", "bob left (quit: see you)")
     with pytest.raises(ConnectionError):
         bob.read_until(lambda line: False)
 
     carol.close()
-    assert lines_until(alice, "leave")[-1].source == "carol"
+    assert alice.read_kind("leave")[-1].source == "carol"
     alice.close()
 
 
@@ -117,18 +94,18 @@ def test_bad_clients_do_not_disturb_the_others(daemon: Daemon) -> None:
     socket.create_connection(("127.0.0.1", daemon.port), timeout=10).close()
     bob, _ = joined(daemon, "bob")
     bob.send(b"\xff\xfe invalid")
-    assert lines_until(bob, "error")[-1].text.startswith("invalid UTF-8")
+    assert bob.read_kind("error")[-1].text.startswith("invalid UTF-8")
     bob.send(b"x" * 5000)
-    assert lines_until(bob, "error")[-1].text.startswith("line too long")
+    assert bob.read_kind("error")[-1].text.startswith("line too long")
     bob.sock.sendall(b"half a line")
     bob.close()
-    got = lines_until(alice, "leave")
+    got = alice.read_kind("leave")
     # The clients that never finished a handshake were never announced.
     assert [(line.kind, line.source) for line in got if line.kind != "rename"] == [
         ("join", "guest2"),
         ("leave", "bob"),
     ]
     alice.send("still fine")
-    assert lines_until(alice, "message")[-1].text == "still fine"
+    assert alice.read_kind("message")[-1].text == "still fine"
     log = daemon.output.decode()
     assert log.count("bob sent invalid UTF-8") == 1

@@ -52,12 +52,6 @@ def display() -> Iterator[str]:
                 os.environ["DISPLAY"] = old
 
 
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Daemon]:
-    with running_daemon(tmp_path) as d:
-        yield d
-
-
 def xdotool(*args: str) -> str:
     done = subprocess.run(
         ["xdotool", *args], capture_output=True, text=True, timeout=TOOL_TIMEOUT, check=True

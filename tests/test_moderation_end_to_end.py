@@ -15,56 +15,42 @@ import pytest
 from chatroom.passwd import hash_password
 from chatroom.state import write_json
 from chatroom.stores.files import STATE_FILE
-from chatroom.wire import ServerLine, parse_line
-from tests.daemon import LineClient, daemon_command, daemon_env, running_daemon
-
-
-def read(client: LineClient, kind: str) -> list[ServerLine]:
-    """
-    The lines up to and including the next one of C{kind}.
-    """
-    return [parse_line(raw) for raw in client.read_until(lambda raw: parse_line(raw).kind == kind)]
-
-
-def named(client: LineClient, name: str) -> LineClient:
-    read(client, "list")
-    client.send(f"/nick {name}")
-    read(client, "rename")
-    return client
+from chatroom.wire import parse_line
+from tests.daemon import daemon_command, daemon_env, running_daemon
 
 
 def test_a_ban_survives_a_restart(tmp_path: Path) -> None:
     with running_daemon(tmp_path) as daemon:
-        alice = named(daemon.connect(), "alice")
-        bob = named(daemon.connect(), "bob")
+        alice = daemon.connect().join_as("alice")
+        bob = daemon.connect().join_as("bob")
         alice.send("/ban bob 7d spamming")
         # bob is on alice's address (127.0.0.1): only his name is banned.
-        assert read(alice, "ban")[-1].fields["expires"] != "never"
-        assert read(alice, "info")[-1].text.startswith("note: the address 127.0.0.1 is not banned")
-        assert read(bob, "banned")[-1].text.endswith(": spamming")
+        assert alice.read_kind("ban")[-1].fields["expires"] != "never"
+        assert alice.read_kind("info")[-1].text.startswith("note: the address 127.0.0.1 is not banned")
+        assert bob.read_kind("banned")[-1].text.endswith(": spamming")
         with pytest.raises(ConnectionError):
             bob.read_until(lambda raw: False)
         alice.send("/ban 198.51.100.0/24")
-        read(alice, "ban")
+        alice.read_kind("ban")
         alice.close()
     saved = json.loads((tmp_path / "state" / STATE_FILE).read_text())
     assert [ban["name"] or ban["network"] for ban in saved["bans"]] == ["bob", "198.51.100.0/24"]
 
     with running_daemon(tmp_path) as daemon:
-        admin = named(daemon.connect(), "admin")
+        admin = daemon.connect().join_as("admin")
         admin.send("/bans")
-        summary, *bans = read(admin, "banlist")
+        summary, *bans = admin.read_kind("banlist")
         while len(bans) < 2:
-            bans += read(admin, "banlist")
+            bans += admin.read_kind("banlist")
         assert summary.fields == {"count": "2"}
         assert [(ban.args[0], ban.fields["by"], ban.text) for ban in bans] == [
             ("bob", "alice", "spamming"),
             ("198.51.100.0/24", "alice", ""),
         ]
         other = daemon.connect()
-        read(other, "list")
+        other.read_kind("list")
         other.send("/nick bob")
-        assert read(other, "error")[-1].text.startswith("the name bob is banned until ")
+        assert other.read_kind("error")[-1].text.startswith("the name bob is banned until ")
         admin.close()
         other.close()
 
@@ -85,18 +71,18 @@ def test_a_banned_address_is_refused_at_connect(tmp_path: Path) -> None:
 def test_oper_with_a_password_file(tmp_path: Path) -> None:
     (tmp_path / "admin.hash").write_text(f"{hash_password('let me in')}\n")
     with running_daemon(tmp_path, "--admin-password-file", "admin.hash") as daemon:
-        alice = named(daemon.connect(), "alice")
-        bob = named(daemon.connect(), "bob")
+        alice = daemon.connect().join_as("alice")
+        bob = daemon.connect().join_as("bob")
         alice.send("/list")
-        assert read(alice, "list")[-1].args == ("alice", "bob")
+        assert alice.read_kind("list")[-1].args == ("alice", "bob")
         alice.send("/oper let me out")
-        assert read(alice, "error")[-1].text == "wrong password"
+        assert alice.read_kind("error")[-1].text == "wrong password"
         bob.send("/oper let me in")
         for client in (alice, bob):
-            line = read(client, "admin")[-1]
+            line = client.read_kind("admin")[-1]
             assert line.args == ("bob", "admin=yes")
         bob.send("/kick alice bye")
-        assert read(alice, "kick")[-1].text == "bob kicked alice: bye"
+        assert alice.read_kind("kick")[-1].text == "bob kicked alice: bye"
         bob.close()
     assert b"failed /oper by alice at 127.0.0.1:" in daemon.output
 
@@ -131,7 +117,7 @@ def test_sighup_reloads_the_admin_password_file(tmp_path: Path) -> None:
     hash_file.write_text(f"{hash_password('old secret')}\n")
     args = ("--admin-password-file", "admin.hash", "--flood-rate", "0")
     with running_daemon(tmp_path, *args) as daemon:
-        alice = named(daemon.connect(), "alice")
+        alice = daemon.connect().join_as("alice")
         hash_file.write_text("not a hash")
         daemon.process.send_signal(signal.SIGHUP)
         daemon.wait_for_log("reload refused, keeping the old admin password", alice)
@@ -139,7 +125,7 @@ def test_sighup_reloads_the_admin_password_file(tmp_path: Path) -> None:
         daemon.process.send_signal(signal.SIGHUP)
         daemon.wait_for_log("reloaded the admin password file", alice)
         alice.send("/oper old secret")
-        assert read(alice, "error")[-1].text == "wrong password"
-        bob = named(daemon.connect(), "bob")
+        assert alice.read_kind("error")[-1].text == "wrong password"
+        bob = daemon.connect().join_as("bob")
         bob.send("/oper new secret")
-        assert read(bob, "admin")[-1].args == ("bob", "admin=yes")
+        assert bob.read_kind("admin")[-1].args == ("bob", "admin=yes")
