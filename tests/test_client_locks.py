@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -102,5 +103,25 @@ def test_the_client_does_not_start_on_a_key_in_use(
     )
     assert err.rstrip().endswith("(or run with --no-e2e)")
     assert not key.exists()
+    for lock in held:
+        lock.release()
+
+
+def test_the_readme_walkthrough_gives_each_window_its_own_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.rst").read_text(encoding="utf-8")
+    windows = [
+        shlex.split(line)[1:]
+        for line in readme.splitlines()
+        if line.strip().startswith(".venv/bin/chatroom-client")
+    ]
+    assert len(windows) >= 2
+    ca = create_local_ca(tmp_path / "certs", datetime.datetime.now(datetime.UTC))
+    monkeypatch.chdir(tmp_path)
+    paths = [e2e_paths(parse_args([*argv, "--ca", str(ca)])) for argv in windows]
+    # All the windows can run at once.
+    held = [lock for identity, pins in paths for lock in lock_e2e_files(identity, pins)]
+    assert len(held) == 2 * len(windows)
     for lock in held:
         lock.release()
