@@ -626,6 +626,14 @@ def test_the_window_is_themed(window: ChatWindow) -> None:
     assert family in UI_FAMILIES, family
     assert (window.root.winfo_width(), window.root.winfo_height()) == DEFAULT_SIZE
     assert str(window.send_button.cget("style")) == "Accent.TButton"
+    # The lock changing does not move the layout around.
+    places = set()
+    for lock in Lock:
+        window.lock_changed(lock)
+        window.root.update()
+        label = window.lock_label
+        places.add((label.winfo_x(), label.winfo_width(), window.reconnect_button.winfo_x()))
+    assert len(places) == 1, places
 
 
 @pytest.mark.parametrize("width", [DEFAULT_SIZE[0], MIN_SIZE[0]])

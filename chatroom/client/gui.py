@@ -45,7 +45,7 @@ _ACCENT = "#1a5fd0"
 _ACCENT_ACTIVE = "#154cad"
 _SELECTION = "#d4e3fb"
 _OWN = "#1a4d8f"
-_BADGE_PADDING = 10
+_LOCK_GAP = 8
 
 _STYLES: dict[Style, dict[str, str]] = {
     Style.MESSAGE: {},
@@ -206,7 +206,7 @@ def _apply_theme(root: tk.Misc) -> list[font.Font]:
     style.configure("Card.TFrame", background=_SURFACE, bordercolor=_BORDER, relief="solid", borderwidth=1)
     style.configure("Heading.TLabel", background=_SURFACE, font="TkHeadingFont", padding=(10, 8, 10, 4))
     style.configure("Status.TLabel", foreground=_MUTED)
-    style.configure("Lock.TLabel", font="chatroom-badge", padding=(_BADGE_PADDING, 3), anchor=tk.CENTER)
+    style.configure("Lock.TLabel", font="chatroom-badge", padding=(10, 3), anchor=tk.CENTER)
     style.configure(
         "Vertical.TScrollbar",
         background="#c5ccd5",
@@ -392,11 +392,14 @@ class ChatWindow:
         status_frame.columnconfigure(0, weight=1)
         # A fixed width, that of the longest lock text: the lock changing
         # does not move the layout around.
-        badge = font.nametofont("chatroom-badge", root=self.root)
-        padding = 2 * _BADGE_PADDING
-        status_frame.columnconfigure(1, minsize=max(badge.measure(t) for t, _ in _LOCKS.values()) + padding)
+        widths = []
+        for text, _ in _LOCKS.values():
+            self.lock_label.configure(text=text)
+            self.lock_label.update_idletasks()
+            widths.append(self.lock_label.winfo_reqwidth())
+        status_frame.columnconfigure(1, minsize=max(widths) + 2 * _LOCK_GAP)
         self.status.grid(row=0, column=0, sticky=tk.EW)
-        self.lock_label.grid(row=0, column=1, padx=(8, 8), sticky=tk.EW)
+        self.lock_label.grid(row=0, column=1, padx=_LOCK_GAP, sticky=tk.EW)
         self.reconnect_button.grid(row=0, column=2)
         self.status.bind("<Configure>", lambda event: self._fit_status())
         self._show_lock()
