@@ -41,6 +41,13 @@ def test_tab_again_cycles_through_the_names_that_fit_then_back_to_what_was_typed
     assert completer.complete(back.text, back.cursor, MEMBERS) == first
 
 
+def test_tab_again_keeps_the_only_name_that_fits() -> None:
+    completer = NameCompleter()
+    first = completer.complete("hi bo", 5, MEMBERS)
+    assert first == Completed("hi bob ", 7)
+    assert completer.complete(first.text, first.cursor, MEMBERS) == first
+
+
 def test_typing_between_tabs_starts_a_new_completion() -> None:
     completer = NameCompleter()
     first = completer.complete("al", 2, MEMBERS)

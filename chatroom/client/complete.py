@@ -3,7 +3,7 @@ Tab completion of member names in the input line (no Tk).
 
 Tab completes the word before the cursor to a member's name; pressed again
 at once, it goes on to the next name that fits, and back to what was typed
-after the last. A name that starts the line is followed by C{": "} (the
+after the last (a name that alone fits stays). A name that starts the line is followed by C{": "} (the
 way to address someone), elsewhere by a space. A command (the first word
 when it starts with C{/}) is left alone.
 """
@@ -63,6 +63,9 @@ class NameCompleter:
         """
         cycle = self._cycle
         if cycle is not None and cycle.result == Completed(text, cursor):
+            if len(cycle.candidates) == 1:
+                # The only name that fits stays.
+                return cycle.result
             cycle.index = (cycle.index + 1) % (len(cycle.candidates) + 1)
             if cycle.index == len(cycle.candidates):
                 # After the last name, what was typed comes back.
