@@ -7,11 +7,13 @@ A hash is one line that carries its own parameters and salt::
 
 Make one with C{python -m chatroom.passwd > admin.hash} (it asks for the
 password twice on a terminal, or reads one line from standard input), and
-start the daemon with C{--admin-password-file admin.hash}.
+start the daemon with C{--admin-password-file admin.hash}. A password has
+at least L{MIN_PASSWORD_LENGTH} characters.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import binascii
 import getpass
@@ -20,6 +22,7 @@ import hmac
 import os
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +37,10 @@ KEY_BYTES = 32
 # Bounds on parameters read from a file, so a bad file cannot make each
 # check take gigabytes of memory.
 MAX_N, MAX_R, MAX_P = 2**17, 16, 4
+# The admin password guards kicks and bans over the network: long enough
+# that guessing it through /oper (which the daemon rate limits) is hopeless,
+# short enough to type. Counted in characters, after NFC normalisation.
+MIN_PASSWORD_LENGTH = 12
 
 _FORMAT = re.compile(r"scrypt\$n=(\d+),r=(\d+),p=(\d+)\$([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+)")
 
@@ -110,6 +117,11 @@ def password_problem(password: str) -> str | None:
     """
     if not password:
         return "the password is empty"
+    if (length := len(normalize_text(password))) < MIN_PASSWORD_LENGTH:
+        return (
+            f"the password is too short: {length} characters, at least {MIN_PASSWORD_LENGTH}"
+            " are needed (a few words make a good one)"
+        )
     if password != password.strip():
         return "the password starts or ends with a space, which /oper would drop"
     if has_control_characters(password):
@@ -133,10 +145,26 @@ def read_hash_file(path: Path) -> PasswordHash:
         raise ValueError(f"the admin password file {path}: {e}") from e
 
 
-def main() -> int:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """
+    The tool's command line: no arguments but C{--help}.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m chatroom.passwd",
+        description="Print the hash of an admin password, for the daemon's --admin-password-file."
+        " On a terminal it asks for the password twice; otherwise it reads one line from"
+        " standard input.",
+        epilog=f"The password needs at least {MIN_PASSWORD_LENGTH} characters, no control characters"
+        " and no space at either end. Example: python -m chatroom.passwd > admin.hash",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     """
     Print the hash of a password read from the terminal or standard input.
     """
+    parse_args(argv)
     if sys.stdin.isatty():
         password = getpass.getpass("Admin password: ")
         if getpass.getpass("Again: ") != password:

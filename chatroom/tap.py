@@ -43,6 +43,8 @@ from chatroom.tls import (
     CertificateError,
     ServerTLS,
     create_local_ca,
+    missing_names,
+    san_entry,
 )
 from chatroom.transports.line.protocol import LineFactory
 from chatroom.transports.line.writer import TurnFlusher
@@ -201,6 +203,19 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self["listen"] = []
+        self["hostname"] = []
+
+    def opt_hostname(self, name: str) -> None:
+        """
+        A host name or address clients use to reach the daemon; repeatable.
+        It goes into the certificate made under certs/, and a certificate
+        reloaded on SIGHUP must cover it.
+        """
+        try:
+            san_entry(name)
+        except ValueError as e:
+            raise usage.UsageError(f"--hostname {name}: {e}") from e
+        self["hostname"].append(name)
 
     def opt_listen(self, spec: str) -> None:
         """
@@ -376,14 +391,21 @@ def build_service(config: Options, reactor: Any, run_in_thread: Callable[..., De
     explicit = config["cert"] is not None or config["key"] is not None
     cert = Path(config["cert"] or DEFAULT_CERT_DIR / SERVER_CERT_NAME)
     key = Path(config["key"] or DEFAULT_CERT_DIR / SERVER_KEY_NAME)
+    hostnames = config["hostname"]
     try:
         if not explicit and not cert.exists() and not key.exists():
-            created = create_local_ca(DEFAULT_CERT_DIR, datetime.datetime.now(datetime.UTC))
+            created = create_local_ca(DEFAULT_CERT_DIR, datetime.datetime.now(datetime.UTC), hostnames)
             ChatService.log.info("created a local CA; clients should trust {ca}", ca=created.resolve())
         elif config["cert"] is None:
             ChatService.log.info("clients should trust {ca}", ca=(DEFAULT_CERT_DIR / CA_CERT_NAME).resolve())
-        tls = ServerTLS(cert, key)
-    except (CertificateError, OSError) as e:
+            missing = missing_names(cert, hostnames)
+            if missing:
+                raise StartupError(
+                    f"the certificate {cert} is not for {', '.join(missing)}: move {DEFAULT_CERT_DIR}/ away"
+                    " to make a new local CA with every --hostname, or give --cert and --key"
+                )
+        tls = ServerTLS(cert, key, hosts=hostnames)
+    except (CertificateError, OSError, ValueError) as e:
         raise StartupError(str(e)) from e
     state = Path(config["state"])
     try:

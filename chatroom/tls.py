@@ -7,7 +7,8 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import service_identity
@@ -49,11 +50,60 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def create_local_ca(directory: Path, now: datetime.datetime) -> Path:
+# The names every generated certificate is for, so that a client on the
+# daemon's own machine always works.
+LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
+_HOST_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+# X.509 caps a common name at 64 characters; the SAN holds the long ones.
+_MAX_COMMON_NAME = 64
+
+
+def san_entry(name: str) -> x509.GeneralName:
     """
-    Create a CA and a server certificate for C{localhost}, C{127.0.0.1} and
-    C{::1} in C{directory}; return the path of the CA certificate.
+    The subject alternative name for C{name}: an IP address (v4 or v6) or
+    a DNS host name (international names in their IDNA form).
+
+    @raise ValueError: If C{name} is neither, with the reason.
     """
+    text = name.strip().rstrip(".")
+    try:
+        return x509.IPAddress(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    try:
+        ascii_name = text.encode("idna").decode("ascii").lower()
+    except UnicodeError as e:
+        raise ValueError(f"{name!r} is not a host name or an IP address ({e})") from None
+    labels = ascii_name.split(".")
+    if not ascii_name or len(ascii_name) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in labels):
+        raise ValueError(
+            f"{name!r} is not a host name or an IP address (letters, digits and '-' between dots)"
+        )
+    return x509.DNSName(ascii_name)
+
+
+def _san_value(entry: x509.GeneralName) -> str:
+    return str(entry.value)
+
+
+def create_local_ca(directory: Path, now: datetime.datetime, hostnames: Iterable[str] = ()) -> Path:
+    """
+    Create a CA and a server certificate in C{directory}; return the path
+    of the CA certificate.
+
+    The certificate is for C{hostnames} (host names and IP addresses, the
+    first of them also its common name) and always for C{localhost},
+    C{127.0.0.1} and C{::1}.
+
+    @raise ValueError: If one of C{hostnames} is not a host name or an IP
+        address; nothing is written then.
+    """
+    names: list[x509.GeneralName] = []
+    for name in (*hostnames, *LOCAL_NAMES):
+        entry = san_entry(name)
+        if entry not in names:
+            names.append(entry)
+    common_name = next(v for v in map(_san_value, names) if len(v) <= _MAX_COMMON_NAME)
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "chatroom local CA")])
@@ -83,14 +133,9 @@ def create_local_ca(directory: Path, now: datetime.datetime) -> Path:
         .sign(ca_key, hashes.SHA256())
     )
     server_key = ec.generate_private_key(ec.SECP256R1())
-    names: list[x509.GeneralName] = [
-        x509.DNSName("localhost"),
-        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-        x509.IPAddress(ipaddress.ip_address("::1")),
-    ]
     server_cert = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
         .issuer_name(ca_name)
         .public_key(server_key.public_key())
         .serial_number(x509.random_serial_number())
@@ -107,6 +152,27 @@ def create_local_ca(directory: Path, now: datetime.datetime) -> Path:
     ca_path = directory / CA_CERT_NAME
     ca_path.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     return ca_path
+
+
+def missing_names(cert_path: Path, hostnames: Iterable[str]) -> list[str]:
+    """
+    Which of C{hostnames} the certificate in C{cert_path} is not for (its
+    subject alternative names), say to tell that a certificate made before
+    a name was added must be made again.
+
+    @raise CertificateError: If the certificate cannot be read.
+    @raise ValueError: If one of C{hostnames} is not a host name or an IP address.
+    """
+    pem = _read(cert_path, "certificate")
+    try:
+        certificate = x509.load_pem_x509_certificate(pem)
+    except ValueError as e:
+        raise CertificateError(f"the certificate {cert_path} cannot be read: {e}") from e
+    try:
+        present = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return list(hostnames)
+    return [name for name in hostnames if san_entry(name) not in present]
 
 
 def _read(path: Path, what: str) -> bytes:

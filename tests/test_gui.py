@@ -14,22 +14,25 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 import tkinter as tk
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from tkinter import font, ttk
 from typing import Any
 
 import pytest
 from twisted.application.internet import backoffPolicy
 
 from chatroom.client.app import ClientApp
-from chatroom.client.gui import ChatWindow
+from chatroom.client.gui import DEFAULT_SIZE, ELLIPSIS, MIN_SIZE, UI_FAMILIES, ChatWindow
 from chatroom.client.protocol import Lock
 from chatroom.client.render import local_time
 from chatroom.client.session import ChatSession, E2ESettings
 from chatroom.e2e.keys import Identity
 from chatroom.e2e.pins import PinStore
-from chatroom.wire import ServerLine, parse_line
+from chatroom.wire import ServerLine, format_line, parse_line
 from tests.daemon import REPO, Daemon, LineClient, daemon_env, running_daemon
 from tests.pump import global_reactor, local_endpoint, pump
 from tests.xvfb import xvfb
@@ -105,14 +108,21 @@ class Gui:
         assert found, text
         return set(self.window.messages.tag_names(found))
 
-    def type_line(self, text: str) -> None:
+    def focus(self) -> None:
         """
-        Focus the input line, type C{text} with real key presses, press Return.
+        Give the input line the X focus (there is no window manager to click).
         """
         entry = self.window.entry
         self.pump(entry.winfo_viewable, "the input line to be viewable")
         entry.focus_force()
         self.pump(lambda: self.root.focus_get() is entry, "the input line to get the X focus")
+
+    def type_line(self, text: str) -> None:
+        """
+        Focus the input line, type C{text} with real key presses, press Return.
+        """
+        entry = self.window.entry
+        self.focus()
         xdotool("type", "--delay", "5", text)
         self.pump(lambda: entry.get() == text, f"{text!r} in the input line")
         xdotool("key", "Return")
@@ -163,6 +173,9 @@ def test_two_windows_and_a_line_client_chat(daemon: Daemon, guis: list[Gui]) -> 
     alice.type_line("hello from alice")
     # Pump first: the blocking line client would hold up the reactor.
     shown = bob.wait_for_text("<alice> hello from alice")
+    # Bob's window has no focus: the title counts what he has not read.
+    assert bob.root.title() == f"(1) chatroom - bob @ 127.0.0.1:{daemon.port} (connected)"
+    assert alice.root.title() == f"chatroom - alice @ 127.0.0.1:{daemon.port} (connected)"
     heard = until_kind(carol, "message")
     assert (heard.source, heard.text) == ("alice", "hello from alice")
     # The time shown is the server's timestamp in local time.
@@ -175,6 +188,27 @@ def test_two_windows_and_a_line_client_chat(daemon: Daemon, guis: list[Gui]) -> 
     alice.pump(lambda: alice.window.entry.get() == "hello from alice", "the history")
     xdotool("key", "Down")
     alice.pump(lambda: alice.window.entry.get() == "", "the draft")
+
+    # Bob comes back to his window: the count goes.
+    bob.focus()
+    bob.pump(lambda: bob.root.title().startswith("chatroom - bob @"), "the unread count to go")
+    assert bob.window.unread == 0
+
+    # Tab completes a member's name; again, the next one that fits.
+    alice.focus()
+    xdotool("type", "--delay", "5", "/whisper b")
+    alice.pump(lambda: alice.window.entry.get() == "/whisper b", "the typing")
+    xdotool("key", "Tab")
+    alice.pump(lambda: alice.window.entry.get() == "/whisper bob ", "the completion")
+    assert alice.root.focus_get() is alice.window.entry
+    xdotool("type", "--delay", "5", "tab done")
+    alice.pump(lambda: alice.window.entry.get() == "/whisper bob tab done", "the rest of the line")
+    xdotool("key", "Return")
+    bob.wait_for_text("(whisper from alice) tab done")
+    xdotool("type", "--delay", "5", "C")
+    xdotool("key", "Tab")
+    alice.pump(lambda: alice.window.entry.get() == "carol: ", "the name of the line client")
+    alice.window.entry.delete(0, tk.END)
 
     bob.type_line("/whisper alice psst")
     alice.wait_for_text("(whisper from bob) psst")
@@ -327,8 +361,8 @@ def test_dropped_connection_is_shown_and_comes_back(tmp_path: Path, guis: list[G
         gui = Gui(daemon.port, daemon.ca_path, "erin", guis, quick)
         gui.pump(lambda: gui.members() == ["@erin"], "the member list")
         port = daemon.port
-    gui.wait_for_text("** disconnected: ")
-    gui.wait_for_text("reconnecting in")
+    dropped = gui.wait_for_text("** disconnected: ")
+    assert " - reconnecting in 0 s (or press Reconnect)" in dropped
     assert gui.members() == []
     assert str(gui.window.reconnect_button.cget("state")) == "normal"
     assert gui.root.title().endswith("(disconnected)")
@@ -358,11 +392,18 @@ def test_refused_connection_offers_reconnect(guis: list[Gui], daemon: Daemon) ->
     assert gui.window.state == "connecting"
     assert gui.window.status.cget("text") == f"Connecting to 127.0.0.1:{port}..."
     gui.pump(lambda: gui.window.state == "disconnected", "the second refusal")
-    # The same failure again is said once; the status bar has the latest.
-    refusals = [line for line in gui.window.message_lines() if "connection refused" in line]
-    assert len(refusals) == 1
-    assert "refused" in gui.window.status.cget("text")
-    assert "reconnecting in" in gui.window.status.cget("text")
+    # One notice per attempt, each with why and when the next one is; the
+    # status bar has the latest.
+    refusals = [line.split(" ", 1)[1] for line in gui.window.message_lines() if "refused" in line]
+    assert len(refusals) == 2, refusals
+    first, second = refusals
+    assert first.startswith("** disconnected: connection refused: is the daemon running? - reconnecting in ")
+    assert first.endswith(" s (or press Reconnect)")
+    assert second.startswith("** reconnect attempt 1 failed: connection refused: is the daemon running?")
+    assert " - reconnecting in " in second
+    assert not any(line.split(" ", 1)[1].startswith("** reconnecting") for line in gui.window.message_lines())
+    assert "refused" in gui.window.status_text
+    assert "reconnecting in" in gui.window.status_text
 
 
 def test_window_stays_responsive_while_the_server_is_silent(
@@ -461,23 +502,32 @@ def test_window_buttons_and_bounded_message_area(display: str, monkeypatch: pyte
 def test_chatroom_client_process(daemon: Daemon, display: str, e2e: bool) -> None:
     """
     C{chatroom-client} with its defaults (or C{--no-e2e}), run from the
-    daemon's directory: type with xdotool, another client hears it, save a
-    screenshot, quit with Escape.
+    daemon's directory: type with xdotool, other clients hear it, a second
+    window on the same identity key is refused, save a screenshot, quit
+    with Escape.
     """
+    carol = joined(daemon, "carol")
     bob = joined(daemon, "bob")
     script = Path(sys.executable).with_name("chatroom-client")
     # The identity key goes under the user's config directory: a fresh one here.
     config = daemon.directory / "config"
+    argv = [str(script), "--port", str(daemon.port), "--nick", "alice", *([] if e2e else ["--no-e2e"])]
+    env = {**daemon_env(), "XDG_CONFIG_HOME": str(config)}
     client = subprocess.Popen(
-        [str(script), "--port", str(daemon.port), "--nick", "alice", *([] if e2e else ["--no-e2e"])],
-        cwd=daemon.directory,
-        env={**daemon_env(), "XDG_CONFIG_HOME": str(config)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        argv, cwd=daemon.directory, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     try:
         assert until_kind(bob, "rename", "alice").source.startswith("guest")
         window = xdotool("search", "--sync", "--onlyvisible", "--name", "^chatroom - alice").split()[0]
+        if e2e:
+            # A second window under the same key does not start, and says why.
+            second = subprocess.run(
+                argv, cwd=daemon.directory, env=env, capture_output=True, text=True, timeout=TOOL_TIMEOUT
+            )
+            assert second.returncode == 2
+            key = config / "chatroom" / "identity.pem"
+            assert f"the identity key {key} is in use by another chatroom-client window" in second.stderr
+            assert "--identity FILE --pins FILE" in second.stderr
         xdotool("windowfocus", "--sync", window)
         xdotool("type", "--delay", "10", "hello from the window")
         xdotool("key", "Return")
@@ -489,18 +539,25 @@ def test_chatroom_client_process(daemon: Daemon, display: str, e2e: bool) -> Non
         else:
             assert not config.exists()
         bob.send("/me waves back")
-        bob.send("/whisper alice the shot is ready")
+        carol.send("hi alice, typing from openssl s_client")
+        bob.send("/whisper alice lunch at noon?")
         until_kind(bob, "whisper")
+        xdotool("type", "--delay", "10", "/bogus")
+        xdotool("key", "Return")
+        # The last line typed renames alice: the title says when the window has it.
+        xdotool("type", "--delay", "10", "/nick alicia")
+        xdotool("key", "Return")
+        until_kind(bob, "rename", "alicia")
         ARTIFACTS.mkdir(exist_ok=True)
         shot = ARTIFACTS / ("chatroom-client.png" if e2e else "chatroom-client-no-e2e.png")
         state = r"\(connected, E2E unlocked\)" if e2e else r"\(connected\)"
-        xdotool("search", "--sync", "--onlyvisible", "--name", rf"^chatroom - alice .*{state}$")
+        xdotool("search", "--sync", "--onlyvisible", "--name", rf"^chatroom - alicia .*{state}$")
         subprocess.run(["import", "-window", window, str(shot)], check=True, timeout=TOOL_TIMEOUT)
         assert shot.stat().st_size > 0
         # The room is told, the process ends on its own.
         xdotool("key", "Escape")
         left = until_kind(bob, "leave")
-        assert (left.source, left.text) == ("alice", "alice left (quit)")
+        assert (left.source, left.text) == ("alicia", "alicia left (quit)")
         assert client.wait(timeout=TOOL_TIMEOUT) == 0
     finally:
         if client.poll() is None:
@@ -509,3 +566,165 @@ def test_chatroom_client_process(daemon: Daemon, display: str, e2e: bool) -> Non
         assert client.stdout is not None
         output = client.stdout.read().decode(errors="replace")
     assert "Traceback" not in output, output
+
+
+@pytest.fixture
+def window(display: str) -> Iterator[ChatWindow]:
+    """
+    A window on its own, with a recording controller, laid out at its default size.
+    """
+    root = tk.Tk(className="chatroom")
+    window = ChatWindow(root, RecordingController(online=True), "localhost:6697")
+    root.update()
+    try:
+        yield window
+    finally:
+        root.destroy()
+
+
+def inside_the_window(widget: tk.Misc) -> bool:
+    root = widget.winfo_toplevel()
+    left, right = widget.winfo_rootx(), widget.winfo_rootx() + widget.winfo_width()
+    return (
+        widget.winfo_viewable()
+        and root.winfo_rootx() <= left
+        and right <= root.winfo_rootx() + root.winfo_width()
+    )
+
+
+def resize(window: ChatWindow, width: int, height: int) -> None:
+    root = window.root
+    root.geometry(f"{width}x{height}")
+    deadline = time.monotonic() + TOOL_TIMEOUT
+    while (root.winfo_width(), root.winfo_height()) != (width, height):
+        assert time.monotonic() < deadline, "the window was not resized"
+        root.update()
+    root.update()
+
+
+def screenshot(window: ChatWindow, name: str) -> Path:
+    """
+    Save the window as it is now to C{artifacts/NAME}.
+    """
+    window.root.update()
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / name
+    subprocess.run(["import", "-window", window.root.wm_frame(), str(shot)], check=True, timeout=TOOL_TIMEOUT)
+    assert shot.stat().st_size > 0
+    return shot
+
+
+def test_the_window_is_themed(window: ChatWindow) -> None:
+    assert ttk.Style(window.root).theme_use() == "clam"
+    family = font.nametofont("TkDefaultFont", root=window.root).actual("family")
+    assert family in UI_FAMILIES, family
+    assert (window.root.winfo_width(), window.root.winfo_height()) == DEFAULT_SIZE
+    assert str(window.send_button.cget("style")) == "Accent.TButton"
+    # The lock changing does not move the layout around.
+    places = set()
+    for lock in Lock:
+        window.lock_changed(lock)
+        window.root.update()
+        label = window.lock_label
+        places.add((label.winfo_x(), label.winfo_width(), window.reconnect_button.winfo_x()))
+    assert len(places) == 1, places
+
+
+@pytest.mark.parametrize("width", [DEFAULT_SIZE[0], MIN_SIZE[0]])
+def test_a_long_disconnect_reason_is_cut_short_and_reconnect_stays_in_view(
+    window: ChatWindow, width: int
+) -> None:
+    resize(window, width, DEFAULT_SIZE[1])
+    window.lock_changed(Lock.LOCKED)
+    reason = "the server's certificate could not be verified: is --ca the CA file the daemon created? " * 3
+    window.disconnected(reason.strip())
+    window.retrying(42.0)
+    window.root.update()
+    assert window.status_text == f"Disconnected: {reason.strip()} - reconnecting in 42 s"
+    shown = str(window.status.cget("text"))
+    assert shown.endswith(ELLIPSIS) and window.status_text.startswith(shown[:-1])
+    measure = font.nametofont("TkDefaultFont", root=window.root).measure
+    assert measure(shown) <= window.status.winfo_width()
+    # The lock and the button are whole and inside the window.
+    assert inside_the_window(window.reconnect_button) and inside_the_window(window.lock_label)
+    assert window.lock_label.winfo_width() >= window.lock_label.winfo_reqwidth()
+    assert window.reconnect_button.winfo_width() >= window.reconnect_button.winfo_reqwidth()
+    assert str(window.lock_label.cget("text")) == "Locked: end-to-end encrypted"
+    screenshot(window, f"chatroom-client-long-reason-{width}.png")
+    # All of the reason is in the message area.
+    assert window.message_lines()[-1].endswith(
+        f"** disconnected: {reason.strip()} - reconnecting in 42 s (or press Reconnect)"
+    )
+    # At the default size a short status is shown whole.
+    window.connecting("localhost:6697")
+    resize(window, *DEFAULT_SIZE)
+    assert window.status.cget("text") == "Connecting to localhost:6697..."
+
+
+def at_bottom(window: ChatWindow) -> bool:
+    window.root.update()
+    return window.messages.yview()[1] >= 1.0
+
+
+def test_the_view_stays_at_the_newest_line_and_marks_new_ones_when_scrolled_up(window: ChatWindow) -> None:
+    for n in range(200):
+        window.notice(f"line {n}")
+    assert at_bottom(window)
+    for width, height in [(700, 360), (1000, 700), (MIN_SIZE[0], MIN_SIZE[1])]:
+        resize(window, width, height)
+        assert at_bottom(window), (width, height)
+    resize(window, *DEFAULT_SIZE)
+    assert at_bottom(window) and not window.new_marker.winfo_ismapped()
+
+    # The user scrolls up (the wheel, over the message area): new lines do not pull the view down.
+    window.root.update()
+    messages = window.messages
+    for _ in range(5):
+        messages.event_generate("<Button-4>", x=50, y=50)
+        messages.event_generate("<ButtonRelease-4>", x=50, y=50)
+    window.root.update()
+    # The first line in view (fractions change as lines come).
+    top = messages.index("@0,0")
+    assert messages.yview()[1] < 1.0
+    window.notice("news")
+    window.notice("more news")
+    window.root.update()
+    assert messages.index("@0,0") == top
+    assert window.new_marker.winfo_ismapped()
+    assert window.new_marker.cget("text") == "\N{DOWNWARDS ARROW} 2 new messages"
+    screenshot(window, "chatroom-client-new-messages.png")
+    # A resize keeps the reader where they were.
+    resize(window, 900, 600)
+    assert messages.index("@0,0") == top
+    assert messages.yview()[1] < 1.0 and window.new_marker.winfo_ismapped()
+
+    # The marker takes the reader down, and goes.
+    window.new_marker.invoke()
+    assert at_bottom(window)
+    assert not window.new_marker.winfo_ismapped() and window.unseen == 0
+    window.notice("latest")
+    assert at_bottom(window) and window.message_lines()[-1].endswith("** latest")
+
+    # Scrolling down to the end by hand does the same.
+    messages.yview_moveto(0.0)
+    window.root.update()
+    window.notice("one more")
+    window.root.update()
+    assert window.new_marker.winfo_ismapped()
+    messages.yview_moveto(1.0)
+    window.root.update()
+    assert not window.new_marker.winfo_ismapped()
+
+
+def server_line(moment: datetime, kind: str, source: str, text: str) -> ServerLine:
+    return parse_line(format_line(moment.timestamp(), kind, source, text))
+
+
+def test_a_line_not_from_today_shows_its_date(window: ChatWindow) -> None:
+    now = datetime.now(UTC)
+    window.line_received(server_line(now - timedelta(days=3), "message", "bob", "old news"))
+    window.line_received(server_line(now, "message", "bob", "fresh news"))
+    old, fresh = window.message_lines()
+    assert old == f"{(now - timedelta(days=3)).astimezone():%Y-%m-%d %H:%M:%S} <bob> old news"
+    assert fresh == f"{local_time(now)} <bob> fresh news"
+    assert "dated" in window.messages.tag_names("1.25") and "dated" not in window.messages.tag_names("2.15")

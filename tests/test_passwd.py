@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from chatroom.passwd import PasswordHash, hash_password, password_problem, read_hash_file
+from chatroom.passwd import (
+    MIN_PASSWORD_LENGTH,
+    PasswordHash,
+    hash_password,
+    password_problem,
+    read_hash_file,
+)
 from tests.daemon import daemon_env
 
 CHEAP = {"n": 2**4, "r": 1, "p": 1}
@@ -73,13 +79,24 @@ def test_reading_the_hash_file(tmp_path: Path) -> None:
 def test_password_problems() -> None:
     assert password_problem("fine pass phrase") is None
     assert password_problem("") == "the password is empty"
-    assert "space" in str(password_problem(" leading"))
-    assert "control" in str(password_problem("tab\there"))
+    assert "space" in str(password_problem(" leading and long"))
+    assert "control" in str(password_problem("tab\there and long"))
 
 
-def run_tool(stdin: str) -> subprocess.CompletedProcess[str]:
+def test_a_password_has_a_minimum_length() -> None:
+    assert MIN_PASSWORD_LENGTH == 12
+    assert password_problem("x" * MIN_PASSWORD_LENGTH) is None
+    assert password_problem("x" * (MIN_PASSWORD_LENGTH - 1)) == (
+        "the password is too short: 11 characters, at least 12 are needed (a few words make a good one)"
+    )
+    assert "too short: 1 characters" in str(password_problem("x"))
+    # Counted as the daemon sees it: an accent typed as two code points is one character.
+    assert "too short: 11" in str(password_problem("cafe\u0301 au lai"))
+
+
+def run_tool(stdin: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "chatroom.passwd"],
+        [sys.executable, "-m", "chatroom.passwd", *args],
         input=stdin,
         capture_output=True,
         text=True,
@@ -97,7 +114,32 @@ def test_the_tool_prints_a_hash_of_standard_input() -> None:
 
 
 def test_the_tool_refuses_a_password_that_cannot_be_typed() -> None:
-    done = run_tool(" padded \n")
+    done = run_tool(" padded pass phrase \n")
     assert done.returncode == 1
     assert done.stdout == ""
     assert "space" in done.stderr
+
+
+def test_the_tool_refuses_a_short_password() -> None:
+    done = run_tool("hunter2\n")
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert "too short: 7 characters, at least 12" in done.stderr
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_the_tool_prints_help_instead_of_asking(flag: str) -> None:
+    # Standard input is not read: the help comes even with a password waiting there.
+    done = run_tool("a long enough password\n", flag)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: python -m chatroom.passwd")
+    assert "--admin-password-file" in done.stdout
+    assert "at least 12 characters" in done.stdout
+    assert "scrypt$" not in done.stdout
+
+
+def test_the_tool_refuses_unknown_arguments() -> None:
+    done = run_tool("a long enough password\n", "admin.hash")
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert "unrecognized arguments: admin.hash" in done.stderr

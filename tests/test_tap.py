@@ -4,6 +4,7 @@ The twistd options and the service they make.
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from twisted.python import usage
 
 from chatroom.stores.files import run_inline
 from chatroom.tap import ChatService, Options, StartupError, build_service
+from chatroom.tls import CertificateError, create_local_ca, missing_names
 from chatroom.transports.line.protocol import LineFactory
 
 
@@ -149,3 +151,26 @@ def test_start_up_removes_unfinished_saves_only(tmp_path: Path, monkeypatch: pyt
     (state / "notes.txt").write_text("mine")
     parse()
     assert not leftover.exists() and (state / "notes.txt").read_text() == "mine"
+
+
+def test_hostnames_go_into_the_local_certificate_and_bind_the_reload(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    service = parse("--hostname", "chat.example.org", "--hostname", "192.0.2.7")
+    cert = tmp_path / "certs" / "server.pem"
+    assert missing_names(cert, ["chat.example.org", "192.0.2.7"]) == []
+    # The existing certificate lacks a name given later: a clear error, nothing made.
+    with pytest.raises(StartupError, match=r"is not for other\.example\.org: move certs/ away"):
+        parse("--hostname", "other.example.org")
+    # A reload must cover the names too.
+    create_local_ca(tmp_path / "plain", datetime.datetime.now(datetime.UTC))
+    for name in ("server.pem", "server-key.pem"):
+        (tmp_path / "certs" / name).write_bytes((tmp_path / "plain" / name).read_bytes())
+    with pytest.raises(CertificateError, match=r"is not for chat\.example\.org"):
+        service.tls.reload()
+
+
+def test_a_bad_hostname_is_refused() -> None:
+    with pytest.raises(usage.UsageError, match="--hostname"):
+        options("--hostname", "not a name")

@@ -5,9 +5,12 @@ TLS in memory: the server's context and a verifying client, through iosim.
 from __future__ import annotations
 
 import datetime
+import ipaddress
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
 from twisted.internet.address import IPv4Address
 from twisted.internet.protocol import Factory
@@ -17,7 +20,14 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.test.iosim import FakeTransport, IOPump, connect
 
-from chatroom.tls import CertificateError, ServerTLS, create_local_ca, load_server_options
+from chatroom.tls import (
+    CertificateError,
+    ServerTLS,
+    create_local_ca,
+    load_server_options,
+    missing_names,
+    san_entry,
+)
 from chatroom.wire import parse_line
 from tests.helpers import make_room
 
@@ -219,3 +229,52 @@ def test_the_certificate_must_cover_the_configured_hosts(certs: Path, tmp_path: 
     with pytest.raises(CertificateError, match=r"it is not for localhost \(it is for no host name\)"):
         tls.reload()
     assert tls.getContext() is before
+
+
+def test_extra_host_names_and_addresses_go_into_the_certificate(tmp_path: Path) -> None:
+    extra = ["chat.example.org", "192.0.2.7", "2001:DB8::1", "Bücher.example", "localhost"]
+    create_local_ca(tmp_path, NOW, extra)
+    cert = x509.load_pem_x509_certificate((tmp_path / "server.pem").read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["chat.example.org", "xn--bcher-kva.example", "localhost"]
+    assert san.get_values_for_type(x509.IPAddress) == [
+        ipaddress.ip_address(a) for a in ("192.0.2.7", "2001:db8::1", "127.0.0.1", "::1")
+    ]
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "chat.example.org"
+    assert missing_names(tmp_path / "server.pem", extra) == []
+    assert missing_names(tmp_path / "server.pem", ["other.example.org", "192.0.2.7"]) == ["other.example.org"]
+    # A client that asks for one of the names verifies the server.
+    for hostname in ("chat.example.org", "192.0.2.7"):
+        client, pump, _ = tls_pair(tmp_path, hostname)
+        pump.flush()
+        assert [parse_line(line).kind for line in client.lines] == ["welcome", "join", "list"]
+    client, pump, _ = tls_pair(tmp_path, "other.example.org")
+    pump.flush()
+    assert client.lines == [] and client.lost is not None
+
+
+def test_the_default_certificate_is_for_this_machine_only(certs: Path) -> None:
+    cert = x509.load_pem_x509_certificate((certs / "server.pem").read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(v.value) for v in san] == ["localhost", "127.0.0.1", "::1"]
+    assert missing_names(certs / "server.pem", ["chat.example.org"]) == ["chat.example.org"]
+
+
+@pytest.mark.parametrize(
+    "name", ["", "exa mple.org", "*.example.org", "-bad.example", "a" * 64 + ".org", "x_y.org"]
+)
+def test_a_bad_host_name_is_refused_before_anything_is_written(name: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not a host name or an IP address"):
+        create_local_ca(tmp_path / "certs", NOW, [name])
+    assert not (tmp_path / "certs").exists()
+
+
+def test_a_long_host_name_is_in_the_san_but_not_the_common_name(tmp_path: Path) -> None:
+    long_name = ".".join(["a" * 60] * 3)
+    assert isinstance(san_entry(long_name), x509.DNSName)
+    create_local_ca(tmp_path, NOW, [long_name])
+    cert = x509.load_pem_x509_certificate((tmp_path / "server.pem").read_bytes())
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "localhost"
+    assert long_name in cert.extensions.get_extension_for_class(
+        x509.SubjectAlternativeName
+    ).value.get_values_for_type(x509.DNSName)

@@ -27,6 +27,7 @@ from twisted.logger import (
 )
 
 from chatroom.client.gui import ChatWindow
+from chatroom.client.locks import FileLock, lock_e2e_files
 from chatroom.client.session import ChatSession, E2ESettings
 from chatroom.e2e.keys import E2EError, Identity
 from chatroom.e2e.pins import PinStore
@@ -113,6 +114,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def e2e_paths(args: argparse.Namespace) -> tuple[Path, Path]:
+    """
+    The identity key and the pin file the command line asks for: by
+    default C{identity.pem} and C{pins.json} in the user's config directory.
+    """
+    directory = config_directory()
+    return args.identity or directory / "identity.pem", args.pins or directory / "pins.json"
+
+
 def load_e2e(args: argparse.Namespace, ask: Callable[[str], str] = getpass.getpass) -> E2ESettings | None:
     """
     The E2E settings the command line asks for: the identity key (made on
@@ -123,9 +133,7 @@ def load_e2e(args: argparse.Namespace, ask: Callable[[str], str] = getpass.getpa
     """
     if not args.e2e:
         return None
-    directory = config_directory()
-    identity_path = args.identity or directory / "identity.pem"
-    pins_path = args.pins or directory / "pins.json"
+    identity_path, pins_path = e2e_paths(args)
     passphrase = None
     if args.ask_passphrase:
         passphrase = ask(f"passphrase for {identity_path}: ").encode("utf-8")
@@ -220,14 +228,29 @@ def run(reactor: Any, argv: Sequence[str] | None = None) -> int:
     """
     Parse the command line, open the window, and run the reactor until quit.
     """
-    from twisted.internet import tksupport
-
     args = parse_args(argv)
+    # Held until the client ends: one window per identity key.
+    locks: list[FileLock] = []
     try:
+        if args.e2e:
+            locks = lock_e2e_files(*e2e_paths(args))
         e2e = load_e2e(args)
     except (E2EError, EOFError) as e:
         print(f"chatroom-client: {e or 'no passphrase given'} (or run with --no-e2e)", file=sys.stderr)
         return 2
+    try:
+        return _run_window(reactor, args, e2e)
+    finally:
+        for lock in locks:
+            lock.release()
+
+
+def _run_window(reactor: Any, args: argparse.Namespace, e2e: E2ESettings | None) -> int:
+    """
+    Open the window and run the reactor until the user quits.
+    """
+    from twisted.internet import tksupport
+
     predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.warn)
     globalLogBeginner.beginLoggingTo(
         [FilteringLogObserver(textFileLogObserver(sys.stderr), [predicate])], redirectStandardIO=False

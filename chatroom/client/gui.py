@@ -4,6 +4,9 @@ The Tk window: a L{ChatView} that shows the room and takes the user's lines.
 The window never runs Tk's own main loop and never touches the network:
 the reactor drives Tk (C{tksupport}), and the window hands what the user
 types to a L{Controller} (the session, in the application).
+
+It is built from ttk widgets on the C{clam} theme, restyled flat and light,
+in the first of L{UI_FAMILIES} that is installed.
 """
 
 from __future__ import annotations
@@ -15,26 +18,50 @@ from functools import wraps
 from tkinter import font, ttk
 from typing import Concatenate, ParamSpec, Protocol
 
+from chatroom.client.complete import NameCompleter
 from chatroom.client.history import History
 from chatroom.client.protocol import Lock
-from chatroom.client.render import Rendered, Style, client_notice, local_time, render, render_secure
+from chatroom.client.render import Rendered, Style, client_notice, display_time, render, render_secure
 from chatroom.client.roster import Roster
 from chatroom.e2e.client import KeyChanged, Secure
-from chatroom.wire import ServerLine
+from chatroom.wire import Kind, ServerLine
 
 # The message area keeps the newest lines only, so a long session does not
 # grow the window's memory (or slow Tk down) without bound.
 MAX_LINES = 5000
+DEFAULT_SIZE = (820, 520)
+MIN_SIZE = (560, 320)
+# The first of these that is installed is the window's font.
+UI_FAMILIES = ("Inter", "Cantarell", "Noto Sans", "Ubuntu", "Segoe UI", "Helvetica Neue", "DejaVu Sans")
+FONT_SIZE = 10
+ELLIPSIS = "\N{HORIZONTAL ELLIPSIS}"
+
+_BACKGROUND = "#eef1f5"
+_SURFACE = "#ffffff"
+_BORDER = "#d3d9e1"
+_TEXT = "#1f2328"
+_MUTED = "#6b7280"
+_ACCENT = "#1a5fd0"
+_ACCENT_ACTIVE = "#154cad"
+_SELECTION = "#d4e3fb"
+_OWN = "#1a4d8f"
+_LOCK_GAP = 8
 
 _STYLES: dict[Style, dict[str, str]] = {
     Style.MESSAGE: {},
-    Style.OWN: {"foreground": "#1a4d8f"},
+    Style.OWN: {"foreground": _OWN},
     Style.WHISPER: {"foreground": "#7b2d8e", "font": "chatroom-italic"},
     Style.ACTION: {"foreground": "#2e7d32", "font": "chatroom-italic"},
-    Style.SERVER: {"foreground": "#666666"},
+    Style.SERVER: {"foreground": "#687080"},
     Style.ERROR: {"foreground": "#c62828", "font": "chatroom-bold"},
-    Style.CLIENT: {"foreground": "#b35c00", "font": "chatroom-italic"},
-    Style.ALARM: {"foreground": "#ffffff", "background": "#c62828", "font": "chatroom-bold"},
+    Style.CLIENT: {"foreground": "#a35200", "font": "chatroom-italic"},
+    # The red band starts under the text, as wrapped lines do: the margin stays white.
+    Style.ALARM: {
+        "foreground": "#ffffff",
+        "background": "#c62828",
+        "font": "chatroom-bold",
+        "lmargincolor": _SURFACE,
+    },
 }
 
 # The lock in the status bar: its text and colour for each state.
@@ -43,6 +70,10 @@ _LOCKS: dict[Lock, tuple[str, str]] = {
     Lock.UNLOCKED: ("Unlocked: not encrypted", "#c62828"),
     Lock.LOCKED: ("Locked: end-to-end encrypted", "#2e7d32"),
 }
+
+# Lines that count as unread while the window has no focus: chat, not the
+# room's comings and goings.
+_CHAT_KINDS = (Kind.MESSAGE, Kind.WHISPER, Kind.ACTION)
 
 
 _P = ParamSpec("_P")
@@ -59,6 +90,138 @@ def _while_open(
             method(window, *args, **kwargs)
 
     return guarded
+
+
+def elide(text: str, measure: Callable[[str], int], width: int) -> str:
+    """
+    C{text} cut short with an ellipsis so that it is at most C{width}
+    wide, as C{measure} (a font's) counts width; C{text} itself if it fits.
+    """
+    if measure(text) <= width:
+        return text
+    low, high = 0, len(text)
+    # The longest prefix that fits with the ellipsis after it.
+    while low < high:
+        middle = (low + high + 1) // 2
+        if measure(text[:middle].rstrip() + ELLIPSIS) <= width:
+            low = middle
+        else:
+            high = middle - 1
+    return text[:low].rstrip() + ELLIPSIS
+
+
+def _tint(colour: str, amount: float) -> str:
+    """
+    C{colour} (C{#rrggbb}) mixed with white: C{amount} 0 is the colour, 1 white.
+    """
+    channels = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    return "#" + "".join(f"{round(c + (255 - c) * amount):02x}" for c in channels)
+
+
+def _ui_family(root: tk.Misc) -> str:
+    installed = {family.casefold(): family for family in font.families(root)}
+    for family in UI_FAMILIES:
+        if family.casefold() in installed:
+            return installed[family.casefold()]
+    return str(font.nametofont("TkDefaultFont", root=root).actual("family"))
+
+
+def _apply_theme(root: tk.Misc) -> list[font.Font]:
+    """
+    The window's fonts and ttk styles; returns the fonts it made (Tk
+    deletes a named font when its object goes, so keep them).
+    """
+    family = _ui_family(root)
+    for name in ("TkDefaultFont", "TkTextFont", "TkMenuFont", "TkHeadingFont", "TkCaptionFont"):
+        font.nametofont(name, root=root).configure(family=family, size=FONT_SIZE)
+    font.nametofont("TkHeadingFont", root=root).configure(weight="bold")
+    made = [
+        font.Font(root, name="chatroom-text", family=family, size=FONT_SIZE + 1),
+        font.Font(root, name="chatroom-italic", family=family, size=FONT_SIZE + 1, slant="italic"),
+        font.Font(root, name="chatroom-bold", family=family, size=FONT_SIZE + 1, weight="bold"),
+        font.Font(root, name="chatroom-time", family=family, size=FONT_SIZE - 1),
+        font.Font(root, name="chatroom-badge", family=family, size=FONT_SIZE - 1, weight="bold"),
+    ]
+    style = ttk.Style(root)
+    style.theme_use("clam")
+    style.configure(
+        ".",
+        background=_BACKGROUND,
+        foreground=_TEXT,
+        bordercolor=_BORDER,
+        lightcolor=_BACKGROUND,
+        darkcolor=_BACKGROUND,
+        troughcolor=_BACKGROUND,
+        focuscolor=_ACCENT,
+        selectbackground=_SELECTION,
+        selectforeground=_TEXT,
+        font="TkDefaultFont",
+    )
+    style.configure(
+        "TButton", padding=(14, 5), width=-6, background=_SURFACE, lightcolor=_SURFACE, darkcolor=_SURFACE
+    )
+    style.map(
+        "TButton",
+        background=[("disabled", _BACKGROUND), ("pressed", "#dfe4ea"), ("active", "#f2f4f7")],
+        lightcolor=[("disabled", _BACKGROUND), ("active", "#f2f4f7")],
+        darkcolor=[("disabled", _BACKGROUND), ("active", "#f2f4f7")],
+        foreground=[("disabled", "#a0a7b1")],
+        bordercolor=[("focus", _ACCENT)],
+    )
+    style.configure(
+        "Accent.TButton",
+        background=_ACCENT,
+        foreground="#ffffff",
+        bordercolor=_ACCENT,
+        lightcolor=_ACCENT,
+        darkcolor=_ACCENT,
+    )
+    style.map(
+        "Accent.TButton",
+        background=[("pressed", _ACCENT_ACTIVE), ("active", _ACCENT_ACTIVE)],
+        lightcolor=[("active", _ACCENT_ACTIVE)],
+        darkcolor=[("active", _ACCENT_ACTIVE)],
+        bordercolor=[("focus", _ACCENT_ACTIVE)],
+    )
+    style.configure(
+        "Marker.TButton",
+        font="chatroom-badge",
+        padding=(12, 3),
+        background=_ACCENT,
+        foreground="#ffffff",
+        bordercolor=_ACCENT,
+        lightcolor=_ACCENT,
+        darkcolor=_ACCENT,
+    )
+    style.map(
+        "Marker.TButton",
+        background=[("active", _ACCENT_ACTIVE)],
+        lightcolor=[("active", _ACCENT_ACTIVE)],
+        darkcolor=[("active", _ACCENT_ACTIVE)],
+    )
+    style.configure(
+        "TEntry", padding=(8, 5), fieldbackground=_SURFACE, lightcolor=_SURFACE, insertcolor=_TEXT
+    )
+    style.map("TEntry", bordercolor=[("focus", _ACCENT)], lightcolor=[("focus", _SELECTION)])
+    style.configure("Card.TFrame", background=_SURFACE, bordercolor=_BORDER, relief="solid", borderwidth=1)
+    style.configure("Heading.TLabel", background=_SURFACE, font="TkHeadingFont", padding=(10, 8, 10, 4))
+    style.configure("Status.TLabel", foreground=_MUTED)
+    style.configure("Lock.TLabel", font="chatroom-badge", padding=(10, 3), anchor=tk.CENTER)
+    style.configure(
+        "Vertical.TScrollbar",
+        background="#c5ccd5",
+        troughcolor=_SURFACE,
+        bordercolor=_SURFACE,
+        lightcolor="#c5ccd5",
+        darkcolor="#c5ccd5",
+        arrowcolor=_MUTED,
+        gripcount=0,
+        arrowsize=12,
+    )
+    style.configure("TPanedwindow", background=_BACKGROUND)
+    style.configure("Sash", sashthickness=8, gripcount=0, background=_BACKGROUND, lightcolor=_BACKGROUND)
+    root.configure(background=_BACKGROUND)  # type: ignore[call-arg]
+    return made
 
 
 class Controller(Protocol):
@@ -86,8 +249,15 @@ class ChatWindow:
     """
     The chat window: messages, members, input line, buttons and status bar.
 
-    Return sends, Escape or closing the window quits, Up and Down walk the
-    input history.
+    Return sends, Tab completes a member's name, Escape or closing the
+    window quits, Up and Down walk the input history.
+
+    @ivar status_text: The status bar's text in full (the bar shows it cut
+        short with an ellipsis when it does not fit).
+    @ivar unread: Chat lines that came while the window had no focus; the
+        title shows the count.
+    @ivar unseen: Lines added below the view while the user reads further
+        up; the "new messages" marker shows the count.
     """
 
     def __init__(self, root: tk.Tk, controller: Controller, server: str) -> None:
@@ -104,80 +274,139 @@ class ChatWindow:
         self.lock = Lock.OFF
         self.roster = Roster()
         self.history = History()
-        self._roster_pending = False
-        self._last_reason: str | None = None
-        self._retry_announced = False
+        self.completer = NameCompleter()
+        self.status_text = ""
+        self.unread = 0
+        self.unseen = 0
         self.destroyed = False
+        self._roster_pending = False
+        # Failed attempts since the last connection, for the notices.
+        self._failures = 0
+        # The last line shown is a disconnect notice, which retrying() completes.
+        self._retry_note_open = False
+        # Whether the view follows new lines (the user is at the bottom),
+        # and the message area's size when that was last decided.
+        self._follow = True
+        self._view_size = (0, 0)
+        self._fonts = _apply_theme(root)
         self._build()
         root.protocol("WM_DELETE_WINDOW", controller.quit)
         # However the window goes, the client must not run on without it.
         root.bind("<Destroy>", self._destroyed)
         root.bind("<Escape>", lambda event: controller.quit())
+        root.bind("<FocusIn>", self._focus_in)
         self._update_title()
 
     def _build(self) -> None:
         root = self.root
-        root.minsize(560, 320)
-        root.geometry("820x520")
-        base = font.nametofont("TkTextFont", root=root).actual()
-        # Kept referenced: Tk deletes a named font when its object goes.
-        self._fonts = [
-            font.Font(root, name="chatroom-italic", family=base["family"], size=base["size"], slant="italic"),
-            font.Font(root, name="chatroom-bold", family=base["family"], size=base["size"], weight="bold"),
-        ]
+        root.minsize(*MIN_SIZE)
+        root.geometry("{}x{}".format(*DEFAULT_SIZE))
+        text_font = font.nametofont("chatroom-text", root=root)
 
         panes = ttk.PanedWindow(root, orient=tk.HORIZONTAL)
-        messages_frame = ttk.Frame(panes)
+        messages_frame = ttk.Frame(panes, style="Card.TFrame", padding=1)
         self.messages = tk.Text(
-            messages_frame, wrap=tk.WORD, state=tk.DISABLED, width=60, height=20, takefocus=False
+            messages_frame,
+            wrap=tk.WORD,
+            state=tk.DISABLED,
+            width=60,
+            height=20,
+            takefocus=False,
+            font=text_font,
+            background=_SURFACE,
+            foreground=_TEXT,
+            selectbackground=_SELECTION,
+            selectforeground=_TEXT,
+            inactiveselectbackground=_SELECTION,
+            relief=tk.FLAT,
+            borderwidth=0,
+            highlightthickness=0,
+            padx=10,
+            pady=8,
+            spacing1=2,
+            spacing3=2,
+            cursor="arrow",
         )
         scroll = ttk.Scrollbar(messages_frame, command=self.messages.yview)
-        self.messages.configure(yscrollcommand=scroll.set)
+        self._scrollbar = scroll
+        self.messages.configure(yscrollcommand=self._scrolled)
         self.messages.pack(side=tk.LEFT, fill=tk.BOTH, expand=True)
         scroll.pack(side=tk.RIGHT, fill=tk.Y)
-        self.messages.tag_configure("time", foreground="#999999")
+        self.messages.bind("<Configure>", self._resized)
+        self.messages.tag_configure("time", foreground="#98a0ab", font="chatroom-time")
         # Wrapped lines start under the text, not under the time.
-        indent = font.nametofont("TkFixedFont", root=root).measure("00:00:00 ")
+        time_font = font.nametofont("chatroom-time", root=root)
+        indent = time_font.measure("00:00:00") + text_font.measure(" ")
         for style, options in _STYLES.items():
             self.messages.tag_configure(style.value, dict(options), lmargin2=indent)
+        # Made last, so it wins over the styles: a line with a date before
+        # its time wraps further in.
+        dated_indent = time_font.measure("0000-00-00 00:00:00") + text_font.measure(" ")
+        self.messages.tag_configure("dated", lmargin2=dated_indent)
+        self.new_marker = ttk.Button(messages_frame, style="Marker.TButton", command=self.scroll_to_end)
 
-        members_frame = ttk.Frame(panes)
-        self.members_label = ttk.Label(members_frame, text="Members")
-        self.members = tk.Listbox(members_frame, width=20, activestyle=tk.NONE, takefocus=False)
-        self.members_label.pack(side=tk.TOP, anchor=tk.W)
-        self.members.pack(side=tk.TOP, fill=tk.BOTH, expand=True)
+        members_frame = ttk.Frame(panes, style="Card.TFrame", padding=1)
+        self.members_label = ttk.Label(members_frame, text="Members", style="Heading.TLabel")
+        self.members = tk.Listbox(
+            members_frame,
+            width=20,
+            activestyle=tk.NONE,
+            takefocus=False,
+            font="TkDefaultFont",
+            background=_SURFACE,
+            foreground=_TEXT,
+            selectbackground=_SELECTION,
+            selectforeground=_TEXT,
+            relief=tk.FLAT,
+            borderwidth=0,
+            highlightthickness=0,
+        )
+        self.members_label.pack(side=tk.TOP, fill=tk.X)
+        self.members.pack(side=tk.TOP, fill=tk.BOTH, expand=True, padx=(10, 4), pady=(0, 6))
         panes.add(messages_frame, weight=4)
         panes.add(members_frame, weight=1)
 
         input_frame = ttk.Frame(root)
-        self.entry = ttk.Entry(input_frame)
-        self.send_button = ttk.Button(input_frame, text="Send", command=self.send)
+        self.entry = ttk.Entry(input_frame, width=10, font="chatroom-text")
+        self.send_button = ttk.Button(input_frame, text="Send", command=self.send, style="Accent.TButton")
         self.clear_button = ttk.Button(input_frame, text="Clear", command=self.clear)
         self.quit_button = ttk.Button(input_frame, text="Quit", command=self.controller.quit)
-        self.entry.pack(side=tk.LEFT, fill=tk.X, expand=True, padx=(0, 4))
-        for button in (self.send_button, self.clear_button, self.quit_button):
-            button.pack(side=tk.LEFT)
+        input_frame.columnconfigure(0, weight=1)
+        self.entry.grid(row=0, column=0, sticky=tk.EW, padx=(0, 6))
+        for column, button in enumerate((self.send_button, self.clear_button, self.quit_button), start=1):
+            button.grid(row=0, column=column, padx=(0 if column == 1 else 4, 0))
         self.entry.bind("<Return>", lambda event: self.send())
         self.entry.bind("<KP_Enter>", lambda event: self.send())
         self.entry.bind("<Up>", lambda event: self._recall(self.history.back(self.entry.get())))
         self.entry.bind("<Down>", lambda event: self._recall(self.history.forward()))
+        self.entry.bind("<Tab>", lambda event: self.complete_name())
 
+        # A grid, so that the status text gives way: the lock and Reconnect
+        # keep their room at any width, the text is cut short instead.
         status_frame = ttk.Frame(root)
-        self.status = ttk.Label(status_frame, text="", anchor=tk.W)
-        # A fixed width: the lock changing does not move the layout around.
-        width = max(len(text) for text, _ in _LOCKS.values())
-        self.lock_label = ttk.Label(status_frame, anchor=tk.E, width=width)
+        self.status = ttk.Label(status_frame, text="", anchor=tk.W, style="Status.TLabel", width=1)
+        self.lock_label = ttk.Label(status_frame, style="Lock.TLabel")
         self.reconnect_button = ttk.Button(
             status_frame, text="Reconnect", command=self.controller.reconnect, state=tk.DISABLED
         )
-        self.status.pack(side=tk.LEFT, fill=tk.X, expand=True)
-        self.reconnect_button.pack(side=tk.RIGHT)
-        self.lock_label.pack(side=tk.RIGHT, padx=(6, 6))
+        status_frame.columnconfigure(0, weight=1)
+        # A fixed width, that of the longest lock text: the lock changing
+        # does not move the layout around.
+        widths = []
+        for text, _ in _LOCKS.values():
+            self.lock_label.configure(text=text)
+            self.lock_label.update_idletasks()
+            widths.append(self.lock_label.winfo_reqwidth())
+        status_frame.columnconfigure(1, minsize=max(widths) + 2 * _LOCK_GAP)
+        self.status.grid(row=0, column=0, sticky=tk.EW)
+        self.lock_label.grid(row=0, column=1, padx=_LOCK_GAP, sticky=tk.EW)
+        self.reconnect_button.grid(row=0, column=2)
+        self.status.bind("<Configure>", lambda event: self._fit_status())
         self._show_lock()
 
-        status_frame.pack(side=tk.BOTTOM, fill=tk.X, padx=6, pady=(0, 6))
-        input_frame.pack(side=tk.BOTTOM, fill=tk.X, padx=6, pady=6)
-        panes.pack(side=tk.TOP, fill=tk.BOTH, expand=True, padx=6, pady=(6, 0))
+        status_frame.pack(side=tk.BOTTOM, fill=tk.X, padx=10, pady=(0, 8))
+        input_frame.pack(side=tk.BOTTOM, fill=tk.X, padx=10, pady=8)
+        panes.pack(side=tk.TOP, fill=tk.BOTH, expand=True, padx=10, pady=(10, 0))
         self.entry.focus_set()
 
     def _destroyed(self, event: tk.Event[tk.Misc]) -> None:
@@ -199,6 +428,8 @@ class ChatWindow:
             return
         self.history.add(text)
         self.entry.delete(0, tk.END)
+        # What one sends, one wants to see.
+        self.scroll_to_end()
 
     def clear(self) -> None:
         """
@@ -207,11 +438,42 @@ class ChatWindow:
         self.messages.configure(state=tk.NORMAL)
         self.messages.delete("1.0", tk.END)
         self.messages.configure(state=tk.DISABLED)
+        self._retry_note_open = False
+        self.scroll_to_end()
+
+    def complete_name(self) -> str:
+        """
+        Complete the member's name before the cursor (Tab); again, the next.
+
+        @return: C{"break"}: Tab stays in the input line.
+        """
+        names = [name for name in self.roster.names() if name != self.name]
+        done = self.completer.complete(self.entry.get(), self.entry.index(tk.INSERT), names)
+        if done is None:
+            self.root.bell()
+        else:
+            self.entry.delete(0, tk.END)
+            self.entry.insert(0, done.text)
+            self.entry.icursor(done.cursor)
+        return "break"
+
+    def scroll_to_end(self) -> None:
+        """
+        Show the newest line, and follow new ones from now on.
+        """
+        self._follow = True
+        self.messages.see(tk.END)
+        self._seen()
 
     def _recall(self, text: str) -> str:
         self.entry.delete(0, tk.END)
         self.entry.insert(0, text)
         return "break"
+
+    def _focus_in(self, event: tk.Event[tk.Misc]) -> None:
+        if self.unread:
+            self.unread = 0
+            self._update_title()
 
     # ChatView
 
@@ -223,30 +485,39 @@ class ChatWindow:
     def connected(self, address: str) -> None:
         self._set_state("connected", f"Connected to {address} (TLS verified)", can_reconnect=False)
         self._note(f"connected to {address}")
-        self._last_reason = None
+        self._failures = 0
 
     @_while_open
     def disconnected(self, reason: str) -> None:
         self._set_state("disconnected", f"Disconnected: {reason}", can_reconnect=True)
-        # Retry after retry failing the same way is said once; the status bar
-        # keeps the latest.
-        if reason != self._last_reason:
-            self._last_reason = reason
+        # One notice per attempt: the first failure is a disconnection, the
+        # next ones failed attempts; retrying() adds when the next one is.
+        self._failures += 1
+        if self._failures == 1:
             self._note(f"disconnected: {reason}")
-            self._retry_announced = False
+        else:
+            self._note(f"reconnect attempt {self._failures - 1} failed: {reason}")
+        self._retry_note_open = True
         if self.roster.clear():
             self._schedule_roster()
 
     @_while_open
     def retrying(self, delay: float) -> None:
-        self.status.configure(text=f"{self.status.cget('text')} - reconnecting in {delay:.0f} s")
-        if not self._retry_announced:
-            self._retry_announced = True
-            self._note(f"reconnecting in {delay:.0f} s, then less and less often (or press Reconnect)")
+        after = f"reconnecting in {delay:.0f} s"
+        self.status_text = f"{self.status_text} - {after}"
+        self._fit_status()
+        if self._retry_note_open:
+            self._retry_note_open = False
+            more = " (or press Reconnect)" if self._failures == 1 else ""
+            self._append_to_last_line(f" - {after}{more}")
+        else:
+            self._note(after)
 
     @_while_open
     def line_received(self, line: ServerLine) -> None:
-        self.show(render(line, self.name, self.lock is not Lock.OFF), local_time(line.timestamp))
+        self.show(render(line, self.name, self.lock is not Lock.OFF), line.timestamp)
+        if line.kind in _CHAT_KINDS and line.source != self.name:
+            self._count_unread()
         if self.roster.apply(line):
             self._schedule_roster()
 
@@ -267,33 +538,54 @@ class ChatWindow:
 
     @_while_open
     def secure_message(self, message: Secure) -> None:
-        self.show(render_secure(message, self.name), local_time(message.received))
+        self.show(render_secure(message, self.name), message.received)
+        if message.sender.casefold() != (self.name or "").casefold():
+            self._count_unread()
 
     @_while_open
     def key_changed(self, change: KeyChanged) -> None:
-        self.show(Rendered(change.text, Style.ALARM), local_time(datetime.now(UTC)))
+        self.show(Rendered(change.text, Style.ALARM), datetime.now(UTC))
+        self._count_unread()
         self.root.bell()
 
     # Display
 
     def _note(self, text: str) -> None:
-        self.show(client_notice(text), local_time(datetime.now(UTC)))
+        self.show(client_notice(text), datetime.now(UTC))
 
-    def show(self, rendered: Rendered, time: str) -> None:
+    def show(self, rendered: Rendered, moment: datetime) -> None:
         """
-        Append one line to the message area, scrolled to it if the user
-        was reading the bottom.
+        Append one line to the message area, with the time of C{moment}
+        (and its date, if not today). The view follows it if the user was
+        at the bottom; otherwise the "new messages" marker counts it.
         """
+        self._retry_note_open = False
+        stamp = display_time(moment, datetime.now(UTC))
+        tags: tuple[str, ...] = (rendered.style.value,)
+        if len(stamp) > len("00:00:00"):
+            tags += ("dated",)
         text = self.messages
-        at_bottom = text.yview()[1] >= 1.0
         text.configure(state=tk.NORMAL)
-        text.insert(tk.END, time + " ", ("time",))
-        text.insert(tk.END, rendered.text + "\n", (rendered.style.value,))
+        text.insert(tk.END, stamp + " ", ("time", *tags[1:]))
+        text.insert(tk.END, rendered.text + "\n", tags)
         excess = int(text.index("end-1c").split(".")[0]) - 1 - MAX_LINES
         if excess > 0:
             text.delete("1.0", f"{excess + 1}.0")
         text.configure(state=tk.DISABLED)
-        if at_bottom:
+        if self._follow:
+            text.see(tk.END)
+        else:
+            self.unseen += 1
+            self._show_marker()
+
+    def _append_to_last_line(self, more: str) -> None:
+        text = self.messages
+        # "end-1c" is Tk's own final newline; "end-2c" the last line's.
+        tags = tuple(t for t in text.tag_names("end-3c") if t != "sel")
+        text.configure(state=tk.NORMAL)
+        text.insert("end-2c", more, tags)
+        text.configure(state=tk.DISABLED)
+        if self._follow:
             text.see(tk.END)
 
     def message_lines(self) -> list[str]:
@@ -301,6 +593,49 @@ class ChatWindow:
         The message area's lines, as shown.
         """
         return self.messages.get("1.0", "end-1c").splitlines()
+
+    def _scrolled(self, first: float | str, last: float | str) -> None:
+        # The message area's view moved: the scrollbar follows, and the
+        # user scrolling decides whether new lines are followed. A resize
+        # moves the view too, and must not count as the user's choice.
+        self._scrollbar.set(first, last)
+        size = (self.messages.winfo_width(), self.messages.winfo_height())
+        if size != self._view_size:
+            self._view_size = size
+            if self._follow:
+                self.messages.see(tk.END)
+            return
+        self._follow = float(last) >= 1.0
+        if self._follow:
+            self._seen()
+
+    def _resized(self, event: tk.Event[tk.Misc]) -> None:
+        # Tk keeps the top line in place when the area changes size; a
+        # reader at the bottom stays at the bottom instead.
+        if self._follow:
+            self.messages.see(tk.END)
+
+    def _seen(self) -> None:
+        if self.unseen:
+            self.unseen = 0
+            self.new_marker.place_forget()
+
+    def _show_marker(self) -> None:
+        plural = "" if self.unseen == 1 else "s"
+        self.new_marker.configure(text=f"\N{DOWNWARDS ARROW} {self.unseen} new message{plural}")
+        self.new_marker.place(relx=0.5, rely=1.0, y=-10, anchor=tk.S)
+
+    def _count_unread(self) -> None:
+        if not self._has_focus():
+            self.unread += 1
+            self._update_title()
+
+    def _has_focus(self) -> bool:
+        try:
+            return self.root.focus_get() is not None
+        except (KeyError, tk.TclError):
+            # A focus Tk cannot name (another toolkit's window): not ours.
+            return False
 
     def _schedule_roster(self) -> None:
         # A burst of joins redraws the list once, when Tk is next idle.
@@ -315,20 +650,31 @@ class ChatWindow:
         for entry in entries:
             self.members.insert(tk.END, entry)
             if entry.removeprefix("@") == self.name:
-                self.members.itemconfigure(tk.END, foreground="#1a4d8f")
+                self.members.itemconfigure(tk.END, foreground=_OWN)
         self.members_label.configure(text=f"Members ({len(entries)})")
 
     def _set_state(self, state: str, status: str, can_reconnect: bool) -> None:
         self.state = state
-        self.status.configure(text=status)
+        self.status_text = status
+        self._fit_status()
         self.reconnect_button.configure(state=tk.NORMAL if can_reconnect else tk.DISABLED)
         self._update_title()
 
+    def _fit_status(self) -> None:
+        width = self.status.winfo_width()
+        if width <= 1:
+            # Not laid out yet: the <Configure> that follows fits it.
+            self.status.configure(text=self.status_text)
+            return
+        measure = font.nametofont("TkDefaultFont", root=self.root).measure
+        self.status.configure(text=elide(self.status_text, measure, width))
+
     def _show_lock(self) -> None:
         text, colour = _LOCKS[self.lock]
-        self.lock_label.configure(text=text, foreground=colour)
+        self.lock_label.configure(text=text, foreground=colour, background=_tint(colour, 0.88))
 
     def _update_title(self) -> None:
+        unread = f"({self.unread}) " if self.unread else ""
         who = f"{self.name} @ " if self.name else ""
         lock = "" if self.lock is Lock.OFF else f", E2E {self.lock.value}"
-        self.root.title(f"chatroom - {who}{self.server} ({self.state}{lock})")
+        self.root.title(f"{unread}chatroom - {who}{self.server} ({self.state}{lock})")

@@ -57,6 +57,18 @@ def local_time(moment: datetime) -> str:
     return moment.astimezone().strftime("%H:%M:%S")
 
 
+def display_time(moment: datetime, now: datetime) -> str:
+    """
+    A line's time as the window shows it: L{local_time} if C{moment} is
+    today (local time, as of C{now}), else with the date before it,
+    C{YYYY-MM-DD HH:MM:SS}.
+    """
+    local = moment.astimezone()
+    if local.date() == now.astimezone().date():
+        return local.strftime("%H:%M:%S")
+    return local.strftime("%Y-%m-%d %H:%M:%S")
+
+
 def render(line: ServerLine, me: str | None, e2e: bool = False) -> Rendered:
     """
     The message-area form of C{line}, for a client called C{me}; with
