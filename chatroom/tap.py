@@ -29,6 +29,7 @@ from zope.interface import implementer
 
 from chatroom.core.chat import new_room
 from chatroom.core.events import Notice
+from chatroom.core.ports import FanOut, MemberDirectory
 from chatroom.core.session import Sessions
 from chatroom.features.e2e import E2E_LINE_PREFIX, E2E_MAX_LINE_BYTES, E2EFeature
 from chatroom.features.moderation import Moderation, ModerationSettings, PasswordCheck
@@ -358,12 +359,15 @@ def compose(
     limits: ClientLimits | None = None,
     connection_limits: ConnectionLimits | None = None,
     e2e: bool = True,
+    members: MemberDirectory | None = None,
+    fanout: FanOut | None = None,
 ) -> tuple[Sessions, Moderation]:
     """
     The daemon's room on C{clock}: the chat commands, moderation and (with
-    C{e2e}) end-to-end encryption, and the sessions of its connections.
+    C{e2e}) end-to-end encryption, and the sessions of its connections; the
+    member directory and fan-out are in memory unless given.
     """
-    room = new_room(clock)
+    room = new_room(clock, members, fanout)
     feature = Moderation(room, moderation)
     room.add_feature(feature)
     if e2e:
