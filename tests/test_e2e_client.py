@@ -7,7 +7,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from chatroom.e2e.client import REPLAY_WINDOW_SECONDS, KeyChanged, NewKey, Notice, Rejected, Secure, Show
+from chatroom.e2e.client import (
+    REPLAY_WINDOW_SECONDS,
+    KeyChanged,
+    LockChange,
+    NewKey,
+    Notice,
+    Rejected,
+    Secure,
+    Show,
+)
 from chatroom.e2e.envelope import SEND_PREFIX, Envelope, EnvelopeKind, seal
 from chatroom.e2e.keys import Identity
 from chatroom.e2e.pins import PinStore
@@ -81,7 +90,7 @@ def test_verify_shows_the_same_number_on_both_sides_and_marks_verified() -> None
     (on_alice,) = alice.take(Notice)
     (on_bob,) = bob.take(Notice)
     number = on_alice.text.split(": ")[1].split(" (")[0]  # type: ignore[attr-defined]
-    assert len(number) == 35 and number in on_bob.text  # type: ignore[attr-defined]
+    assert len(number) == 71 and number in on_bob.text  # type: ignore[attr-defined]
     alice.type("/verify bob ok")
     bob.type("hello")
     settle(alice, bob)
@@ -110,16 +119,16 @@ def test_the_sender_shown_comes_from_the_key_not_the_server() -> None:
     assert secure(bob) == [("MESSAGE", "alice", "from alice")]
 
 
-def test_a_forged_sender_is_a_key_change_and_is_refused() -> None:
+def test_a_forged_sender_is_refused_and_blocks_no_one() -> None:
     _, clock, factory = make_e2e_room()
     alice, bob, mallory = join(factory, clock, "alice", "bob", "mallory")
     # Mallory signs with her own key but writes alice's name.
     forged = sealed(mallory, [bob], "send money", sender="alice")
     bob.handle(bob.client.receive(envelope_line(mallory, forged, source="alice")))
-    changed, rejected = bob.take()
-    assert isinstance(changed, KeyChanged) and changed.name == "alice"
-    assert changed.new_fingerprint == mallory.client.identity.fingerprint
-    assert isinstance(rejected, Rejected)
+    (rejected,) = bob.take()
+    assert isinstance(rejected, Rejected) and "not signed by the key listed for alice" in rejected.reason
+    # A forged envelope is not a key change: alice is not blocked by it.
+    assert not bob.client.blocked
     # The server itself refuses an envelope that names someone else.
     mallory.type(SEND_PREFIX + forged.encode())
     settle(alice, bob, mallory)
@@ -269,6 +278,15 @@ def test_a_member_without_keys_unlocks_the_room() -> None:
     plain = Party(factory, clock, 41999, e2e=False)
     settle(alice, bob, plain)
     assert not alice.client.secure
+    (unlock,) = alice.take(LockChange)
+    assert isinstance(unlock, LockChange) and unlock.missing == ("guest3",) and "/plain" in unlock.text
+    # The room was locked: nothing goes in the clear without consent.
+    alice.type("plain now")
+    assert alice.sent[-1] != "plain now"
+    (refusal,) = alice.take(Notice)
+    assert "guest3 has no keys" in refusal.text and "/plain" in refusal.text  # type: ignore[attr-defined]
+    alice.type("/plain")
+    assert "IN THE CLEAR" in alice.take(Notice)[0].text  # type: ignore[attr-defined]
     alice.type("plain now")
     assert alice.sent[-1] == "plain now"
     settle(alice, bob, plain)
@@ -281,6 +299,7 @@ def test_a_member_without_keys_unlocks_the_room() -> None:
     plain.wire.disconnect()
     settle(alice, bob)
     assert alice.client.secure
+    assert [e.locked for e in alice.take(LockChange)] == [True]  # type: ignore[attr-defined]
     # A whisper to a member with keys stays encrypted all along.
     alice.type("/whisper bob still private")
     assert alice.sent[-1].startswith(SEND_PREFIX)

@@ -17,7 +17,7 @@ from typing import Concatenate, ParamSpec, Protocol
 
 from chatroom.client.history import History
 from chatroom.client.protocol import Lock
-from chatroom.client.render import Rendered, Style, client_notice, local_time, render, render_secure
+from chatroom.client.render import Rendered, Style, client_notice, local_time, render, render_secure, warning
 from chatroom.client.roster import Roster
 from chatroom.e2e.client import KeyChanged, Secure
 from chatroom.wire import ServerLine
@@ -34,6 +34,7 @@ _STYLES: dict[Style, dict[str, str]] = {
     Style.SERVER: {"foreground": "#666666"},
     Style.ERROR: {"foreground": "#c62828", "font": "chatroom-bold"},
     Style.CLIENT: {"foreground": "#b35c00", "font": "chatroom-italic"},
+    Style.WARNING: {"foreground": "#c62828", "font": "chatroom-bold"},
     Style.ALARM: {"foreground": "#ffffff", "background": "#c62828", "font": "chatroom-bold"},
 }
 
@@ -267,12 +268,16 @@ class ChatWindow:
 
     @_while_open
     def secure_message(self, message: Secure) -> None:
-        self.show(render_secure(message, self.name), local_time(message.received))
+        self.show(render_secure(message, self.name), local_time(message.time))
 
     @_while_open
     def key_changed(self, change: KeyChanged) -> None:
         self.show(Rendered(change.text, Style.ALARM), local_time(datetime.now(UTC)))
         self.root.bell()
+
+    @_while_open
+    def warning(self, text: str) -> None:
+        self.show(warning(text), local_time(datetime.now(UTC)))
 
     # Display
 
