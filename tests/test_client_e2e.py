@@ -201,7 +201,8 @@ def test_a_member_without_keys_unlocks_the_room_and_chat_goes_plain() -> None:
     settle(alice)
     assert alice.view.of("lock") == [Lock.LOCKED, Lock.UNLOCKED]
     # The unlock is a line in the message area, naming who has no keys.
-    assert "UNLOCKED" in str(alice.view.of("warning")[0]) and "guest2 has no keys" in str(alice.view.of("warning")[0])
+    unlocked = str(alice.view.of("warning")[0])
+    assert "UNLOCKED" in unlocked and "guest2 has no keys" in unlocked
     alice.protocol.send_typed("hi dave")
     settle(alice)
     assert b"hi dave" not in alice.up

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from chatroom.e2e.client import (
     REPLAY_WINDOW_SECONDS,
+    ROTATE_AFTER_MS,
     KeyChanged,
     LockChange,
     NewKey,
@@ -360,3 +361,35 @@ def test_pings_are_answered() -> None:
     (alice,) = join(factory, clock, "alice")
     alice.handle(alice.client.receive(format_line(clock.seconds(), Kind.PING, "*", "reply", ("123",))))
     assert alice.sent[-1] == "/pong 123"
+
+
+def test_a_session_key_is_renewed_half_way_through_its_lifetime() -> None:
+    _, clock, factory = make_e2e_room()
+    alice, bob = join(factory, clock, "alice", "bob")
+    first = alice.client.session.bundle
+    clock.advance(ROTATE_AFTER_MS / 1000 + 1)
+    alice.type("renewed")
+    settle(alice, bob)
+    assert alice.client.session.bundle != first
+    assert alice.client.session.bundle.issued_ms > first.issued_ms
+    assert bob.client.directory["alice"][1] == alice.client.session.bundle
+    # Bob was not alarmed: same identity, new session.
+    assert not [e for e in bob.take() if isinstance(e, KeyChanged | NewKey)]
+    alice.type("from the new session")
+    settle(alice, bob)
+    assert secure(bob)[-1] == ("MESSAGE", "alice", "from the new session")
+    assert alice.client.secure and bob.client.secure
+
+
+def test_plain_chat_is_filtered_on_the_client_too() -> None:
+    _, clock, factory = make_e2e_room()
+    (alice,) = join(factory, clock, "alice")
+    plain = Party(factory, clock, 41999, e2e=False)
+    settle(alice, plain)
+    alice.type("/filter spoiler")
+    assert not any(line.startswith("/filter") for line in alice.sent)
+    plain.write("a spoiler here")
+    plain.write("nothing to hide")
+    settle(alice, plain)
+    shown = [s.line.text for s in alice.take(Show) if s.line.kind == "message"]  # type: ignore[attr-defined]
+    assert shown == ["nothing to hide"]

@@ -4,6 +4,7 @@ Identity key files, key bundles, fingerprints, safety numbers and pins.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from dataclasses import replace
@@ -139,3 +140,29 @@ def test_a_broken_pin_file_is_an_error(tmp_path: Path) -> None:
     path.chmod(0o600)
     with pytest.raises(E2EError, match="not a pin file"):
         PinStore(path)
+
+
+def test_a_version_1_pin_file_is_converted_and_a_torn_record_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "pins.json"
+    alice, bob = Identity.generate().public, Identity.generate().public
+    entry = {"name": "alice", "key": alice.hex(), "verified": True}
+    path.write_text(json.dumps({"version": 1, "pins": [entry]}, indent=1))
+    path.chmod(0o600)
+    pins = PinStore(path)
+    assert pins.check("alice", alice) is PinCheck.SAME
+    pins.pin("bob", bob)
+    with path.open("a") as out:
+        out.write('{"name": "carol", "ke')
+    again = PinStore(path)
+    pin = again.get("alice")
+    assert pin is not None and pin.verified
+    assert again.check("bob", bob) is PinCheck.SAME and again.get("carol") is None
+
+
+def test_a_full_pin_store_refuses_new_names_and_keeps_every_pin(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("chatroom.e2e.pins.MAX_PINS", 3)
+    pins = PinStore()
+    keys = [Identity.generate().public for _ in range(4)]
+    assert [pins.pin(f"user{n}", key) for n, key in enumerate(keys)] == [True, True, True, False]
+    assert pins.pin("user0", keys[3])
+    assert len(pins) == 3 and pins.check("user1", keys[1]) is PinCheck.SAME
