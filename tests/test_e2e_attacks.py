@@ -647,3 +647,45 @@ def test_the_server_forwards_to_current_members_only_and_refuses_padding() -> No
 
 def parse(line: tuple[Kind, str, str, tuple[str, ...]]) -> ServerLine:
     return parse_line(format_line(0.0, *line))
+
+
+def test_a_whisper_encrypted_to_an_extra_session_is_reported() -> None:
+    server = HostileServer()
+    alice, bob = server.room("alice", "bob")
+    alice.type("/whisper bob honest")
+    server.deliver(alice, alice.last_envelope().encode(), alice, bob)
+    assert warnings(alice.take()) == [] and warnings(bob.take()) == []
+    ghost = Outsider(server.clock)
+    # What a client fooled by the server (or a malicious one) would send.
+    envelope = seal(
+        alice.client.session,
+        kind=EnvelopeKind.WHISPER,
+        room=ROOM,
+        sender="alice",
+        target="bob",
+        text="for bob only",
+        recipients=[bob.bundle, alice.bundle, ghost.bundle],
+        counter=50,
+        timestamp_ms=int(server.clock.seconds() * 1000),
+    )
+    server.deliver(alice, envelope.encode(), bob)
+    events = bob.take()
+    assert any(isinstance(e, Secure) for e in events)
+    assert any("whisper" in w and "other session" in w for w in warnings(events)), texts(events)
+
+
+def test_a_key_that_expires_while_listed_is_no_longer_encrypted_to() -> None:
+    server = HostileServer()
+    alice, bob = server.room("alice", "bob")
+    # Bob's client never renews (or the server keeps his old listing).
+    server.clock.advance(25 * 3600)
+    # Alice renews her own key as she should (the server lets her).
+    alice.type("/list")
+    alice.hear(Kind.CHALLENGE, "*", "sign", (f"room={ROOM}", f"nonce={NONCE}"))
+    (register, *_) = [line for line in reversed(alice.sent) if line.startswith("/e2e register ")]
+    renewed = KeyBundle.decode(register.split()[2])
+    alice.hear(Kind.KEY, "alice", "key", (renewed.encode(),))
+    assert alice.client.session.bundle == renewed
+    alice.type("after a day")
+    assert not any(bob.bundle.session_id in e.recipient_ids() for e in alice.envelopes())
+    assert not alice.client.secure and alice.client.missing() == ["bob"]

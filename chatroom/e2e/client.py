@@ -422,13 +422,21 @@ class E2EClient:
 
     def missing(self) -> list[str]:
         """
-        Who in the room has no usable key here ("you" first if this client's
-        own keys are not registered).
+        Who in the room has no usable key here: none listed, or one past its
+        signed lifetime ("you" first if this client's own keys are not
+        registered or no longer valid).
         """
-        names = sorted(name for name in self.roster.names() if name.casefold() not in self.directory)
-        if not self.registered:
+        names = sorted(
+            name
+            for name in self.roster.names()
+            if name.casefold() not in self.directory or not self._usable(self.directory[name.casefold()][1])
+        )
+        if not (self.registered and self._usable(self.session.bundle)):
             names = ["you", *(n for n in names if n.casefold() != self.name.casefold())]
         return names
+
+    def _usable(self, bundle: KeyBundle) -> bool:
+        return bundle.valid_at(self._now_ms(), int(REPLAY_WINDOW_SECONDS * 1000))
 
     @property
     def needs_consent(self) -> bool:
@@ -531,8 +539,8 @@ class E2EClient:
         if key in self.blocked:
             return [Notice(f"not sent: the key of {target} changed; /verify {target}, then /trust {target}")]
         entry = self.directory.get(key)
-        if not self.registered or entry is None:
-            return self._in_the_clear(typed, self.missing() if not self.registered else [target])
+        if "you" in self.missing() or entry is None or not self._usable(entry[1]):
+            return self._in_the_clear(typed, self.missing() if "you" in self.missing() else [target])
         name, bundle = entry
         own = self.session.bundle
         return self._seal(EnvelopeKind.WHISPER, body, [bundle] if bundle == own else [bundle, own], name)
@@ -774,7 +782,7 @@ class E2EClient:
         except E2EError as e:
             return [Notice(f"ignored a bad key for {line.source}: {e}")]
         name = line.source
-        if not bundle.valid_at(self._now_ms(), int(REPLAY_WINDOW_SECONDS * 1000)):
+        if not self._usable(bundle):
             return [Alert(f"ignored a key for {name} that is outside its signed lifetime (an old key?)")]
         me = name.casefold() == self.name.casefold()
         if bundle.identity == self.identity.public:
@@ -878,9 +886,12 @@ class E2EClient:
             pin = self.pins.get(name)
             assert pin is not None
             shown = self.blocked.setdefault(key, [])
-            if bundle.identity in shown:
+            if old is not None and old[1].identity == bundle.identity and bundle.identity in shown:
+                # The same key again (a new session of it): already said.
                 return []
-            shown.append(bundle.identity)
+            if bundle.identity not in shown:
+                shown.append(bundle.identity)
+            # Every change is said, also while the name is already held.
             return [KeyChanged(name, fingerprint(pin.key), fingerprint(bundle.identity))]
         # Back to the pinned key: nothing to trust any more.
         self.blocked.pop(key, None)
@@ -936,6 +947,19 @@ class E2EClient:
             )
         if envelope.kind in _ROOM_KINDS:
             events += self._compare_recipients(envelope, now)
+        else:
+            allowed = {envelope.sender_session, mine.session_id}
+            target = self.directory.get(envelope.target.casefold())
+            if target is not None:
+                allowed.add(target[1].session_id)
+            extra = envelope.recipient_ids() - allowed
+            if extra:
+                events.append(
+                    Alert(
+                        f"{envelope.sender}'s whisper was also encrypted to {len(extra)} other"
+                        " session(s): someone else may be able to read it"
+                    )
+                )
         if not own and any(word in text.casefold() for word in self.filters):
             return events
         pin = self.pins.get(envelope.sender)
