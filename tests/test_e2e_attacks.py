@@ -20,8 +20,10 @@ import time
 from pathlib import Path
 
 import pytest
+from twisted.internet import error
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 
 import chatroom.e2e.client as client_module
 import chatroom.e2e.keys as keys_module
@@ -29,12 +31,13 @@ import chatroom.e2e.pins as pins_module
 from chatroom.client.protocol import ChatClientProtocol, Lock
 from chatroom.client.render import render, render_secure
 from chatroom.client.roster import Roster
+from chatroom.client.session import ChatSession, E2ESettings
 from chatroom.e2e.client import E2EClient, Event, KeyChanged, Rejected, Secure, Send, Show
 from chatroom.e2e.envelope import SEND_PREFIX, Envelope, EnvelopeKind, seal
 from chatroom.e2e.keys import SESSION_CONTEXT, E2EError, Identity, KeyBundle, Session, encode_b64
 from chatroom.e2e.pins import PinCheck, PinStore
 from chatroom.wire import Kind, ServerLine, format_line, parse_line
-from tests.client_support import RecordingView
+from tests.client_support import POLICY, FakeEndpoint, RecordingView
 
 ROOM = "chatroom"
 NONCE = encode_b64(bytes(32))
@@ -689,3 +692,36 @@ def test_a_key_that_expires_while_listed_is_no_longer_encrypted_to() -> None:
     alice.type("after a day")
     assert not any(bob.bundle.session_id in e.recipient_ids() for e in alice.envelopes())
     assert not alice.client.secure and alice.client.missing() == ["bob"]
+
+
+def test_a_reconnect_is_not_a_way_to_downgrade() -> None:
+    clock = Clock()
+    clock.advance(time.time())
+    endpoint, view = FakeEndpoint(), RecordingView()
+    settings = E2ESettings(Identity.generate(), PinStore())
+    session = ChatSession(clock, endpoint, "server:6697", None, POLICY, settings)
+    session.start(view)
+    bob = Outsider(clock)
+
+    def arrive(with_bob_key: bool) -> tuple[ChatClientProtocol, StringTransport]:
+        protocol, transport = endpoint.accept()
+        assert protocol.e2e is not None
+        for kind, source, args in (
+            (Kind.WELCOME, "*", ("alice",)),
+            (Kind.LIST, "*", ("alice", "bob")),
+            (Kind.CHALLENGE, "*", (f"room={ROOM}", f"nonce={NONCE}")),
+            (Kind.KEY, "alice", (protocol.e2e.session.bundle.encode(),)),
+            *([(Kind.KEY, "bob", (bob.bundle.encode(),))] if with_bob_key else []),
+        ):
+            text = "users 1-2 of 2" if kind == Kind.LIST else "line"
+            protocol.dataReceived(format_line(clock.seconds(), kind, source, text, args) + b"\r\n")
+        return protocol, transport
+
+    first, _ = arrive(with_bob_key=True)
+    assert first.lock is Lock.LOCKED
+    first.connectionLost(Failure(error.ConnectionLost()))
+    clock.advance(5)
+    # The server comes back hiding bob's keys.
+    second, transport = arrive(with_bob_key=False)
+    second.send_typed("what I would only say encrypted")
+    assert b"what I would only say" not in transport.value()

@@ -897,7 +897,14 @@ class E2EClient:
         self.blocked.pop(key, None)
         return []
 
+    def _purge_departed(self, now: float) -> None:
+        for session_id in [s for s, until in self._departed.items() if until < now]:
+            del self._departed[session_id]
+        while len(self._departed) > MAX_SENDER_SESSIONS:
+            del self._departed[next(iter(self._departed))]
+
     def _forget(self, key: str, now: float) -> None:
+        self._purge_departed(now)
         entry = self.directory.pop(key, None)
         self.blocked.pop(key, None)
         self._shown.pop(key, None)
@@ -981,9 +988,7 @@ class E2EClient:
         Warn where a room message's signed recipients differ from the room
         as this client sees it.
         """
-        for table in (self._departed,):
-            for session_id in [s for s, until in table.items() if until < now]:
-                del table[session_id]
+        self._purge_departed(now)
         listed = envelope.recipient_ids()
         view = {bundle.session_id: name for name, bundle in self.directory.values()}
         for session in self._own_sessions():
