@@ -431,9 +431,14 @@ class E2EClient:
             for name in self.roster.names()
             if name.casefold() not in self.directory or not self._usable(self.directory[name.casefold()][1])
         )
-        if not (self.registered and self._usable(self.session.bundle)):
+        if not self._ready:
             names = ["you", *(n for n in names if n.casefold() != self.name.casefold())]
         return names
+
+    @property
+    def _ready(self) -> bool:
+        # This client's own keys are registered and within their lifetime.
+        return self.registered and self._usable(self.session.bundle)
 
     def _usable(self, bundle: KeyBundle) -> bool:
         return bundle.valid_at(self._now_ms(), int(REPLAY_WINDOW_SECONDS * 1000))
@@ -539,8 +544,8 @@ class E2EClient:
         if key in self.blocked:
             return [Notice(f"not sent: the key of {target} changed; /verify {target}, then /trust {target}")]
         entry = self.directory.get(key)
-        if "you" in self.missing() or entry is None or not self._usable(entry[1]):
-            return self._in_the_clear(typed, self.missing() if "you" in self.missing() else [target])
+        if not self._ready or entry is None or not self._usable(entry[1]):
+            return self._in_the_clear(typed, [target] if self._ready else self.missing())
         name, bundle = entry
         own = self.session.bundle
         return self._seal(EnvelopeKind.WHISPER, body, [bundle] if bundle == own else [bundle, own], name)
