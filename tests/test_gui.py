@@ -553,6 +553,13 @@ def test_window_shows_unlock_lines_the_consent_step_and_recipient_warnings(displ
         server(Kind.KEY, "alice", "key", (e2e.session.bundle.encode(),))
         server(Kind.KEY, "bob", "key", (bob.bundle.encode(),))
         assert window.lock is Lock.LOCKED
+        # A stray list chunk adds no one: not to the window's members, not
+        # to the recipients (one member model for both).
+        server(Kind.LIST, "*", "users 2-2 of 3", ("guest4711",))
+        server(Kind.KEY, "guest4711", "key", (ghost.bundle.encode(),))
+        root.update()
+        assert list(window.members.get(0, tk.END)) == ["alice", "bob"]
+        assert sorted(window.roster.names()) == sorted(e2e.roster.names()) == ["alice", "bob"]
         server(Kind.KEYDROP, "bob", "bob has no end-to-end key now")
         assert window.lock is Lock.UNLOCKED
         assert "warning" in style_of("!! UNLOCKED: not end-to-end encrypted, as bob has no keys")
