@@ -10,6 +10,7 @@ from dataclasses import replace
 from chatroom.e2e.client import (
     REPLAY_WINDOW_SECONDS,
     ROTATE_AFTER_MS,
+    Alert,
     KeyChanged,
     LockChange,
     NewKey,
@@ -393,3 +394,30 @@ def test_plain_chat_is_filtered_on_the_client_too() -> None:
     settle(alice, plain)
     shown = [s.line.text for s in alice.take(Show) if s.line.kind == "message"]  # type: ignore[attr-defined]
     assert shown == ["nothing to hide"]
+
+
+def test_an_honest_server_causes_no_warnings() -> None:
+    _, clock, factory = make_e2e_room()
+    alice, bob, carol = join(factory, clock, "alice", "bob", "carol")
+    everyone = [alice, bob, carol]
+    for party, text in ((alice, "one"), (bob, "/me two"), (carol, "/whisper alice three")):
+        party.type(text)
+        settle(*everyone)
+    # A newcomer, a rename, a leave, a message right after each.
+    dave = Party(factory, clock, 42010)
+    dave.type("/nick dave")
+    everyone.append(dave)
+    settle(*everyone)
+    alice.type("hello dave")
+    settle(*everyone)
+    bob.type("/nick robert")
+    settle(*everyone)
+    bob.type("renamed")
+    carol.wire.disconnect()
+    everyone.remove(carol)
+    settle(*everyone)
+    dave.type("bye carol")
+    settle(*everyone)
+    for party in everyone:
+        events = party.take()
+        assert not [e for e in events if isinstance(e, Alert | Rejected | KeyChanged)], events
