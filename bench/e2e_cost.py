@@ -2,7 +2,9 @@
 What end-to-end encryption costs: encrypt+sign for the sender,
 verify+decrypt for one receiver, the server's parse, and the line size, for
 10, 100 and 1000 recipients and for the largest room the E2E line limit
-allows.
+allows; then the one-off costs: decoding a key bundle (signature and
+small-order check, what server and clients do per key line), a safety
+number (two iterated fingerprints) and the key file's scrypt.
 
     .venv/bin/python bench/e2e_cost.py [--text-bytes N] [--seconds S]
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,7 +35,7 @@ from chatroom.e2e.envelope import (
     EnvelopeKind,
     seal,
 )
-from chatroom.e2e.keys import Identity, Session
+from chatroom.e2e.keys import Identity, KeyBundle, Session, safety_number
 
 
 def per_call(action: Callable[[], object], seconds: float) -> float:
@@ -109,6 +112,25 @@ def main() -> None:
             f"{count:>10} {size:>10} {fits:>4} {seal_time * 1e3:>10.2f} ms {open_time * 1e3:>12.2f} ms"
             f" {parse_time * 1e3:>10.2f} ms {seal_time / count * 1e6:>11.1f} us"
         )
+    one_off_costs(options.seconds)
+
+
+def one_off_costs(seconds: float) -> None:
+    """
+    Print what a key line, a safety number and a key file passphrase cost.
+    """
+    alice, bob = Identity.generate(), Identity.generate()
+    bundle = Session(bob).bundle.encode()
+    print()
+    print(f"key bundle decode: {per_call(lambda: KeyBundle.decode(bundle), seconds) * 1e3:.3f} ms")
+    number = per_call(lambda: safety_number(alice.public, "alice", bob.public, "bob"), seconds)
+    print(f"safety number (/verify): {number * 1e3:.1f} ms")
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "identity.pem"
+        alice.save(path, b"passphrase")
+        start = time.perf_counter()
+        Identity.load(path, b"passphrase")
+        print(f"key file passphrase (scrypt, one guess): {(time.perf_counter() - start) * 1e3:.0f} ms")
 
 
 if __name__ == "__main__":

@@ -78,6 +78,9 @@ class RecordingView:
     def key_changed(self, change: KeyChanged) -> None:
         self.events.append(("key changed", change))
 
+    def warning(self, text: str) -> None:
+        self.events.append(("warning", text))
+
     def of(self, kind: str) -> list[object]:
         """
         The values of every event of C{kind}, in order.

@@ -182,7 +182,7 @@ def test_verify_is_answered_locally_and_marks_messages_verified() -> None:
     settle(alice, bob)
     assert (len(alice.up), len(bob.up)) == sent
     number = alice.notices()[-1].split(": ")[1].split(" (")[0]
-    assert len(number) == 35 and number in bob.notices()[-1]
+    assert len(number) == 71 and number in bob.notices()[-1]
 
     bob.protocol.send_typed("before")
     settle(alice, bob)
@@ -200,6 +200,14 @@ def test_a_member_without_keys_unlocks_the_room_and_chat_goes_plain() -> None:
     plain.send("/nick dave")
     settle(alice)
     assert alice.view.of("lock") == [Lock.LOCKED, Lock.UNLOCKED]
+    # The unlock is a line in the message area, naming who has no keys.
+    unlocked = str(alice.view.of("warning")[0])
+    assert "UNLOCKED" in unlocked and "guest2 has no keys" in unlocked
+    alice.protocol.send_typed("hi dave")
+    settle(alice)
+    assert b"hi dave" not in alice.up
+    assert "/plain" in alice.notices()[-1]
+    alice.protocol.send_typed("/plain")
     alice.protocol.send_typed("hi dave")
     settle(alice)
     assert alice.up.splitlines()[-1] == b"hi dave"
@@ -235,8 +243,13 @@ def test_a_full_size_envelope_line_is_read() -> None:
     transport = StringTransport()
     protocol.makeConnection(transport)
     challenge = server_line(Kind.CHALLENGE, "*", "sign", ("room=chatroom", "nonce=AAAA"))
-    protocol.dataReceived(server_line(Kind.WELCOME, "*", "hi", ("me",)) + challenge)
-    sender = Session(Identity.generate())
+    sender = Session(Identity.generate(), issued_ms=int(clock.seconds() * 1000))
+    protocol.dataReceived(
+        server_line(Kind.WELCOME, "*", "hi", ("me",))
+        + challenge
+        + server_line(Kind.LIST, "*", "users 1-2 of 2", ("alice", "me"))
+        + server_line(Kind.KEY, "alice", "key", (sender.bundle.encode(),))
+    )
     others = [Session(Identity.generate()).bundle for _ in range(MAX_RECIPIENTS - 1)]
     envelope = seal(
         sender,

@@ -12,7 +12,7 @@ import pytest
 
 from chatroom.client.history import History
 from chatroom.client.render import Style, client_notice, local_time, render
-from chatroom.client.roster import Roster
+from chatroom.roster import Roster
 from chatroom.wire import Kind, ServerLine, parse_line
 from tests.client_support import server_line
 
@@ -63,6 +63,28 @@ def test_roster_takes_a_chunked_list_when_complete() -> None:
     assert not roster.apply(line(Kind.LIST, "*", "users 1-250 of 250", tuple(names)))
     assert roster.apply(line(Kind.LIST, "*", "users 1-1 of 1", ("user0",)))
     assert roster.entries() == ["user0"]
+
+
+def test_roster_drops_a_list_whose_chunks_do_not_add_up() -> None:
+    roster = Roster()
+    roster.apply(line(Kind.LIST, "*", "users 1-2 of 2", ("alice", "bob")))
+    for chunks in (
+        # A chunk that does not start at 1, with no list under way.
+        [("users 2-2 of 3", ("ghost",))],
+        # A skipped range, a changed total, more names than the range says.
+        [("users 1-1 of 3", ("alice",)), ("users 3-3 of 3", ("ghost",))],
+        [("users 1-1 of 2", ("alice",)), ("users 2-3 of 3", ("bob", "ghost"))],
+        [("users 1-1 of 2", ("alice",)), ("users 2-2 of 2", ("bob", "ghost"))],
+        # The same name twice, and a list line without its range.
+        [("users 1-3 of 3", ("alice", "bob", "Bob"))],
+        [("everyone", ("alice", "bob", "ghost"))],
+    ):
+        for text, names in chunks:
+            assert not roster.apply(line(Kind.LIST, "*", text, names))
+        assert sorted(roster.names()) == ["alice", "bob"], chunks
+        assert roster.problem is not None and not roster.receiving
+    assert roster.apply(line(Kind.LIST, "*", "users 1-3 of 3", ("alice", "bob", "carol")))
+    assert "carol" in roster
 
 
 def test_roster_is_emptied_by_a_welcome_and_by_clear() -> None:

@@ -7,7 +7,18 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from chatroom.e2e.client import REPLAY_WINDOW_SECONDS, KeyChanged, NewKey, Notice, Rejected, Secure, Show
+from chatroom.e2e.client import (
+    REPLAY_WINDOW_SECONDS,
+    ROTATE_AFTER_MS,
+    Alert,
+    KeyChanged,
+    LockChange,
+    NewKey,
+    Notice,
+    Rejected,
+    Secure,
+    Show,
+)
 from chatroom.e2e.envelope import SEND_PREFIX, Envelope, EnvelopeKind, seal
 from chatroom.e2e.keys import Identity
 from chatroom.e2e.pins import PinStore
@@ -81,7 +92,7 @@ def test_verify_shows_the_same_number_on_both_sides_and_marks_verified() -> None
     (on_alice,) = alice.take(Notice)
     (on_bob,) = bob.take(Notice)
     number = on_alice.text.split(": ")[1].split(" (")[0]  # type: ignore[attr-defined]
-    assert len(number) == 35 and number in on_bob.text  # type: ignore[attr-defined]
+    assert len(number) == 71 and number in on_bob.text  # type: ignore[attr-defined]
     alice.type("/verify bob ok")
     bob.type("hello")
     settle(alice, bob)
@@ -110,16 +121,16 @@ def test_the_sender_shown_comes_from_the_key_not_the_server() -> None:
     assert secure(bob) == [("MESSAGE", "alice", "from alice")]
 
 
-def test_a_forged_sender_is_a_key_change_and_is_refused() -> None:
+def test_a_forged_sender_is_refused_and_blocks_no_one() -> None:
     _, clock, factory = make_e2e_room()
     alice, bob, mallory = join(factory, clock, "alice", "bob", "mallory")
     # Mallory signs with her own key but writes alice's name.
     forged = sealed(mallory, [bob], "send money", sender="alice")
     bob.handle(bob.client.receive(envelope_line(mallory, forged, source="alice")))
-    changed, rejected = bob.take()
-    assert isinstance(changed, KeyChanged) and changed.name == "alice"
-    assert changed.new_fingerprint == mallory.client.identity.fingerprint
-    assert isinstance(rejected, Rejected)
+    (rejected,) = bob.take()
+    assert isinstance(rejected, Rejected) and "not signed by the key listed for alice" in rejected.reason
+    # A forged envelope is not a key change: alice is not blocked by it.
+    assert not bob.client.blocked
     # The server itself refuses an envelope that names someone else.
     mallory.type(SEND_PREFIX + forged.encode())
     settle(alice, bob, mallory)
@@ -269,6 +280,15 @@ def test_a_member_without_keys_unlocks_the_room() -> None:
     plain = Party(factory, clock, 41999, e2e=False)
     settle(alice, bob, plain)
     assert not alice.client.secure
+    (unlock,) = alice.take(LockChange)
+    assert isinstance(unlock, LockChange) and unlock.missing == ("guest3",) and "/plain" in unlock.text
+    # The room was locked: nothing goes in the clear without consent.
+    alice.type("plain now")
+    assert alice.sent[-1] != "plain now"
+    (refusal,) = alice.take(Notice)
+    assert "guest3 has no keys" in refusal.text and "/plain" in refusal.text  # type: ignore[attr-defined]
+    alice.type("/plain")
+    assert "IN THE CLEAR" in alice.take(Notice)[0].text  # type: ignore[attr-defined]
     alice.type("plain now")
     assert alice.sent[-1] == "plain now"
     settle(alice, bob, plain)
@@ -281,6 +301,7 @@ def test_a_member_without_keys_unlocks_the_room() -> None:
     plain.wire.disconnect()
     settle(alice, bob)
     assert alice.client.secure
+    assert [e.locked for e in alice.take(LockChange)] == [True]  # type: ignore[attr-defined]
     # A whisper to a member with keys stays encrypted all along.
     alice.type("/whisper bob still private")
     assert alice.sent[-1].startswith(SEND_PREFIX)
@@ -341,3 +362,62 @@ def test_pings_are_answered() -> None:
     (alice,) = join(factory, clock, "alice")
     alice.handle(alice.client.receive(format_line(clock.seconds(), Kind.PING, "*", "reply", ("123",))))
     assert alice.sent[-1] == "/pong 123"
+
+
+def test_a_session_key_is_renewed_half_way_through_its_lifetime() -> None:
+    _, clock, factory = make_e2e_room()
+    alice, bob = join(factory, clock, "alice", "bob")
+    first = alice.client.session.bundle
+    clock.advance(ROTATE_AFTER_MS / 1000 + 1)
+    alice.type("renewed")
+    settle(alice, bob)
+    assert alice.client.session.bundle != first
+    assert alice.client.session.bundle.issued_ms > first.issued_ms
+    assert bob.client.directory["alice"][1] == alice.client.session.bundle
+    # Bob was not alarmed: same identity, new session.
+    assert not [e for e in bob.take() if isinstance(e, KeyChanged | NewKey)]
+    alice.type("from the new session")
+    settle(alice, bob)
+    assert secure(bob)[-1] == ("MESSAGE", "alice", "from the new session")
+    assert alice.client.secure and bob.client.secure
+
+
+def test_plain_chat_is_filtered_on_the_client_too() -> None:
+    _, clock, factory = make_e2e_room()
+    (alice,) = join(factory, clock, "alice")
+    plain = Party(factory, clock, 41999, e2e=False)
+    settle(alice, plain)
+    alice.type("/filter spoiler")
+    assert not any(line.startswith("/filter") for line in alice.sent)
+    plain.write("a spoiler here")
+    plain.write("nothing to hide")
+    settle(alice, plain)
+    shown = [s.line.text for s in alice.take(Show) if s.line.kind == "message"]  # type: ignore[attr-defined]
+    assert shown == ["nothing to hide"]
+
+
+def test_an_honest_server_causes_no_warnings() -> None:
+    _, clock, factory = make_e2e_room()
+    alice, bob, carol = join(factory, clock, "alice", "bob", "carol")
+    everyone = [alice, bob, carol]
+    for party, text in ((alice, "one"), (bob, "/me two"), (carol, "/whisper alice three")):
+        party.type(text)
+        settle(*everyone)
+    # A newcomer, a rename, a leave, a message right after each.
+    dave = Party(factory, clock, 42010)
+    dave.type("/nick dave")
+    everyone.append(dave)
+    settle(*everyone)
+    alice.type("hello dave")
+    settle(*everyone)
+    bob.type("/nick robert")
+    settle(*everyone)
+    bob.type("renamed")
+    carol.wire.disconnect()
+    everyone.remove(carol)
+    settle(*everyone)
+    dave.type("bye carol")
+    settle(*everyone)
+    for party in everyone:
+        events = party.take()
+        assert not [e for e in events if isinstance(e, Alert | Rejected | KeyChanged)], events

@@ -4,8 +4,10 @@ Identity key files, key bundles, fingerprints, safety numbers and pins.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from chatroom.e2e.keys import (
     decode_b64,
     encode_b64,
     fingerprint,
+    party_fingerprint,
     safety_number,
 )
 from chatroom.e2e.pins import PinCheck, PinStore
@@ -76,10 +79,15 @@ def test_bundles_carry_a_signed_session_key() -> None:
     bundle = KeyBundle.decode(session.bundle.encode())
     assert bundle == session.bundle
     other = Session(Identity.generate())
-    swapped = KeyBundle(session.bundle.identity, other.bundle.session, session.bundle.signature)
+    swapped = replace(session.bundle, session=other.bundle.session)
     with pytest.raises(E2EError, match="not signed"):
         KeyBundle.decode(swapped.encode())
-    with pytest.raises(E2EError, match="128 bytes"):
+    # The lifetime is signed too: it cannot be stretched.
+    stretched = replace(session.bundle, expires_ms=session.bundle.expires_ms + 1)
+    with pytest.raises(E2EError, match="not signed"):
+        KeyBundle.decode(stretched.encode())
+    assert bundle.valid_at(bundle.issued_ms) and not bundle.valid_at(bundle.expires_ms)
+    with pytest.raises(E2EError, match="144 bytes"):
         KeyBundle.decode(encode_b64(decode_b64(session.bundle.encode())[:-1]))
 
 
@@ -94,11 +102,15 @@ def test_base64_has_one_canonical_form() -> None:
 def test_fingerprints_and_safety_numbers() -> None:
     alice, bob, carol = (Identity.generate() for _ in range(3))
     assert len(fingerprint(alice.public).split()) == 8
-    number = safety_number(alice.public, bob.public)
-    assert number == safety_number(bob.public, alice.public)
+    number = safety_number(alice.public, "alice", bob.public, "bob")
+    assert number == safety_number(bob.public, "Bob", alice.public, "alice")
     groups = number.split()
-    assert len(groups) == 6 and all(len(g) == 5 and g.isdigit() for g in groups)
-    assert safety_number(alice.public, carol.public) != number
+    assert len(groups) == 12 and all(len(g) == 5 and g.isdigit() for g in groups)
+    # Each half is one party's: the same key and name give the same half.
+    halves = {" ".join(groups[:6]), " ".join(groups[6:])}
+    assert halves == {party_fingerprint(alice.public, "alice"), party_fingerprint(bob.public, "bob")}
+    assert safety_number(alice.public, "alice", carol.public, "carol") != number
+    assert party_fingerprint(alice.public, "alicia") != party_fingerprint(alice.public, "alice")
 
 
 def test_pins_are_first_use_and_survive_a_restart(tmp_path: Path) -> None:
@@ -113,7 +125,8 @@ def test_pins_are_first_use_and_survive_a_restart(tmp_path: Path) -> None:
     assert again.check("alice", mallory) is PinCheck.CHANGED
     # A look-alike name is the same contact, so a new key is a change.
     assert again.check("A1ice", mallory) is PinCheck.CHANGED
-    again.mark_verified("alice")
+    assert not again.mark_verified("alice", mallory)
+    assert again.mark_verified("alice", alice)
     pin = PinStore(path).get("alice")
     assert pin is not None and pin.verified
     again.pin("alice", mallory)
@@ -127,3 +140,29 @@ def test_a_broken_pin_file_is_an_error(tmp_path: Path) -> None:
     path.chmod(0o600)
     with pytest.raises(E2EError, match="not a pin file"):
         PinStore(path)
+
+
+def test_a_version_1_pin_file_is_converted_and_a_torn_record_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "pins.json"
+    alice, bob = Identity.generate().public, Identity.generate().public
+    entry = {"name": "alice", "key": alice.hex(), "verified": True}
+    path.write_text(json.dumps({"version": 1, "pins": [entry]}, indent=1))
+    path.chmod(0o600)
+    pins = PinStore(path)
+    assert pins.check("alice", alice) is PinCheck.SAME
+    pins.pin("bob", bob)
+    with path.open("a") as out:
+        out.write('{"name": "carol", "ke')
+    again = PinStore(path)
+    pin = again.get("alice")
+    assert pin is not None and pin.verified
+    assert again.check("bob", bob) is PinCheck.SAME and again.get("carol") is None
+
+
+def test_a_full_pin_store_refuses_new_names_and_keeps_every_pin(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("chatroom.e2e.pins.MAX_PINS", 3)
+    pins = PinStore()
+    keys = [Identity.generate().public for _ in range(4)]
+    assert [pins.pin(f"user{n}", key) for n, key in enumerate(keys)] == [True, True, True, False]
+    assert pins.pin("user0", keys[3])
+    assert len(pins) == 3 and pins.check("user1", keys[1]) is PinCheck.SAME

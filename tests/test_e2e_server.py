@@ -9,7 +9,14 @@ from chatroom.e2e.keys import Identity, Session, decode_b64, encode_b64
 from chatroom.transports.line.protocol import MAX_LINE_BYTES
 from chatroom.wire import ServerLine
 from tests.e2e_helpers import make_e2e_room
-from tests.helpers import FakeClient, connect_named
+from tests.helpers import START, FakeClient, connect_named
+
+
+def new_session(issued: float = START) -> Session:
+    """
+    A session key issued at C{issued} (the test room's clock, by default).
+    """
+    return Session(Identity.generate(), issued_ms=int(issued * 1000))
 
 
 def only(lines: list[ServerLine]) -> ServerLine:
@@ -30,7 +37,7 @@ def register(client: FakeClient, session: Session) -> ServerLine:
 def test_register_announces_the_key_to_everyone() -> None:
     _, _, factory = make_e2e_room()
     alice, bob = connect_named(factory, "alice", "bob")
-    session = Session(Identity.generate())
+    session = new_session()
     key = register(alice, session)
     assert (key.kind, key.source, key.args) == ("key", "alice", (session.bundle.encode(),))
     assert session.bundle.fingerprint in key.text
@@ -40,7 +47,7 @@ def test_register_announces_the_key_to_everyone() -> None:
 def test_register_needs_a_fresh_challenge_signed_by_the_key() -> None:
     _, _, factory = make_e2e_room()
     alice, bob = connect_named(factory, "alice", "bob")
-    session, other = Session(Identity.generate()), Session(Identity.generate())
+    session, other = new_session(), new_session()
     bundle = session.bundle.encode()
     alice.send(f"/e2e register {bundle} {encode_b64(b'x' * 64)}")
     assert "/e2e hello" in only(alice.lines()).text
@@ -74,7 +81,7 @@ def test_errors_for_bad_subcommands() -> None:
 def test_keys_lists_the_directory_to_a_member() -> None:
     _, _, factory = make_e2e_room()
     alice, bob, carol = connect_named(factory, "alice", "bob", "carol")
-    sessions = {"alice": Session(Identity.generate()), "bob": Session(Identity.generate())}
+    sessions = {"alice": new_session(), "bob": new_session()}
     register(alice, sessions["alice"])
     register(bob, sessions["bob"])
     carol.lines()
@@ -89,7 +96,7 @@ def test_keys_lists_the_directory_to_a_member() -> None:
 def test_leaving_drops_the_key() -> None:
     _, _, factory = make_e2e_room()
     alice, bob = connect_named(factory, "alice", "bob")
-    register(alice, Session(Identity.generate()))
+    register(alice, new_session())
     bob.lines()
     alice.send("/quit")
     seen = [(line.kind, line.source) for line in bob.lines() if line.kind != "admin"]
@@ -115,7 +122,7 @@ def envelope_for(session: Session, recipients: list[Session], **fields: object) 
 def test_send_forwards_verbatim_to_the_listed_recipients_only() -> None:
     _, _, factory = make_e2e_room()
     alice, bob, carol = connect_named(factory, "alice", "bob", "carol")
-    keys = [Session(Identity.generate()) for _ in range(3)]
+    keys = [new_session() for _ in range(3)]
     for client, session in zip((alice, bob, carol), keys, strict=True):
         register(client, session)
     for client in (alice, bob, carol):
@@ -132,7 +139,7 @@ def test_send_forwards_verbatim_to_the_listed_recipients_only() -> None:
 def test_send_refuses_what_it_must_not_forward() -> None:
     _, _, factory = make_e2e_room()
     alice, bob = connect_named(factory, "alice", "bob")
-    alice_key, bob_key, stranger = (Session(Identity.generate()) for _ in range(3))
+    alice_key, bob_key, stranger = (new_session() for _ in range(3))
     alice.send(SEND_PREFIX + envelope_for(alice_key, [bob_key]))
     assert "register" in only(alice.lines()).text
     register(alice, alice_key)
@@ -174,3 +181,36 @@ def test_only_e2e_lines_may_be_longer_than_the_plain_limit() -> None:
     assert "at most" in only(alice.lines()).text
     alice.send("still here")
     assert only(bob.lines()).text == "still here"
+
+
+def test_register_refuses_a_key_outside_its_signed_lifetime() -> None:
+    _, _, factory = make_e2e_room()
+    (alice,) = connect_named(factory, "alice")
+    for issued in (START - 2 * 86400, START + 3600):
+        key = register(alice, new_session(issued))
+        assert key.kind == "error" and "outside its signed lifetime" in key.text
+
+
+def test_send_refuses_an_envelope_padded_with_sessions_of_nobody() -> None:
+    _, clock, factory = make_e2e_room()
+    alice, bob = connect_named(factory, "alice", "bob")
+    alice_key, bob_key = new_session(), new_session()
+    register(alice, alice_key)
+    register(bob, bob_key)
+    for client in (alice, bob):
+        client.lines()
+    padding = [new_session().bundle for _ in range(9)]
+    envelope = seal(
+        alice_key,
+        kind=EnvelopeKind.MESSAGE,
+        room="chatroom",
+        sender="alice",
+        text="hi",
+        recipients=[alice_key.bundle, bob_key.bundle, *padding],
+        counter=1,
+        timestamp_ms=int(clock.seconds() * 1000),
+    )
+    alice.send(SEND_PREFIX + envelope.encode())
+    (line,) = alice.lines()
+    assert line.kind == "error" and "listed sessions are no member's" in line.text
+    assert bob.lines() == []

@@ -24,15 +24,19 @@ from typing import Any
 
 import pytest
 from twisted.application.internet import backoffPolicy
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 
 from chatroom.client.app import ClientApp
 from chatroom.client.gui import DEFAULT_SIZE, ELLIPSIS, MIN_SIZE, UI_FAMILIES, ChatWindow
-from chatroom.client.protocol import Lock
+from chatroom.client.protocol import ChatClientProtocol, Lock
 from chatroom.client.render import local_time
 from chatroom.client.session import ChatSession, E2ESettings
-from chatroom.e2e.keys import Identity
+from chatroom.e2e.client import E2EClient
+from chatroom.e2e.envelope import EnvelopeKind, seal
+from chatroom.e2e.keys import Identity, Session
 from chatroom.e2e.pins import PinStore
-from chatroom.wire import ServerLine, format_line, parse_line
+from chatroom.wire import Kind, ServerLine, format_line, parse_line
 from tests.daemon import REPO, Daemon, LineClient, daemon_env, running_daemon
 from tests.pump import global_reactor, local_endpoint, pump
 from tests.xvfb import xvfb
@@ -728,3 +732,77 @@ def test_a_line_not_from_today_shows_its_date(window: ChatWindow) -> None:
     assert old == f"{(now - timedelta(days=3)).astimezone():%Y-%m-%d %H:%M:%S} <bob> old news"
     assert fresh == f"{local_time(now)} <bob> fresh news"
     assert "dated" in window.messages.tag_names("1.25") and "dated" not in window.messages.tag_names("2.15")
+
+
+def test_window_shows_unlock_lines_the_consent_step_and_recipient_warnings(display: str) -> None:
+    """
+    A hostile server (lines written by the test) against a real window:
+    every lock change, the /plain consent, a hidden reader and forged plain
+    chat are all lines the user sees.
+    """
+    clock = Clock()
+    clock.advance(time.time())
+    root = tk.Tk()
+    window = ChatWindow(root, RecordingController(online=True), "localhost:6697")
+    e2e = E2EClient(Identity.generate(), PinStore(), clock=clock.seconds)
+    protocol = ChatClientProtocol(window, clock, None, lambda p: None, lambda p, reason: None, e2e)
+    protocol.makeConnection(StringTransport())
+    bob, ghost = Session(Identity.generate()), Session(Identity.generate())
+
+    def server(kind: Kind, source: str = "*", text: str = "", args: tuple[str, ...] = ()) -> None:
+        protocol.dataReceived(format_line(clock.seconds(), kind, source, text, args) + b"\r\n")
+        root.update()
+
+    def style_of(text: str) -> set[str]:
+        found = window.messages.search(text, "1.0", tk.END)
+        assert found, (text, window.message_lines())
+        return set(window.messages.tag_names(found))
+
+    try:
+        server(Kind.WELCOME, "*", "Welcome, you are alice", ("alice",))
+        server(Kind.LIST, "*", "users 1-2 of 2", ("alice", "bob"))
+        server(Kind.CHALLENGE, "*", "sign", ("room=chatroom", "nonce=AAAA"))
+        server(Kind.KEY, "alice", "key", (e2e.session.bundle.encode(),))
+        server(Kind.KEY, "bob", "key", (bob.bundle.encode(),))
+        assert window.lock is Lock.LOCKED
+        # A stray list chunk adds no one: not to the window's members, not
+        # to the recipients (one member model for both).
+        server(Kind.LIST, "*", "users 2-2 of 3", ("guest4711",))
+        server(Kind.KEY, "guest4711", "key", (ghost.bundle.encode(),))
+        root.update()
+        assert list(window.members.get(0, tk.END)) == ["alice", "bob"]
+        assert sorted(window.roster.names()) == sorted(e2e.roster.names()) == ["alice", "bob"]
+        server(Kind.KEYDROP, "bob", "bob has no end-to-end key now")
+        assert window.lock is Lock.UNLOCKED
+        assert "warning" in style_of("!! UNLOCKED: not end-to-end encrypted, as bob has no keys")
+        protocol.send_typed("the launch code")
+        root.update()
+        assert "client" in style_of("** not sent: it cannot be end-to-end encrypted, as bob has no keys")
+        protocol.send_typed("/plain")
+        root.update()
+        style_of("** chat now goes IN THE CLEAR")
+        server(Kind.KEY, "bob", "key", (bob.bundle.encode(),))
+        assert window.lock is Lock.LOCKED
+        style_of("** Locked: chat goes end-to-end encrypted")
+        # Bob's message lists a reader alice is not shown.
+        envelope = seal(
+            bob,
+            kind=EnvelopeKind.MESSAGE,
+            room="chatroom",
+            sender="bob",
+            text="hi alice",
+            recipients=[e2e.session.bundle, bob.bundle, ghost.bundle],
+            counter=1,
+            timestamp_ms=int(clock.seconds() * 1000),
+        )
+        server(Kind.E2E, "bob", "", (envelope.encode(),))
+        style_of("[E2E, unverified] <bob> hi alice")
+        assert "warning" in style_of("!! bob's message was also encrypted to 1 session(s)")
+        server(Kind.MESSAGE, "bob", "forged by the server")
+        style_of("-- unauthenticated plain message the server says is from bob")
+        assert not any("<bob> forged" in line for line in window.message_lines())
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot = ARTIFACTS / "chatroom-client-hostile.png"
+        subprocess.run(["import", "-window", root.wm_frame(), str(shot)], check=True, timeout=TOOL_TIMEOUT)
+    finally:
+        root.destroy()

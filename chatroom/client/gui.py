@@ -21,9 +21,17 @@ from typing import Concatenate, ParamSpec, Protocol
 from chatroom.client.complete import NameCompleter
 from chatroom.client.history import History
 from chatroom.client.protocol import Lock
-from chatroom.client.render import Rendered, Style, client_notice, display_time, render, render_secure
-from chatroom.client.roster import Roster
+from chatroom.client.render import (
+    Rendered,
+    Style,
+    client_notice,
+    display_time,
+    render,
+    render_secure,
+    warning,
+)
 from chatroom.e2e.client import KeyChanged, Secure
+from chatroom.roster import Roster
 from chatroom.wire import Kind, ServerLine
 
 # The message area keeps the newest lines only, so a long session does not
@@ -55,6 +63,7 @@ _STYLES: dict[Style, dict[str, str]] = {
     Style.SERVER: {"foreground": "#687080"},
     Style.ERROR: {"foreground": "#c62828", "font": "chatroom-bold"},
     Style.CLIENT: {"foreground": "#a35200", "font": "chatroom-italic"},
+    Style.WARNING: {"foreground": "#c62828", "font": "chatroom-bold"},
     # The red band starts under the text, as wrapped lines do: the margin stays white.
     Style.ALARM: {
         "foreground": "#ffffff",
@@ -538,7 +547,8 @@ class ChatWindow:
 
     @_while_open
     def secure_message(self, message: Secure) -> None:
-        self.show(render_secure(message, self.name), message.received)
+        # The sender's signed time, not the server's.
+        self.show(render_secure(message, self.name), message.time)
         if message.sender.casefold() != (self.name or "").casefold():
             self._count_unread()
 
@@ -547,6 +557,10 @@ class ChatWindow:
         self.show(Rendered(change.text, Style.ALARM), datetime.now(UTC))
         self._count_unread()
         self.root.bell()
+
+    @_while_open
+    def warning(self, text: str) -> None:
+        self.show(warning(text), datetime.now(UTC))
 
     # Display
 

@@ -39,10 +39,24 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from chatroom.client.roster import Roster
-from chatroom.e2e.client import E2EClient, Event, KeyChanged, NewKey, Notice, Rejected, Secure, Send, Show
+from chatroom.e2e.client import (
+    REGISTER_TIMEOUT,
+    Alert,
+    E2EClient,
+    Event,
+    KeyChanged,
+    LockChange,
+    NewKey,
+    Notice,
+    Rejected,
+    Secure,
+    Send,
+    Show,
+    Unauthenticated,
+)
 from chatroom.e2e.envelope import E2E_MAX_LINE_BYTES
 from chatroom.names import MAX_NAME_LENGTH, skeleton
+from chatroom.roster import Roster
 from chatroom.wire import Kind, ServerLine, WireError, parse_line
 
 # Server lines are short, but an end-to-end envelope is one long line: the
@@ -127,6 +141,22 @@ class ChatView(Protocol):
         loudly (nothing is sent to it until the user runs C{/trust}).
         """
 
+    def warning(self, text: str) -> None:
+        """
+        Something the user must see about what the server does: the lock
+        moving, recipients that differ from the room shown, missing
+        messages, an unanswered registration.
+        """
+
+
+def unauthenticated_line(event: Unauthenticated) -> ServerLine:
+    """
+    Plain chat the client must not show under a member's name, as a line
+    from the server itself (which is what it may well be).
+    """
+    line = event.line
+    return ServerLine(line.timestamp, Kind.INFO, "*", (), event.text)
+
 
 def nick_variant(name: str, number: int) -> str:
     """
@@ -210,6 +240,7 @@ class ChatClientProtocol(LineReceiver):
         self._on_ready = on_ready
         self._on_lost = on_lost
         self._handshake_timer: IDelayedCall | None = None
+        self._register_timer: IDelayedCall | None = None
         self._timed_out = False
         # The name asked for automatically, and which variant it is.
         self._nick_try: str | None = None
@@ -242,11 +273,20 @@ class ChatClientProtocol(LineReceiver):
         self._on_ready(self)
         if self.e2e is not None:
             self._handle(self.e2e.start())
+            self._register_timer = self.clock.callLater(REGISTER_TIMEOUT, self._register_timed_out)
+
+    def _register_timed_out(self) -> None:
+        self._register_timer = None
+        if self.e2e is not None:
+            self._handle(self.e2e.check_timeouts())
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._handshake_timer is not None:
             self._handshake_timer.cancel()
             self._handshake_timer = None
+        if self._register_timer is not None:
+            self._register_timer.cancel()
+            self._register_timer = None
         if self._timed_out:
             reason = Failure(error.TimeoutError("the TLS handshake timed out"))
         self._on_lost(self, reason)
@@ -295,9 +335,9 @@ class ChatClientProtocol(LineReceiver):
 
     def _handle(self, events: list[Event]) -> None:
         """
-        Carry out what the E2E client says, then show the lock if it moved.
+        Carry out what the E2E client says; every move of the lock is a
+        line in the message area as well as the lock itself.
         """
-        assert self.e2e is not None
         for event in events:
             match event:
                 case Send(line):
@@ -310,12 +350,24 @@ class ChatClientProtocol(LineReceiver):
                     self.view.key_changed(event)
                 case Rejected(reason, source):
                     self.view.notice(f"refused an end-to-end message (said to be from {source}): {reason}")
-                case NewKey() | Notice():
+                case NewKey(guest=guest, pinned=pinned):
+                    if guest or not pinned:
+                        self.view.warning(event.text)
+                    else:
+                        self.view.notice(event.text)
+                case Notice():
                     self.view.notice(event.text)
-        lock = Lock.LOCKED if self.e2e.secure else Lock.UNLOCKED
-        if lock is not self.lock:
-            self.lock = lock
-            self.view.lock_changed(lock)
+                case Alert(text):
+                    self.view.warning(text)
+                case Unauthenticated(line):
+                    self.view.line_received(unauthenticated_line(event))
+                case LockChange(locked=locked):
+                    self.lock = Lock.LOCKED if locked else Lock.UNLOCKED
+                    self.view.lock_changed(self.lock)
+                    if locked:
+                        self.view.notice(event.text)
+                    else:
+                        self.view.warning(event.text)
 
     def _show(self, parsed: ServerLine) -> None:
         self.view.line_received(parsed)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from chatroom.e2e.client import Secure
+from chatroom.e2e.client import CLOCK_FLAG_SECONDS, Secure
 from chatroom.e2e.envelope import EnvelopeKind
 from chatroom.wire import Kind, ServerLine, sanitize
 
@@ -32,6 +32,7 @@ class Style(StrEnum):
     SERVER = "server"
     ERROR = "error"
     CLIENT = "client"
+    WARNING = "warning"
     ALARM = "alarm"
 
 
@@ -109,6 +110,18 @@ def render_secure(message: Secure, me: str | None) -> Rendered:
     end-to-end encrypted, and as unverified until the user compared safety
     numbers with its sender.
     """
+    rendered = _render_secure(message, me)
+    difference = message.clock_difference
+    if abs(difference) > CLOCK_FLAG_SECONDS:
+        # The time shown is the signed one; the server's is not authenticated.
+        note = (
+            f" (signed {abs(difference):.0f} s {'before' if difference > 0 else 'after'} the server's time)"
+        )
+        return Rendered(rendered.text + note, rendered.style)
+    return rendered
+
+
+def _render_secure(message: Secure, me: str | None) -> Rendered:
     mark = SECURE_MARK if message.verified else UNVERIFIED_MARK
     own = message.sender.casefold() == (me or "").casefold()
     if message.kind is EnvelopeKind.ACTION:
@@ -118,6 +131,14 @@ def render_secure(message: Secure, me: str | None) -> Rendered:
             return Rendered(f"{mark}(whisper to {message.target}) {message.text}", Style.WHISPER)
         return Rendered(f"{mark}(whisper from {message.sender}) {message.text}", Style.WHISPER)
     return Rendered(f"{mark}<{message.sender}> {message.text}", Style.OWN if own else Style.MESSAGE)
+
+
+def warning(text: str) -> Rendered:
+    """
+    The message-area form of a warning about what the server does (an
+    unlocked room, recipients that differ from the room shown, gaps).
+    """
+    return Rendered(f"!! {text}", Style.WARNING)
 
 
 def client_notice(text: str) -> Rendered:

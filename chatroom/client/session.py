@@ -59,17 +59,26 @@ class E2ESettings:
     @ivar identity: The user's long-term identity key.
     @ivar pins: The names and keys seen so far (trust on first use).
     @ivar required: Refuse to send chat in the clear when the room is unlocked.
+    @ivar ever_locked: Whether a connection of this run was locked: a new
+        connection then asks for C{/plain} before anything goes in the clear.
     """
 
     identity: Identity
     pins: PinStore
     required: bool = False
+    ever_locked: bool = False
 
     def client(self, clock: IReactorTime) -> E2EClient:
         """
         The E2E state of one new connection.
         """
-        return E2EClient(self.identity, self.pins, clock=clock.seconds, required=self.required)
+        return E2EClient(
+            self.identity,
+            self.pins,
+            clock=clock.seconds,
+            required=self.required,
+            ever_locked=self.ever_locked,
+        )
 
 
 class ChatSession:
@@ -174,6 +183,9 @@ class ChatSession:
         closed, self._closed = self._closed, []
         for waiting in closed:
             waiting.callback(None)
+        if self.e2e is not None and protocol.e2e is not None and protocol.e2e.ever_locked:
+            # A reconnect must not be a way to downgrade to plain text.
+            self.e2e.ever_locked = True
         if protocol.lock is Lock.LOCKED:
             # Offline, nothing goes out encrypted.
             self.view.lock_changed(Lock.UNLOCKED)

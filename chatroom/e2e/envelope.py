@@ -36,9 +36,10 @@ from __future__ import annotations
 import math
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import IntEnum
+from typing import TypeVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hpke
@@ -89,6 +90,25 @@ _MAX_FIXED_BYTES = (
 _MAX_FIXED_CHARS = math.ceil(_MAX_FIXED_BYTES * 4 / 3)
 # Every recipient adds 96 bytes, exactly 128 base64 characters: 465 fit.
 MAX_RECIPIENTS = (E2E_MAX_LINE_BYTES - len(SEND_PREFIX) - _MAX_FIXED_CHARS) // (RECIPIENT_BYTES * 4 // 3)
+
+
+# How many listed sessions that are not a current member's the server lets
+# through (members who left while the envelope was on its way).
+FORWARD_SLACK = 8
+
+_T = TypeVar("_T")
+
+
+class RecipientError(E2EError):
+    """
+    One recipient's session key cannot be encrypted to.
+
+    @ivar session_id: That recipient's session key id.
+    """
+
+    def __init__(self, session_id: bytes, reason: str) -> None:
+        super().__init__(reason)
+        self.session_id = session_id
 
 
 class EnvelopeKind(IntEnum):
@@ -287,20 +307,55 @@ def seal(
     )  # fmt: skip
     content_key = ChaCha20Poly1305.generate_key()
     wraps = tuple(
-        Wrap(
-            bundle.session_id,
-            SUITE.encrypt(
-                content_key,
-                X25519PublicKey.from_public_bytes(bundle.session),
-                info=wrap_info(room, session.bundle.identity, message_id, bundle.session_id),
-            ),
-        )
-        for bundle in recipients
+        _wrap(content_key, bundle, room, session.bundle.identity, message_id) for bundle in recipients
     )
     body = ChaCha20Poly1305(content_key).encrypt(_NONCE, plain, unsealed.header())
     envelope = replace(unsealed, recipients=wraps, body=body)
     envelope.check_fields()
     return replace(envelope, signature=session.identity.sign(SIGN_CONTEXT + envelope.signed_part()))
+
+
+def _wrap(content_key: bytes, bundle: KeyBundle, room: str, sender_key: bytes, message_id: bytes) -> Wrap:
+    try:
+        wrapped = SUITE.encrypt(
+            content_key,
+            X25519PublicKey.from_public_bytes(bundle.session),
+            info=wrap_info(room, sender_key, message_id, bundle.session_id),
+        )
+    except ValueError as e:
+        # A key of small order (refused by KeyBundle.decode, so only a
+        # bundle made some other way gets here).
+        raise RecipientError(
+            bundle.session_id, f"the session key {bundle.session_id.hex()} is unusable"
+        ) from e
+    return Wrap(bundle.session_id, wrapped)
+
+
+def forward_targets(envelope: Envelope, sessions: Mapping[bytes, _T], slack: int = FORWARD_SLACK) -> list[_T]:
+    """
+    Whom the server forwards C{envelope} to: the holder of every listed
+    session that is a current member's (C{sessions}, by session key id),
+    each once, in the envelope's order.
+
+    An envelope costs the server one delivery per listed member, so the
+    list must not be padded: at most C{slack} listed sessions may belong to
+    no current member (members who left while it was on its way).
+
+    @raise E2EError: If more are unknown, or no listed session is current.
+    """
+    targets: dict[int, _T] = {}
+    unknown = 0
+    for wrap in envelope.recipients:
+        holder = sessions.get(wrap.session_id)
+        if holder is None:
+            unknown += 1
+        else:
+            targets.setdefault(id(holder), holder)
+    if unknown > slack:
+        raise E2EError(f"{unknown} listed sessions are no member's (at most {slack} may be)")
+    if not targets:
+        raise E2EError("no recipient of the envelope is in the room")
+    return list(targets.values())
 
 
 def _str8(value: str) -> bytes:

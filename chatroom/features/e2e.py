@@ -28,11 +28,13 @@ from chatroom.core.errors import ChatError
 from chatroom.core.events import Challenge, KeyAnnounced, KeyCount, KeyDropped, Members, Sealed
 from chatroom.core.ports import MemberRecord
 from chatroom.core.room import Feature, Room
-from chatroom.e2e.envelope import E2E_MAX_LINE_BYTES, Envelope
+from chatroom.e2e.envelope import E2E_MAX_LINE_BYTES, Envelope, forward_targets
 from chatroom.e2e.keys import E2EError, KeyBundle, decode_b64, encode_b64, registration_data, verify_signature
 
 ROOM_ID = "chatroom"
 CHALLENGE_BYTES = 32
+# Clock difference allowed between a client's signed key lifetime and the server.
+BUNDLE_SKEW_MS = 300_000
 E2E_LINE_PREFIX = b"/e2e "
 USAGE = "usage: /e2e hello | /e2e register <bundle> <proof> | /e2e keys | /e2e send <envelope>"
 E2E = CommandSpec("e2e", "<hello|register|keys|send> [args]", "end-to-end encryption (used by clients)", 1, 2)
@@ -171,6 +173,10 @@ class E2EFeature(Feature):
             proof = decode_b64(parts[1])
         except E2EError as e:
             raise ChatError(f"bad key bundle: {e}") from e
+        if not bundle.valid_at(int(self.room.now() * 1000), BUNDLE_SKEW_MS):
+            raise ChatError(
+                "the session key is outside its signed lifetime: check your clock, then /e2e hello"
+            )
         if not verify_signature(bundle.identity, proof, registration_data(self.room_id, challenge, bundle)):
             raise ChatError("the proof does not match the challenge and key: /e2e hello and try again")
         self.directory.register(member.id, bundle)
@@ -203,13 +209,12 @@ class E2EFeature(Feature):
             raise ChatError("the envelope is not from your registered keys")
         if envelope.sender != member.name:
             raise ChatError(f"the envelope says it is from {envelope.sender}, but you are {member.name}")
-        targets = tuple(
-            dict.fromkeys(
-                holder
-                for wrap in envelope.recipients
-                if (holder := self.directory.holder(wrap.session_id)) is not None
-            )
-        )
-        if not targets:
-            raise ChatError("no recipient of the envelope is in the room")
-        self.room.fanout.publish(Sealed(self.room.now(), member.name, rest), Members(targets))
+        # Only current members' sessions, each once, and an envelope padded
+        # with sessions of nobody is refused: one envelope costs at most a
+        # delivery per member.
+        sessions = {bundle.session_id: member_id for member_id, bundle in self.directory.items()}
+        try:
+            targets = forward_targets(envelope, sessions)
+        except E2EError as e:
+            raise ChatError(f"bad envelope: {e}") from e
+        self.room.fanout.publish(Sealed(self.room.now(), member.name, rest), Members(tuple(targets)))

@@ -1,5 +1,7 @@
 """
-The member list as the client sees it, kept current from the server's lines.
+The member list as a client sees it, kept current from the server's lines:
+one model for the window (chatroom.client) and for end-to-end encryption
+(chatroom.e2e.client), so that both agree on who is in the room.
 """
 
 from __future__ import annotations
@@ -19,13 +21,19 @@ class Roster:
     empties it.
 
     A long list comes in chunks (C{users 1-100 of 250}, ...); the roster
-    replaces its members when the last chunk arrives.
+    replaces its members when the last chunk arrives, and drops a list
+    whose chunks do not add up (L{problem} says why). The E2E client
+    encrypts to the members of the same model the window shows.
     """
 
     def __init__(self) -> None:
         # Case-folded name -> (name, is admin).
         self._members: dict[str, tuple[str, bool]] = {}
         self._incoming: dict[str, tuple[str, bool]] = {}
+        # The next chunk's first number and the total, while a list comes in.
+        self._expected: tuple[int, int] | None = None
+        # Why the last member list line was refused, if one was.
+        self.problem: str | None = None
 
     def __len__(self) -> int:
         return len(self._members)
@@ -38,7 +46,7 @@ class Roster:
         """
         Whether a chunked list has begun and not yet ended.
         """
-        return bool(self._incoming)
+        return self._expected is not None
 
     def names(self) -> list[str]:
         """
@@ -93,15 +101,35 @@ class Roster:
         return False
 
     def _listed(self, line: ServerLine) -> bool:
+        # The chunks must be exactly what the server's format says: the
+        # first starts at 1, each goes on where the last ended with the
+        # number of names its range says, the total stays the same, and the
+        # list is taken only when its last chunk is in. Anything else is
+        # dropped whole, so no name can slip in through a stray chunk.
         match = _LIST_RANGE.fullmatch(line.text)
-        first, last, total = (int(n) for n in match.groups()) if match else (1, 1, 1)
+        if match is None:
+            return self._refuse("a member list line without its range")
+        first, last, total = (int(n) for n in match.groups())
         if first == 1:
-            self._incoming = {}
+            self._incoming, self._expected = {}, (1, total)
+        if self._expected != (first, total) or last < first or last > total:
+            return self._refuse(f"a member list chunk out of order ({line.text})")
+        if len(line.args) != last - first + 1:
+            return self._refuse(f"a member list chunk with {len(line.args)} names for {line.text}")
         for arg in line.args:
             name = arg.removeprefix(ADMIN_MARK)
             self._incoming[name.casefold()] = (name, arg.startswith(ADMIN_MARK))
+        self._expected = (last + 1, total)
         if last < total:
             return False
-        changed = self._incoming != self._members
-        self._members, self._incoming = self._incoming, {}
+        incoming, self._incoming, self._expected = self._incoming, {}, None
+        if len(incoming) != total:
+            return self._refuse("a member list that names someone twice")
+        changed = incoming != self._members
+        self._members = incoming
         return changed
+
+    def _refuse(self, problem: str) -> bool:
+        self._incoming, self._expected = {}, None
+        self.problem = problem
+        return False
