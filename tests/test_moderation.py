@@ -289,6 +289,18 @@ def test_op_and_deop() -> None:
     assert rooms.admins() == ["bob"]
 
 
+def test_deop_of_oneself_is_giving_up_admin_rights() -> None:
+    rooms = Rooms()
+    alice, bob = joined(rooms, "alice", "bob")
+    alice.send("/op bob")
+    bob.lines()
+    alice.send("/deop alice")
+    line = one(bob, "admin")
+    assert (line.source, line.args) == ("alice", ("alice", "admin=no"))
+    assert line.text == "alice gave up admin rights"
+    assert rooms.admins() == ["bob"]
+
+
 # /kick
 
 
@@ -667,7 +679,7 @@ def test_an_ipv6_ban_starting_with_colons_is_set_listed_and_enforced() -> None:
     assert [line.kind for line in alice.lines()] == ["ban", "info"]
     alice.send("/bans")
     entries = alice.lines()
-    assert entries[0].text == "1 bans in force" and entries[1].args[0] == "0::1/128"
+    assert entries[0].text == "1 ban in force" and entries[1].args[0] == "0::1/128"
     refused = rooms.connect("::1")
     assert one(refused, "banned").args[0] == "0::1/128" and gone(refused)
     alice.send("/unban 0::1/128")

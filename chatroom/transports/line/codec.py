@@ -80,6 +80,8 @@ def _admin_text(e: AdminChanged) -> str:
         case AdminReason.GRANTED:
             return f"{e.by} made {e.name} an admin"
         case AdminReason.REVOKED:
+            if e.by == e.name:
+                return f"{e.name} gave up admin rights"
             return f"{e.by} took admin rights from {e.name}"
 
 
@@ -147,7 +149,12 @@ ENCODERS: dict[type[Any], Callable[[Any], Parts]] = {
     Kicked: lambda e: (Kind.KICK, e.by, f"{e.by} kicked {e.victim}{_because(e.reason)}", (e.victim,)),
     BanSet: _ban_set,
     BanLifted: lambda e: (Kind.UNBAN, e.by, f"{e.by} lifted the ban on {e.target}", (e.target,)),
-    BanCount: lambda e: (Kind.BANLIST, S, f"{e.count} bans in force", (f"count={e.count}",)),
+    BanCount: lambda e: (
+        Kind.BANLIST,
+        S,
+        f"{e.count} {'ban' if e.count == 1 else 'bans'} in force",
+        (f"count={e.count}",),
+    ),
     BanEntry: lambda e: (Kind.BANLIST, S, e.ban.reason, _ban_fields(e.ban)),
     BannedNotice: _banned,
     Challenge: lambda e: (
@@ -157,7 +164,12 @@ ENCODERS: dict[type[Any], Callable[[Any], Parts]] = {
         (f"room={e.room_id}", f"nonce={e.nonce}"),
     ),
     KeyAnnounced: lambda e: (Kind.KEY, e.name, f"{e.name} has end-to-end key {e.fingerprint}", (e.bundle,)),
-    KeyCount: lambda e: (Kind.KEYS, S, f"{e.count} members have end-to-end keys", (f"count={e.count}",)),
+    KeyCount: lambda e: (
+        Kind.KEYS,
+        S,
+        f"{e.count} {'member has' if e.count == 1 else 'members have'} end-to-end keys",
+        (f"count={e.count}",),
+    ),
     KeyDropped: lambda e: (Kind.KEYDROP, e.name, f"{e.name} has no end-to-end key now", ()),
     Sealed: lambda e: (Kind.E2E, e.sender, "", (e.envelope,)),
 }
