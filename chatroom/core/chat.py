@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 
 from chatroom.core.commands import SAY, CommandRegistry, CommandSpec, ParseError, spec_table
 from chatroom.core.errors import ChatError
@@ -49,6 +50,8 @@ class ChatCommands(Feature):
     The chat commands of C{room}.
     """
 
+    log = Logger()
+
     def __init__(self, room: Room) -> None:
         self.room = room
 
@@ -86,6 +89,14 @@ class ChatCommands(Feature):
                 same = other.name.casefold() == new_name.casefold()
                 why = "is taken" if same else f"looks too much like {other.name}"
                 raise ChatError(f"the name {new_name} {why}: choose another")
+            # The member id ties the connection's names together in the log.
+            self.log.info(
+                "{old} (#{member_id} at {address}) is now {new}",
+                old=old_name,
+                new=new_name,
+                member_id=member.id,
+                address=member.address,
+            )
             self.room.broadcast(Renamed(self.room.now(), old_name, new_name))
 
         return self.room.members.rename(member, new_name).addCallback(renamed)

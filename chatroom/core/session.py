@@ -108,7 +108,12 @@ class Session:
             self.room.leave(member, "connection lost")
             return
         self.member = member
-        self.log.info("{name} joined from {address}", name=member.name, address=member.address)
+        self.log.info(
+            "{name} (#{member_id}) joined from {address}",
+            name=member.name,
+            member_id=member.id,
+            address=member.address,
+        )
         self._set_timer(self.limits.first_line_timeout, self._time_out, "no line received in time")
 
     def _join_failed(self, failure: Failure) -> None:
