@@ -27,6 +27,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from zope.interface import implementer
 
+from chatroom.cloak import Cloaker, load_or_create_key
 from chatroom.core.chat import new_room
 from chatroom.core.events import Notice
 from chatroom.core.session import Sessions
@@ -181,7 +182,7 @@ class Options(usage.Options):
         ["interface", "i", "", "Address for --port (default: all IPv4; '::' for IPv6 too)."],
         ["cert", None, None, f"Server certificate, PEM [default: certs/{SERVER_CERT_NAME}]."],
         ["key", None, None, f"Server private key, PEM [default: certs/{SERVER_KEY_NAME}]."],
-        ["state", None, "state", "Directory for data kept across restarts (the bans)."],
+        ["state", None, "state", "Directory for data kept across restarts (the bans, the cloak key)."],
         [
             "admin-password-file",
             None,
@@ -198,6 +199,12 @@ class Options(usage.Options):
     optFlags: ClassVar[list[list[Any]]] = [
         ["first-admin", None, "With --admin-password-file, still make the first member admin."],
         ["limit-loopback", None, "Apply the per-address limits to loopback clients too."],
+        [
+            "public-addresses",
+            None,
+            "Show every member's address to everyone; by default members see a cloak"
+            " (admins and the member itself see the address).",
+        ],
     ]
 
     def __init__(self) -> None:
@@ -358,12 +365,14 @@ def compose(
     limits: ClientLimits | None = None,
     connection_limits: ConnectionLimits | None = None,
     e2e: bool = True,
+    cloak: Callable[[str], str] | None = None,
 ) -> tuple[Sessions, Moderation]:
     """
     The daemon's room on C{clock}: the chat commands, moderation and (with
-    C{e2e}) end-to-end encryption, and the sessions of its connections.
+    C{e2e}) end-to-end encryption, and the sessions of its connections;
+    with C{cloak}, members see each other's cloaks, not addresses.
     """
-    room = new_room(clock)
+    room = new_room(clock, cloak=cloak)
     feature = Moderation(room, moderation)
     room.add_feature(feature)
     if e2e:
@@ -419,6 +428,12 @@ def build_service(config: Options, reactor: Any, run_in_thread: Callable[..., De
         bans = load_bans(state / STATE_FILE)
     except StateError as e:
         raise StartupError(str(e)) from e
+    cloak = None
+    if not config["public-addresses"]:
+        try:
+            cloak = Cloaker(load_or_create_key(state))
+        except ValueError as e:
+            raise StartupError(str(e)) from e
     password = None
     password_file = config["admin-password-file"]
     if password_file is not None:
@@ -437,7 +452,9 @@ def build_service(config: Options, reactor: Any, run_in_thread: Callable[..., De
         first_admin=password is None or bool(config["first-admin"]),
         run_check=run_check,
     )
-    sessions, moderation = compose(reactor, settings, config["client_limits"], config["connection_limits"])
+    sessions, moderation = compose(
+        reactor, settings, config["client_limits"], config["connection_limits"], cloak=cloak
+    )
     service = ChatService(
         reactor,
         sessions,

@@ -4,7 +4,9 @@ End to end: the real daemon over real TLS on 127.0.0.1.
 
 from __future__ import annotations
 
+import re
 import socket
+import stat
 import subprocess
 from pathlib import Path
 
@@ -17,6 +19,11 @@ def joined(daemon: Daemon, name: str) -> tuple[LineClient, str]:
     client = daemon.connect()
     welcome = client.read_kind("welcome")[-1]
     return client.join_as(name), welcome.args[0]
+
+
+def carol_cloak(client: LineClient) -> str:
+    client.send("/whois carol")
+    return client.read_kind("whois")[-1].fields["cloak"]
 
 
 def test_three_clients_chat(daemon: Daemon) -> None:
@@ -53,10 +60,19 @@ def test_three_clients_chat(daemon: Daemon) -> None:
     # alice came first: the daemon made her admin.
     assert set(listed.args) == {"@alice", "bob", "carol"}
 
+    # By default members see each other's cloaks; admins see the address too.
     carol.send("/whois alice")
     whois = carol.read_kind("whois")[-1]
     assert whois.fields["name"] == "alice"
+    assert re.fullmatch(r"cloak-[0-9a-f]{8}\.chatroom", whois.fields["address"])
+    assert "127.0.0.1" not in whois.text
+    alice.send("/whois carol")
+    whois = alice.read_kind("whois")[-1]
     assert whois.fields["address"].startswith("127.0.0.1:")
+    # One address, one cloak: carol and alice both connect from 127.0.0.1.
+    assert whois.fields["cloak"] == carol_cloak(carol)
+    key = daemon.directory / "state" / "cloak.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600 and len(key.read_bytes()) == 32
 
     bob.send("/quit see you")
     for client in (alice, carol):

@@ -99,17 +99,30 @@ def _banned(e: BannedNotice) -> Parts:
     return Kind.BANNED, SERVER_SOURCE, text, (ban.target, _expires(ban))
 
 
+def _both(address: str | None, cloak: str | None) -> bool:
+    # The address and, beside it, the cloak others see (for admins and oneself).
+    return address is not None and cloak is not None
+
+
+def _joined(e: Joined) -> Parts:
+    where = f"{e.address} ({e.cloak})" if _both(e.address, e.cloak) else e.shown
+    return Kind.JOIN, e.name, f"{e.name} joined from {where}", ()
+
+
 def _whois(e: WhoisReply) -> Parts:
     connected = format_timestamp(e.connected_at)
     admin = "yes" if e.admin else "no"
+    cloak = (f"cloak={e.cloak}",) if _both(e.address, e.cloak) else ()
     fields = (
         f"name={e.name}",
-        f"address={e.address}",
+        f"address={e.shown}",
+        *cloak,
         f"connected={connected}",
         f"idle={e.idle}",
         f"admin={admin}",
     )
-    text = f"{e.name} is at {e.address}, connected since {connected}, idle {e.idle}s, admin: {admin}"
+    where = f"{e.address} ({e.cloak})" if cloak else e.shown
+    text = f"{e.name} is at {where}, connected since {connected}, idle {e.idle}s, admin: {admin}"
     return Kind.WHOIS, SERVER_SOURCE, text, fields
 
 
@@ -130,7 +143,7 @@ ENCODERS: dict[type[Any], Callable[[Any], Parts]] = {
         f"Welcome, you are {e.name}. Type /help for the commands.",
         (e.name,),
     ),
-    Joined: lambda e: (Kind.JOIN, e.name, f"{e.name} joined from {e.address}", ()),
+    Joined: _joined,
     Left: lambda e: (Kind.LEAVE, e.name, f"{e.name} left ({e.reason})", ()),
     Renamed: lambda e: (Kind.RENAME, e.old, f"{e.old} is now known as {e.new}", (e.new,)),
     Listed: _listed,
