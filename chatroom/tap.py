@@ -93,6 +93,24 @@ LIMIT_OPTIONS: list[tuple[str, ClientLimits | ConnectionLimits, str, str]] = [
 ]
 
 
+HELP_HINT = "twistd -n chatroom --help lists the options."
+
+
+def number(option: str, kind: type[int] | type[float]) -> Callable[[str], int | float]:
+    """
+    A coerce function for C{--option}, whose error names the option.
+    """
+
+    def coerce(text: str) -> int | float:
+        try:
+            return kind(text)
+        except ValueError:
+            what = "a whole number" if kind is int else "a number"
+            raise ValueError(f"--{option} takes {what}, not {text!r}") from None
+
+    return coerce
+
+
 class StartupError(Exception):
     """
     The daemon cannot start; the message names the file or option and why.
@@ -178,7 +196,13 @@ class Options(usage.Options):
         " for localhost there, and logs the CA file clients should trust."
     )
     optParameters: ClassVar[list[list[Any]]] = [
-        ["port", "p", DEFAULT_PORT, "TLS port to listen on (0: any free port); --listen line:ssl:PORT.", int],
+        [
+            "port",
+            "p",
+            DEFAULT_PORT,
+            "TLS port to listen on (0: any free port); --listen line:ssl:PORT.",
+            number("port", int),
+        ],
         ["interface", "i", "", "Address for --port (default: all IPv4; '::' for IPv6 too)."],
         ["cert", None, None, f"Server certificate, PEM [default: certs/{SERVER_CERT_NAME}]."],
         ["key", None, None, f"Server private key, PEM [default: certs/{SERVER_KEY_NAME}]."],
@@ -190,9 +214,21 @@ class Options(usage.Options):
             "File holding the admin password hash (make it with python -m chatroom.passwd):"
             " /oper <password> makes its sender admin, and the first member is no longer admin.",
         ],
-        ["shutdown-grace", None, 5.0, "Seconds to flush output to clients on shutdown.", float],
+        [
+            "shutdown-grace",
+            None,
+            5.0,
+            "Seconds to flush output to clients on shutdown.",
+            number("shutdown-grace", float),
+        ],
         *(
-            [option, None, getattr(defaults, field), help_text, type(getattr(defaults, field))]
+            [
+                option,
+                None,
+                getattr(defaults, field),
+                help_text,
+                number(option, type(getattr(defaults, field))),
+            ]
             for option, defaults, field, help_text in LIMIT_OPTIONS
         ),
     ]
@@ -211,6 +247,19 @@ class Options(usage.Options):
         super().__init__()
         self["listen"] = []
         self["hostname"] = []
+
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        """
+        Parse as usual; under twistd (which sets C{parent}), a mistake
+        exits with one error line and a hint to C{--help} instead of
+        twistd's pages of usage text before the error.
+        """
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            if self.parent is None:
+                raise
+            raise SystemExit(f"chatroom: {e}\n{HELP_HINT}") from None
 
     def opt_hostname(self, name: str) -> None:
         """

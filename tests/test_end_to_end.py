@@ -100,6 +100,51 @@ def test_explicit_missing_certificate_is_a_clear_error(tmp_path: Path) -> None:
     assert not (tmp_path / "certs").exists()
 
 
+def run_twistd(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        daemon_command(*args), cwd=directory, env=daemon_env(), capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (("--port", "99999"), "chatroom: --port must be 0 to 65535, not 99999"),
+        (("--bogus",), "chatroom: option --bogus not recognized"),
+        (
+            ("--flood-rate", "fast"),
+            "chatroom: Parameter type enforcement failed: --flood-rate takes a number, not 'fast'",
+        ),
+        (("--listen", "irc:tcp:7000"), "chatroom: --listen irc:tcp:7000: the kind must be one of line"),
+    ],
+)
+def test_a_bad_option_gets_one_error_line_and_a_hint(
+    tmp_path: Path, args: tuple[str, ...], error: str
+) -> None:
+    result = run_twistd(tmp_path, *args)
+    assert result.returncode == 1
+    # Not the pages of usage text: the error, then where the options are.
+    assert (result.stdout + result.stderr).splitlines() == [
+        error,
+        "twistd -n chatroom --help lists the options.",
+    ]
+
+
+def test_a_missing_certificate_gets_one_error_line(tmp_path: Path) -> None:
+    result = run_twistd(tmp_path, "--cert", "nope.pem", "--key", "nope-key.pem")
+    assert result.returncode == 1
+    assert (result.stdout + result.stderr).splitlines() == [
+        "chatroom: cannot read the certificate nope.pem: No such file or directory"
+    ]
+
+
+def test_help_still_lists_every_option(tmp_path: Path) -> None:
+    result = run_twistd(tmp_path, "--help")
+    assert result.returncode == 0
+    for option in ("--port=", "--public-addresses", "--flood-rate=", "--listen="):
+        assert option in result.stdout
+
+
 def test_bad_clients_do_not_disturb_the_others(daemon: Daemon) -> None:
     alice, _ = joined(daemon, "alice")
     # Garbage instead of a TLS handshake, and a client gone mid-handshake.
