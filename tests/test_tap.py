@@ -192,3 +192,18 @@ def test_addresses_are_cloaked_unless_public_addresses(
     (tmp_path / "state" / "cloak.key").write_bytes(b"")
     with pytest.raises(StartupError, match=r"cloak key .* too short"):
         build()
+
+
+def test_metrics_serve_on_their_own_endpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    reactor = MemoryReactorClock()
+    service = build("--metrics", "tcp:9100:interface=127.0.0.1", reactor=reactor)
+    assert service.sampler is not None
+    service.startService()
+    ports = sorted(port for port, *_ in reactor.tcpServers)
+    assert ports == [9100]
+    assert service.sessions.meter is service.sampler.metrics
+    service.stopService()
+    assert build().sampler is None
+    with pytest.raises(StartupError, match="--metrics nonsense:9"):
+        build("--metrics", "nonsense:9")
