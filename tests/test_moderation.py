@@ -737,7 +737,8 @@ def test_moderation_and_renames_are_logged_with_member_ids_and_addresses() -> No
         "guest3 (#3 at 10.0.0.9:40003) is now mallory",
         "alice (#1 at 10.0.0.1:40001) set bob (#2 at 10.0.0.2:40002) admin=True (granted)",
         "bob (#2 at 10.0.0.2:40002) set alice (#1 at 10.0.0.1:40001) admin=False (revoked)",
-        "refused /kick bob by alice (#1 at 10.0.0.1:40001): permission denied: only an admin can kick others",
+        "refused /kick bob (#2 at 10.0.0.2:40002) by alice (#1 at 10.0.0.1:40001):"
+        " permission denied: only an admin can kick others",
         "bob (#2 at 10.0.0.2:40002) kicked mallory (#3 at 10.0.0.9:40003): spam",
         "bob (#2 at 10.0.0.2:40002) banned 10.0.0.99/32 permanently: later",
         "bob (#2 at 10.0.0.2:40002) lifted the ban on 10.0.0.99/32",
@@ -756,8 +757,8 @@ def test_a_ban_logs_who_it_ejects_and_a_refused_ban_is_logged() -> None:
         bob.send("/ban alice")
         alice.send("/ban bob 1h spam")
     assert (
-        logged(events)[0]
-        == "refused /ban alice by bob (#2 at 10.0.0.2:40002): permission denied: only an admin can ban"
+        logged(events)[0] == "refused /ban alice (#1 at 10.0.0.1:40001) by bob (#2 at 10.0.0.2:40002):"
+        " permission denied: only an admin can ban"
     )
     assert logged(events)[1].startswith("alice (#1 at 10.0.0.1:40001) banned bob (10.0.0.2/32) until ")
     assert "alice (#1 at 10.0.0.1:40001) kicked bob (#2 at 10.0.0.2:40002): banned: spam" in logged(events)

@@ -163,12 +163,17 @@ class Moderation(Feature):
         def refused(error: object, member: MemberRecord, args: tuple[str, ...]) -> None:
             # /oper's argument is the password: never logged.
             what = "" if command == "oper" or not args else f" {args[0]}"
+            # The member it was aimed at, if one is called so.
+            target = None if not what else self.room.members.find(args[0].removeprefix("!"))
+            fields = {} if target is None else party("target", target)
+            aimed = "" if target is None else " (#{target_id} at {target_address})"
             self.log.warn(
-                "refused /{command}{what} by " + ACTOR + ": {error}",
+                "refused /{command}{what}" + aimed + " by " + ACTOR + ": {error}",
                 command=command,
                 what=what,
                 error=str(error),
                 **party("actor", member),
+                **fields,
             )
 
         def run(member: MemberRecord, args: tuple[str, ...]) -> Deferred[Any] | None:
