@@ -141,7 +141,7 @@ def test_a_missing_certificate_gets_one_error_line(tmp_path: Path) -> None:
 def test_help_still_lists_every_option(tmp_path: Path) -> None:
     result = run_twistd(tmp_path, "--help")
     assert result.returncode == 0
-    for option in ("--port=", "--public-addresses", "--flood-rate=", "--listen="):
+    for option in ("--port=", "--public-addresses", "--metrics=", "--flood-rate=", "--listen="):
         assert option in result.stdout
 
 
