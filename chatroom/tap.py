@@ -16,6 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
+from prometheus_client import CollectorRegistry
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, inlineCallbacks
@@ -25,15 +26,26 @@ from twisted.internet.protocol import Factory
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python import usage
+from twisted.web.resource import Resource
+from twisted.web.server import Site
 from zope.interface import implementer
 
+from chatroom.cloak import Cloaker, load_or_create_key
 from chatroom.core.chat import new_room
 from chatroom.core.events import Notice
+from chatroom.core.memory import InMemoryMembers, LocalFanOut
 from chatroom.core.ports import FanOut, MemberDirectory
 from chatroom.core.session import Sessions
-from chatroom.features.e2e import E2E_LINE_PREFIX, E2E_MAX_LINE_BYTES, E2EFeature
+from chatroom.features.e2e import (
+    E2E_LINE_PREFIX,
+    E2E_MAX_LINE_BYTES,
+    E2EFeature,
+    InMemoryKeyDirectory,
+    KeyDirectory,
+)
 from chatroom.features.moderation import Moderation, ModerationSettings, PasswordCheck
 from chatroom.limits import ClientLimits, ConnectionLimits
+from chatroom.metrics import ChatMetrics, MeteredFanOut, Sampler
 from chatroom.passwd import read_hash_file
 from chatroom.state import StateError, clean_temporary_files, write_json
 from chatroom.stores.files import STATE_FILE, DocumentBanStore, load_bans
@@ -91,6 +103,24 @@ LIMIT_OPTIONS: list[tuple[str, ClientLimits | ConnectionLimits, str, str]] = [
     ("connect-rate", CONNECTION_DEFAULTS, "rate", "New connections per address per --connect-window."),
     ("connect-window", CONNECTION_DEFAULTS, "window", "Seconds of the --connect-rate window."),
 ]
+
+
+HELP_HINT = "twistd -n chatroom --help lists the options."
+
+
+def number(option: str, kind: type[int] | type[float]) -> Callable[[str], int | float]:
+    """
+    A coerce function for C{--option}, whose error names the option.
+    """
+
+    def coerce(text: str) -> int | float:
+        try:
+            return kind(text)
+        except ValueError:
+            what = "a whole number" if kind is int else "a number"
+            raise ValueError(f"--{option} takes {what}, not {text!r}") from None
+
+    return coerce
 
 
 class StartupError(Exception):
@@ -178,11 +208,17 @@ class Options(usage.Options):
         " for localhost there, and logs the CA file clients should trust."
     )
     optParameters: ClassVar[list[list[Any]]] = [
-        ["port", "p", DEFAULT_PORT, "TLS port to listen on (0: any free port); --listen line:ssl:PORT.", int],
+        [
+            "port",
+            "p",
+            DEFAULT_PORT,
+            "TLS port to listen on (0: any free port); --listen line:ssl:PORT.",
+            number("port", int),
+        ],
         ["interface", "i", "", "Address for --port (default: all IPv4; '::' for IPv6 too)."],
         ["cert", None, None, f"Server certificate, PEM [default: certs/{SERVER_CERT_NAME}]."],
         ["key", None, None, f"Server private key, PEM [default: certs/{SERVER_KEY_NAME}]."],
-        ["state", None, "state", "Directory for data kept across restarts (the bans)."],
+        ["state", None, "state", "Directory for data kept across restarts (the bans, the cloak key)."],
         [
             "admin-password-file",
             None,
@@ -190,21 +226,59 @@ class Options(usage.Options):
             "File holding the admin password hash (make it with python -m chatroom.passwd):"
             " /oper <password> makes its sender admin, and the first member is no longer admin.",
         ],
-        ["shutdown-grace", None, 5.0, "Seconds to flush output to clients on shutdown.", float],
+        [
+            "metrics",
+            None,
+            None,
+            "Serve Prometheus metrics at /metrics on this Twisted endpoint, for example"
+            " tcp:9100:interface=127.0.0.1 (plain HTTP: keep it on a private address).",
+        ],
+        [
+            "shutdown-grace",
+            None,
+            5.0,
+            "Seconds to flush output to clients on shutdown.",
+            number("shutdown-grace", float),
+        ],
         *(
-            [option, None, getattr(defaults, field), help_text, type(getattr(defaults, field))]
+            [
+                option,
+                None,
+                getattr(defaults, field),
+                help_text,
+                number(option, type(getattr(defaults, field))),
+            ]
             for option, defaults, field, help_text in LIMIT_OPTIONS
         ),
     ]
     optFlags: ClassVar[list[list[Any]]] = [
         ["first-admin", None, "With --admin-password-file, still make the first member admin."],
         ["limit-loopback", None, "Apply the per-address limits to loopback clients too."],
+        [
+            "public-addresses",
+            None,
+            "Show every member's address to everyone; by default members see a cloak"
+            " (admins and the member itself see the address).",
+        ],
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self["listen"] = []
         self["hostname"] = []
+
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        """
+        Parse as usual; under twistd (which sets C{parent}), a mistake
+        exits with one error line and a hint to C{--help} instead of
+        twistd's pages of usage text before the error.
+        """
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            if self.parent is None:
+                raise
+            raise SystemExit(f"chatroom: {e}\n{HELP_HINT}") from None
 
     def opt_hostname(self, name: str) -> None:
         """
@@ -254,9 +328,15 @@ class _Announced:
 
     log = Logger()
 
-    def __init__(self, endpoint: IStreamServerEndpoint, kind: str) -> None:
+    def __init__(
+        self,
+        endpoint: IStreamServerEndpoint,
+        kind: str,
+        announcement: str = "chatroom listening on {host}:{port} ({kind})",
+    ) -> None:
         self.endpoint = endpoint
         self.kind = kind
+        self.announcement = announcement
 
     def listen(self, factory: Any) -> Deferred[IListeningPort]:
         listening = self.endpoint.listen(factory)
@@ -269,7 +349,7 @@ class _Announced:
     def _listening(self, port: IListeningPort) -> IListeningPort:
         address: Any = port.getHost()
         host, number = getattr(address, "host", "?"), getattr(address, "port", 0)
-        self.log.info("chatroom listening on {host}:{port} ({kind})", host=host, port=number, kind=self.kind)
+        self.log.info(self.announcement, host=host, port=number, kind=self.kind)
         return port
 
 
@@ -291,8 +371,10 @@ class ChatService(MultiService):
         tls: ServerTLS,
         grace: float = 5.0,
         password_file: Path | None = None,
+        sampler: Sampler | None = None,
     ) -> None:
         super().__init__()
+        self.sampler = sampler
         self.reactor = reactor
         self.sessions = sessions
         self.moderation = moderation
@@ -305,6 +387,18 @@ class ChatService(MultiService):
         Serve C{factory} on C{endpoint} while running.
         """
         StreamServerEndpointService(_Announced(endpoint, kind), factory).setServiceParent(self)
+
+    def serve_metrics(self, endpoint: IStreamServerEndpoint, site: Site) -> None:
+        """
+        Serve the metrics C{site} on C{endpoint} while running.
+        """
+        announced = _Announced(endpoint, "metrics", "chatroom metrics on http://{host}:{port}/metrics")
+        StreamServerEndpointService(announced, site).setServiceParent(self)
+
+    def startService(self) -> None:
+        super().startService()
+        if self.sampler is not None:
+            self.sampler.start()
 
     def install_signals(self) -> None:
         """
@@ -336,6 +430,8 @@ class ChatService(MultiService):
 
     @inlineCallbacks
     def stopService(self) -> Generator[Deferred[Any], Any, None]:
+        if self.sampler is not None:
+            self.sampler.stop()
         # The listeners first: nobody new joins a room that is closing.
         yield super().stopService()
         count = len(self.sessions.open)
@@ -359,20 +455,34 @@ def compose(
     limits: ClientLimits | None = None,
     connection_limits: ConnectionLimits | None = None,
     e2e: bool = True,
+    cloak: Callable[[str], str] | None = None,
+    metrics: ChatMetrics | None = None,
+    keys: KeyDirectory | None = None,
     members: MemberDirectory | None = None,
     fanout: FanOut | None = None,
 ) -> tuple[Sessions, Moderation]:
     """
     The daemon's room on C{clock}: the chat commands, moderation and (with
-    C{e2e}) end-to-end encryption, and the sessions of its connections; the
-    member directory and fan-out are in memory unless given.
+    C{e2e}) end-to-end encryption, and the sessions of its connections;
+    with C{cloak}, members see each other's cloaks, not addresses; with
+    C{metrics}, the sessions and the fan-out count into it.
+
+    @param keys: The end-to-end key directory (a new in-memory one by default).
+    @param members: The member directory (in memory by default).
+    @param fanout: The fan-out (to this process's sessions by default).
     """
-    room = new_room(clock, members, fanout)
+    if members is None:
+        members = InMemoryMembers()
+    if fanout is None:
+        fanout = LocalFanOut(members)
+    if metrics is not None:
+        fanout = MeteredFanOut(fanout, metrics)
+    room = new_room(clock, members, fanout, cloak=cloak)
     feature = Moderation(room, moderation)
     room.add_feature(feature)
     if e2e:
-        room.add_feature(E2EFeature(room))
-    return Sessions(room, clock, limits, connection_limits), feature
+        room.add_feature(E2EFeature(room, keys))
+    return Sessions(room, clock, limits, connection_limits, meter=metrics), feature
 
 
 def line_factory(sessions: Sessions, flusher: TurnFlusher | None = None, e2e: bool = True) -> LineFactory:
@@ -423,6 +533,12 @@ def build_service(config: Options, reactor: Any, run_in_thread: Callable[..., De
         bans = load_bans(state / STATE_FILE)
     except StateError as e:
         raise StartupError(str(e)) from e
+    cloak = None
+    if not config["public-addresses"]:
+        try:
+            cloak = Cloaker(load_or_create_key(state))
+        except ValueError as e:
+            raise StartupError(str(e)) from e
     password = None
     password_file = config["admin-password-file"]
     if password_file is not None:
@@ -441,7 +557,34 @@ def build_service(config: Options, reactor: Any, run_in_thread: Callable[..., De
         first_admin=password is None or bool(config["first-admin"]),
         run_check=run_check,
     )
-    sessions, moderation = compose(reactor, settings, config["client_limits"], config["connection_limits"])
+    metrics = sampler = site = None
+    metrics_endpoint: IStreamServerEndpoint | None = None
+    keys = InMemoryKeyDirectory()
+    if config["metrics"] is not None:
+        # Its own registry, never prometheus_client's global one.
+        metrics = ChatMetrics(CollectorRegistry(), TRANSPORTS)
+        try:
+            metrics_endpoint = serverFromString(reactor, config["metrics"])
+        except (ValueError, KeyError) as e:
+            raise StartupError(f"--metrics {config['metrics']}: {e}") from e
+        site = metrics_site(metrics.registry)
+    sessions, moderation = compose(
+        reactor,
+        settings,
+        config["client_limits"],
+        config["connection_limits"],
+        cloak=cloak,
+        metrics=metrics,
+        keys=keys,
+    )
+    if metrics is not None:
+        open_sessions = sessions.open
+        sampler = Sampler(
+            reactor,
+            metrics,
+            lambda: [session.connection.queued() for session in open_sessions],
+            lambda: len(keys.items()),
+        )
     service = ChatService(
         reactor,
         sessions,
@@ -449,6 +592,7 @@ def build_service(config: Options, reactor: Any, run_in_thread: Callable[..., De
         tls,
         config["shutdown-grace"],
         Path(password_file) if password_file is not None else None,
+        sampler,
     )
     flusher = TurnFlusher(reactor)
     for kind, endpoint in config["listen"]:
@@ -463,7 +607,34 @@ def build_service(config: Options, reactor: Any, run_in_thread: Callable[..., De
         except (usage.UsageError, ValueError, KeyError) as e:
             raise StartupError(f"--listen {kind}:{endpoint}: {e}") from e
         service.listen(listener, factory, kind)
+    if site is not None and metrics_endpoint is not None:
+        service.serve_metrics(metrics_endpoint, site)
     return service
+
+
+def metrics_site(registry: CollectorRegistry) -> Site:
+    """
+    A web site serving C{registry} in Prometheus' text format at C{/metrics},
+    through prometheus_client's Twisted resource (which scrapes in the
+    reactor's thread pool).
+    """
+    # Imported here: the module takes the global reactor when imported.
+    from prometheus_client.twisted import MetricsResource
+
+    root = Resource()
+    root.putChild(b"metrics", MetricsResource(registry))
+    return _QuietSite(root)
+
+
+class _QuietSite(Site):
+    """
+    A site that keeps no access log: a scrape every few seconds is not news.
+    """
+
+    noisy = False
+
+    def log(self, request: Any) -> None:
+        pass
 
 
 def makeService(config: Options) -> ChatService:

@@ -70,6 +70,10 @@ def test_help_lists_every_command_with_its_syntax() -> None:
     text = "\n".join(help_lines())
     for spec in COMMANDS.specs:
         assert spec.usage in text
+    # The full list names the aliases too.
+    assert [line for line in help_lines() if line.startswith("/help")] == [
+        "/help [command] - show this help, or help for one command (also /?)"
+    ]
 
 
 def test_help_for_one_command() -> None:

@@ -34,14 +34,19 @@ def register(client: FakeClient, session: Session) -> ServerLine:
     return only(client.lines())
 
 
-def test_register_announces_the_key_to_everyone() -> None:
+def test_register_announces_the_key_to_members_that_asked_for_e2e() -> None:
     _, _, factory = make_e2e_room()
-    alice, bob = connect_named(factory, "alice", "bob")
+    alice, bob, carol = connect_named(factory, "alice", "bob", "carol")
+    bob.send("/e2e hello")
+    bob.lines()
+    carol.lines()
     session = new_session()
     key = register(alice, session)
     assert (key.kind, key.source, key.args) == ("key", "alice", (session.bundle.encode(),))
     assert session.bundle.fingerprint in key.text
     assert only(bob.lines()) == key
+    # carol (openssl, say) never sent /e2e hello: no key lines for her.
+    assert carol.lines() == []
 
 
 def test_register_needs_a_fresh_challenge_signed_by_the_key() -> None:
@@ -95,12 +100,17 @@ def test_keys_lists_the_directory_to_a_member() -> None:
 
 def test_leaving_drops_the_key() -> None:
     _, _, factory = make_e2e_room()
-    alice, bob = connect_named(factory, "alice", "bob")
+    alice, bob, carol = connect_named(factory, "alice", "bob", "carol")
+    bob.send("/e2e hello")
     register(alice, new_session())
     bob.lines()
+    carol.lines()
     alice.send("/quit")
     seen = [(line.kind, line.source) for line in bob.lines() if line.kind != "admin"]
     assert seen == [("leave", "alice"), ("keydrop", "alice")]
+    # A member that never asked for E2E sees the leave line only.
+    plain = [(line.kind, line.source) for line in carol.lines() if line.kind != "admin"]
+    assert plain == [("leave", "alice")]
     bob.send("/e2e keys")
     assert only(bob.lines()).fields["count"] == "0"
 

@@ -4,7 +4,9 @@ End to end: the real daemon over real TLS on 127.0.0.1.
 
 from __future__ import annotations
 
+import re
 import socket
+import stat
 import subprocess
 from pathlib import Path
 
@@ -17,6 +19,11 @@ def joined(daemon: Daemon, name: str) -> tuple[LineClient, str]:
     client = daemon.connect()
     welcome = client.read_kind("welcome")[-1]
     return client.join_as(name), welcome.args[0]
+
+
+def carol_cloak(client: LineClient) -> str:
+    client.send("/whois carol")
+    return client.read_kind("whois")[-1].fields["cloak"]
 
 
 def test_three_clients_chat(daemon: Daemon) -> None:
@@ -53,10 +60,19 @@ def test_three_clients_chat(daemon: Daemon) -> None:
     # alice came first: the daemon made her admin.
     assert set(listed.args) == {"@alice", "bob", "carol"}
 
+    # By default members see each other's cloaks; admins see the address too.
     carol.send("/whois alice")
     whois = carol.read_kind("whois")[-1]
     assert whois.fields["name"] == "alice"
+    assert re.fullmatch(r"cloak-[0-9a-f]{8}\.chatroom", whois.fields["address"])
+    assert "127.0.0.1" not in whois.text
+    alice.send("/whois carol")
+    whois = alice.read_kind("whois")[-1]
     assert whois.fields["address"].startswith("127.0.0.1:")
+    # One address, one cloak: carol and alice both connect from 127.0.0.1.
+    assert whois.fields["cloak"] == carol_cloak(carol)
+    key = daemon.directory / "state" / "cloak.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600 and len(key.read_bytes()) == 32
 
     bob.send("/quit see you")
     for client in (alice, carol):
@@ -82,6 +98,51 @@ def test_explicit_missing_certificate_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "cannot read the certificate nope.pem" in result.stdout + result.stderr
     assert not (tmp_path / "certs").exists()
+
+
+def run_twistd(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        daemon_command(*args), cwd=directory, env=daemon_env(), capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (("--port", "99999"), "chatroom: --port must be 0 to 65535, not 99999"),
+        (("--bogus",), "chatroom: option --bogus not recognized"),
+        (
+            ("--flood-rate", "fast"),
+            "chatroom: Parameter type enforcement failed: --flood-rate takes a number, not 'fast'",
+        ),
+        (("--listen", "irc:tcp:7000"), "chatroom: --listen irc:tcp:7000: the kind must be one of line"),
+    ],
+)
+def test_a_bad_option_gets_one_error_line_and_a_hint(
+    tmp_path: Path, args: tuple[str, ...], error: str
+) -> None:
+    result = run_twistd(tmp_path, *args)
+    assert result.returncode == 1
+    # Not the pages of usage text: the error, then where the options are.
+    assert (result.stdout + result.stderr).splitlines() == [
+        error,
+        "twistd -n chatroom --help lists the options.",
+    ]
+
+
+def test_a_missing_certificate_gets_one_error_line(tmp_path: Path) -> None:
+    result = run_twistd(tmp_path, "--cert", "nope.pem", "--key", "nope-key.pem")
+    assert result.returncode == 1
+    assert (result.stdout + result.stderr).splitlines() == [
+        "chatroom: cannot read the certificate nope.pem: No such file or directory"
+    ]
+
+
+def test_help_still_lists_every_option(tmp_path: Path) -> None:
+    result = run_twistd(tmp_path, "--help")
+    assert result.returncode == 0
+    for option in ("--port=", "--public-addresses", "--metrics=", "--flood-rate=", "--listen="):
+        assert option in result.stdout
 
 
 def test_bad_clients_do_not_disturb_the_others(daemon: Daemon) -> None:

@@ -193,7 +193,13 @@ def test_oper_with_the_password_makes_an_admin_and_tells_everyone() -> None:
     for client in (alice, bob):
         line = one(client, "admin")
         assert (line.args, line.text) == (("bob", "admin=yes"), "bob is now an admin (password)")
-    assert any("is now an admin" in event["log_format"] for event in events)
+    (event,) = events
+    assert (event["target"], event["target_id"], event["reason"], event["admin"]) == (
+        "bob",
+        "2",
+        "password",
+        True,
+    )
     assert "open sesame" not in repr(events)
     assert error(bob, "/oper open sesame") == "you are already an admin"
 
@@ -211,7 +217,12 @@ def test_wrong_passwords_are_refused_logged_and_rate_limited() -> None:
     with capturedLogs() as events:
         assert error(bob, "/oper guess1") == "wrong password"
     (event,) = events
-    assert (event["log_level"].name, event["name"], event["address"]) == ("warn", "bob", "10.0.0.2:40002")
+    assert (event["log_level"].name, event["actor"], event["actor_address"]) == (
+        "warn",
+        "bob",
+        "10.0.0.2:40002",
+    )
+    assert (event["command"], event["error"]) == ("oper", "wrong password")
     assert "guess1" not in repr(events)
     # Even the right password is not checked within 5 seconds of a try.
     assert error(bob, "/oper open sesame") == "too many /oper attempts: try again in 5s"
@@ -286,6 +297,18 @@ def test_op_and_deop() -> None:
     assert (line.source, line.args) == ("bob", ("alice", "admin=no"))
     assert error(alice, "/deop bob") == "permission denied: only an admin can take admin rights away"
     assert error(bob, "/deop bob") == "bob is the last admin: /op someone else first"
+    assert rooms.admins() == ["bob"]
+
+
+def test_deop_of_oneself_is_giving_up_admin_rights() -> None:
+    rooms = Rooms()
+    alice, bob = joined(rooms, "alice", "bob")
+    alice.send("/op bob")
+    bob.lines()
+    alice.send("/deop alice")
+    line = one(bob, "admin")
+    assert (line.source, line.args) == ("alice", ("alice", "admin=no"))
+    assert line.text == "alice gave up admin rights"
     assert rooms.admins() == ["bob"]
 
 
@@ -667,7 +690,7 @@ def test_an_ipv6_ban_starting_with_colons_is_set_listed_and_enforced() -> None:
     assert [line.kind for line in alice.lines()] == ["ban", "info"]
     alice.send("/bans")
     entries = alice.lines()
-    assert entries[0].text == "1 bans in force" and entries[1].args[0] == "0::1/128"
+    assert entries[0].text == "1 ban in force" and entries[1].args[0] == "0::1/128"
     refused = rooms.connect("::1")
     assert one(refused, "banned").args[0] == "0::1/128" and gone(refused)
     alice.send("/unban 0::1/128")
@@ -684,3 +707,58 @@ def test_a_ban_on_a_whole_address_family_must_be_forced() -> None:
     admin.send("/ban !0.0.0.0/0 closed")
     assert [line.kind for line in admin.lines()][:1] == ["ban"]
     assert gone(rooms.connect("10.0.0.77"))
+
+
+# The log of moderation
+
+
+def logged(events: list[dict[str, Any]]) -> list[str]:
+    from twisted.logger import formatEvent
+
+    return [formatEvent(event) for event in events]
+
+
+def test_moderation_and_renames_are_logged_with_member_ids_and_addresses() -> None:
+    rooms = Rooms()
+    alice, bob = joined(rooms, "alice", "bob")
+    with capturedLogs() as events:
+        guest = rooms.connect("10.0.0.9")
+        guest.send("/nick mallory")
+        alice.send("/op bob")
+        bob.send("/deop alice")
+        alice.send("/kick bob")
+        bob.send("/kick mallory spam")
+        bob.send("/ban 10.0.0.99 later")
+        bob.send("/unban 10.0.0.99")
+        bob.send("/oper guess")
+    texts = logged(events)
+    assert texts == [
+        "guest3 (#3) joined from 10.0.0.9:40003",
+        "guest3 (#3 at 10.0.0.9:40003) is now mallory",
+        "alice (#1 at 10.0.0.1:40001) set bob (#2 at 10.0.0.2:40002) admin=True (granted)",
+        "bob (#2 at 10.0.0.2:40002) set alice (#1 at 10.0.0.1:40001) admin=False (revoked)",
+        "refused /kick bob (#2 at 10.0.0.2:40002) by alice (#1 at 10.0.0.1:40001):"
+        " permission denied: only an admin can kick others",
+        "bob (#2 at 10.0.0.2:40002) kicked mallory (#3 at 10.0.0.9:40003): spam",
+        "bob (#2 at 10.0.0.2:40002) banned 10.0.0.99/32 permanently: later",
+        "bob (#2 at 10.0.0.2:40002) lifted the ban on 10.0.0.99/32",
+        "refused /oper by bob (#2 at 10.0.0.2:40002): this server has no admin password:"
+        " ask an admin to /op you",
+    ]
+    # The fields, for a log that keeps them (JSON): the acting and the affected.
+    kick = events[5]
+    assert (kick["actor_id"], kick["target_id"], kick["target_address"]) == ("2", "3", "10.0.0.9:40003")
+
+
+def test_a_ban_logs_who_it_ejects_and_a_refused_ban_is_logged() -> None:
+    rooms = Rooms()
+    alice, bob = joined(rooms, "alice", "bob")
+    with capturedLogs() as events:
+        bob.send("/ban alice")
+        alice.send("/ban bob 1h spam")
+    assert (
+        logged(events)[0] == "refused /ban alice (#1 at 10.0.0.1:40001) by bob (#2 at 10.0.0.2:40002):"
+        " permission denied: only an admin can ban"
+    )
+    assert logged(events)[1].startswith("alice (#1 at 10.0.0.1:40001) banned bob (10.0.0.2/32) until ")
+    assert "alice (#1 at 10.0.0.1:40001) kicked bob (#2 at 10.0.0.2:40002): banned: spam" in logged(events)

@@ -6,6 +6,7 @@ addresses refused at connect, /oper with a password file, bad files at start.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -84,7 +85,10 @@ def test_oper_with_a_password_file(tmp_path: Path) -> None:
         bob.send("/kick alice bye")
         assert alice.read_kind("kick")[-1].text == "bob kicked alice: bye"
         bob.close()
-    assert b"failed /oper by alice at 127.0.0.1:" in daemon.output
+    output = daemon.output.decode()
+    assert "refused /oper by alice (#1 at 127.0.0.1:" in output and "): wrong password" in output
+    # The daemon's log ties the kick to both connections.
+    assert re.search(r"bob \(#2 at 127\.0\.0\.1:\d+\) kicked alice \(#1 at 127\.0\.0\.1:\d+\): bye", output)
 
 
 @pytest.mark.parametrize(

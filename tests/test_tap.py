@@ -174,3 +174,36 @@ def test_hostnames_go_into_the_local_certificate_and_bind_the_reload(
 def test_a_bad_hostname_is_refused() -> None:
     with pytest.raises(usage.UsageError, match="--hostname"):
         options("--hostname", "not a name")
+
+
+def test_addresses_are_cloaked_unless_public_addresses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    public = build("--public-addresses", "--state", "open")
+    assert public.sessions.room.cloak is None
+    assert not (tmp_path / "open" / "cloak.key").exists()
+    cloaked = build()
+    cloak = cloaked.sessions.room.cloak
+    assert cloak is not None and cloak("10.0.0.1").startswith("cloak-")
+    # The same key on the next start: the same cloaks.
+    again = build().sessions.room.cloak
+    assert again is not None and again("10.0.0.1") == cloak("10.0.0.1")
+    (tmp_path / "state" / "cloak.key").write_bytes(b"")
+    with pytest.raises(StartupError, match=r"cloak key .* too short"):
+        build()
+
+
+def test_metrics_serve_on_their_own_endpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    reactor = MemoryReactorClock()
+    service = build("--metrics", "tcp:9100:interface=127.0.0.1", reactor=reactor)
+    assert service.sampler is not None
+    service.startService()
+    ports = sorted(port for port, *_ in reactor.tcpServers)
+    assert ports == [9100]
+    assert service.sessions.meter is service.sampler.metrics
+    service.stopService()
+    assert build().sampler is None
+    with pytest.raises(StartupError, match="--metrics nonsense:9"):
+        build("--metrics", "nonsense:9")

@@ -5,8 +5,11 @@ help and quitting. Each command's spec and handler stand together here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 
 from chatroom.core.commands import SAY, CommandRegistry, CommandSpec, ParseError, spec_table
 from chatroom.core.errors import ChatError
@@ -32,7 +35,7 @@ NICK = CommandSpec("nick", "<name>", "change your name", 1, 1)
 WHISPER = CommandSpec("whisper", "<user> <text>", "send a private message to one user", 2, 2)
 ME = CommandSpec("me", "<text>", "act: '/me waves' shows as '<you> waves'", 1, 1)
 LIST = CommandSpec("list", "", "list the users in the room", 0, 0)
-WHOIS = CommandSpec("whois", "<user>", "show a user's address, connect time and idle time", 1, 1)
+WHOIS = CommandSpec("whois", "<user>", "show a user's address (or cloak), connect time and idle time", 1, 1)
 FILTER = CommandSpec("filter", "[word]", "hide chat containing <word>; alone, list filters", 0, 1)
 UNFILTER = CommandSpec("unfilter", "<word>", "stop hiding chat containing <word>", 1, 1)
 HELP = CommandSpec("help", "[command]", "show this help, or help for one command", 0, 1, ("?",))
@@ -48,6 +51,8 @@ class ChatCommands(Feature):
     """
     The chat commands of C{room}.
     """
+
+    log = Logger()
 
     def __init__(self, room: Room) -> None:
         self.room = room
@@ -86,6 +91,14 @@ class ChatCommands(Feature):
                 same = other.name.casefold() == new_name.casefold()
                 why = "is taken" if same else f"looks too much like {other.name}"
                 raise ChatError(f"the name {new_name} {why}: choose another")
+            # The member id ties the connection's names together in the log.
+            self.log.info(
+                "{old} (#{member_id} at {address}) is now {new}",
+                old=old_name,
+                new=new_name,
+                member_id=member.id,
+                address=member.address,
+            )
             self.room.broadcast(Renamed(self.room.now(), old_name, new_name))
 
         return self.room.members.rename(member, new_name).addCallback(renamed)
@@ -110,7 +123,10 @@ class ChatCommands(Feature):
         target = self.room.find(args[0])
         now = self.room.now()
         idle = int(now - target.last_active)
-        reply = WhoisReply(now, target.name, target.address, target.connected_at, idle, target.is_admin)
+        address = target.address if self.room.may_see_address(member, target) else None
+        reply = WhoisReply(
+            now, target.name, address, target.connected_at, idle, target.is_admin, target.cloak
+        )
         self.room.tell(member, reply)
 
     def filter(self, member: MemberRecord, args: tuple[str, ...]) -> None:
@@ -155,11 +171,15 @@ class ChatCommands(Feature):
 
 
 def new_room(
-    clock: IReactorTime, members: MemberDirectory | None = None, fanout: FanOut | None = None
+    clock: IReactorTime,
+    members: MemberDirectory | None = None,
+    fanout: FanOut | None = None,
+    cloak: Callable[[str], str] | None = None,
 ) -> Room:
     """
-    A room with the chat commands, on C{clock}; in-memory stores by default.
+    A room with the chat commands, on C{clock}; in-memory stores by default;
+    C{cloak} as in L{Room}.
     """
-    room = Room(clock, members if members is not None else InMemoryMembers(), fanout)
+    room = Room(clock, members if members is not None else InMemoryMembers(), fanout, cloak)
     room.add_feature(ChatCommands(room))
     return room

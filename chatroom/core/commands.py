@@ -163,8 +163,11 @@ class CommandRegistry:
             spec = self._table.get(topic.removeprefix("/").lower())
             if spec is None:
                 raise ParseError(f"no such command {topic}: type /help for the list of commands")
-            aliases = "".join(f" (also /{alias})" for alias in spec.aliases)
-            return [spec.help_line + aliases]
+            return [_with_aliases(spec)]
         lines = ["Commands (case-insensitive; start a message with // to send a leading /):"]
-        lines.extend(spec.help_line for spec in self._specs)
+        lines.extend(_with_aliases(spec) for spec in self._specs)
         return lines
+
+
+def _with_aliases(spec: CommandSpec) -> str:
+    return spec.help_line + "".join(f" (also /{alias})" for alias in spec.aliases)

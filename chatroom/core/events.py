@@ -56,6 +56,13 @@ def one(member_id: str) -> Members:
 # Events
 
 
+def shown(address: str | None, cloak: str | None) -> str:
+    """
+    The address if the audience may see it, else the cloak.
+    """
+    return address if address is not None else cloak or "?"
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """
@@ -127,10 +134,23 @@ class Welcome(Event):
 class Joined(Event):
     """
     C{name} joined, connected from C{address} (C{host:port}).
+
+    @ivar address: L{None} for an audience that may not see it (members
+        other than admins and the one joining see its cloak instead).
+    @ivar cloak: The member's address cloak; L{None} if the room shows
+        addresses to everyone.
     """
 
     name: str
-    address: str
+    address: str | None
+    cloak: str | None = None
+
+    @property
+    def shown(self) -> str:
+        """
+        What the audience is told of where the member is: its address, or else its cloak.
+        """
+        return shown(self.address, self.cloak)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,14 +188,23 @@ class Listed(Event):
 @dataclass(frozen=True, slots=True)
 class WhoisReply(Event):
     """
-    What the room knows about one member.
+    What the room knows about one member; C{address} and C{cloak} as in
+    L{Joined}.
     """
 
     name: str
-    address: str
+    address: str | None
     connected_at: float
     idle: int
     admin: bool
+    cloak: str | None = None
+
+    @property
+    def shown(self) -> str:
+        """
+        As L{Joined.shown}.
+        """
+        return shown(self.address, self.cloak)
 
 
 @dataclass(frozen=True, slots=True)

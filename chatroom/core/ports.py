@@ -35,6 +35,8 @@ class MemberRecord:
     @ivar is_admin: Whether it has admin rights.
     @ivar filters: The member's filter words, casefolded: chat holding one
         is not delivered to it.
+    @ivar cloak: What other members see instead of its address; L{None}
+        when addresses are public.
     """
 
     id: str
@@ -45,6 +47,7 @@ class MemberRecord:
     last_active: float = 0.0
     is_admin: bool = False
     filters: list[str] = field(default_factory=list)
+    cloak: str | None = None
 
     def hides(self, text: str) -> bool:
         """

@@ -12,12 +12,14 @@ L{Room.add_feature}; the chat commands themselves are such a feature
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
 from chatroom.core.commands import Command, CommandRegistry
 from chatroom.core.errors import ChatError
-from chatroom.core.events import EVERYONE, Event, Joined, Left, Listed, Welcome, one
+from chatroom.core.events import EVERYONE, Event, Joined, Left, Listed, Members, Welcome, one
 from chatroom.core.memory import InMemoryMembers, LocalFanOut
 from chatroom.core.ports import FanOut, MemberDirectory, MemberRecord, Recipient
 
@@ -66,6 +68,8 @@ class Room:
     @ivar members: The member directory.
     @ivar fanout: Where the room's events go.
     @ivar commands: Every command the room serves.
+    @ivar cloak: Makes the cloak members see instead of an address (from
+        the host); L{None}: every member sees every address.
     """
 
     def __init__(
@@ -73,8 +77,10 @@ class Room:
         clock: IReactorTime,
         members: MemberDirectory | None = None,
         fanout: FanOut | None = None,
+        cloak: Callable[[str], str] | None = None,
     ) -> None:
         self.clock = clock
+        self.cloak = cloak
         self.members: MemberDirectory = members if members is not None else InMemoryMembers()
         self.fanout: FanOut = fanout if fanout is not None else LocalFanOut(self.members)
         self.commands = CommandRegistry()
@@ -133,16 +139,35 @@ class Room:
             name = f"guest{self.members.next_guest_number()}"
             if self.members.clash(name) is not None or self.name_refusal(name) is not None:
                 continue
-            member = MemberRecord(self.members.new_id(), name, host, port, now, last_active=now)
+            cloak = None if self.cloak is None else self.cloak(host)
+            member = MemberRecord(self.members.new_id(), name, host, port, now, last_active=now, cloak=cloak)
             if await self.members.claim(member) is None:
                 break
         self.fanout.subscribe(member.id, recipient)
         self.tell(member, Welcome(now, member.name))
-        self.broadcast(Joined(now, member.name, member.address))
+        self._announce(member, now)
         for feature in self._features:
             feature.joined(member)
         self.list_members(member)
         return member
+
+    def may_see_address(self, viewer: MemberRecord, member: MemberRecord) -> bool:
+        """
+        Whether C{viewer} may see C{member}'s address: admins and the member
+        itself may, others see its cloak (unless addresses are public).
+        """
+        return member.cloak is None or viewer is member or viewer.is_admin
+
+    def _announce(self, member: MemberRecord, now: float) -> None:
+        if member.cloak is None:
+            self.broadcast(Joined(now, member.name, member.address))
+            return
+        # The address to those who may see it, the cloak alone to the rest.
+        seeing = [m.id for m in self.members if self.may_see_address(m, member)]
+        others = [m.id for m in self.members if not self.may_see_address(m, member)]
+        self.fanout.publish(Joined(now, member.name, member.address, member.cloak), Members(tuple(seeing)))
+        if others:
+            self.fanout.publish(Joined(now, member.name, None, member.cloak), Members(tuple(others)))
 
     def leave(self, member: MemberRecord, reason: str, disconnect: bool = False) -> None:
         """

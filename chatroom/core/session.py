@@ -24,6 +24,7 @@ from twisted.python.failure import Failure
 from chatroom.core.commands import Command
 from chatroom.core.errors import ChatError
 from chatroom.core.events import ChatEvent, ErrorReply, Event, Ping
+from chatroom.core.metering import Meter, NoMeter
 from chatroom.core.ports import Connection, MemberRecord
 from chatroom.core.room import Room
 from chatroom.limits import ClientLimits, ConnectionCounter, ConnectionLimits, TokenBucket
@@ -40,12 +41,15 @@ class Session:
     One client connection's life in the room, whatever its transport.
 
     @ivar member: The member, once joined and until it leaves.
+    @ivar transport: The transport's kind (C{line}), for the metrics.
     """
 
     log = Logger()
 
-    def __init__(self, sessions: Sessions, connection: Connection) -> None:
+    def __init__(self, sessions: Sessions, connection: Connection, transport: str = "unknown") -> None:
         self.sessions = sessions
+        self.transport = transport
+        self.meter = sessions.meter
         self.room = sessions.room
         self.connection = connection
         self.clock = clock = sessions.clock
@@ -108,7 +112,13 @@ class Session:
             self.room.leave(member, "connection lost")
             return
         self.member = member
-        self.log.info("{name} joined from {address}", name=member.name, address=member.address)
+        self.meter.member_joined(self.transport)
+        self.log.info(
+            "{name} (#{member_id}) joined from {address}",
+            name=member.name,
+            member_id=member.id,
+            address=member.address,
+        )
         self._set_timer(self.limits.first_line_timeout, self._time_out, "no line received in time")
 
     def _join_failed(self, failure: Failure) -> None:
@@ -129,6 +139,7 @@ class Session:
             self.sessions.connections.release(self.host)
         member, self.member = self.member, None
         if member is not None:
+            self.meter.member_left(self.transport)
             self.room.leave(member, "disconnected" if clean else "connection lost")
             self.log.info("{name} left", name=member.name)
 
@@ -147,6 +158,7 @@ class Session:
         # Any line shows the client is alive: the keepalive starts over.
         self._set_timer(self.limits.ping_interval, self._ping)
         if not self._lines_bucket.take():
+            self.meter.flood_refused(self.transport)
             self._flooding += 1
             if self.limits.flood_kick and self._flooding >= self.limits.flood_kick:
                 self.drop("kicked for flooding")
@@ -250,6 +262,7 @@ class Session:
             self.drop(f"send queue over {cap} bytes: not reading", at_once=True)
             return
         connection.write(data)
+        self.meter.delivered(self.transport, len(data))
 
     def _send(self, event: Event) -> None:
         # Outside the room (a refusal): no member, no cap to mind.
@@ -276,8 +289,10 @@ class Session:
         if self._dropped:
             return
         self._dropped = True
+        self.meter.dropped(self.transport, reason)
         member = self.member
         if member is not None:
+            self.meter.member_left(self.transport)
             if not at_once:
                 self.reply(f"disconnected: {reason}")
             self.member = None
@@ -306,6 +321,7 @@ class Session:
     def _time_out(self, reason: str) -> None:
         if self.member is None:
             self.log.info("{host}: {why}", host=self.host, why=reason)
+            self.meter.dropped(self.transport, reason)
             self.abort()
         else:
             self.drop(reason)
@@ -331,27 +347,34 @@ class Sessions:
         clock: IReactorTime,
         limits: ClientLimits | None = None,
         connection_limits: ConnectionLimits | None = None,
+        meter: Meter | None = None,
     ) -> None:
         self.room = room
         self.clock = clock
+        self.meter: Meter = meter if meter is not None else NoMeter()
         self.limits = limits if limits is not None else ClientLimits()
         self.connections = ConnectionCounter(clock, connection_limits or ConnectionLimits())
         self.open: set[Session] = set()
         self._drained: list[Deferred[None]] = []
 
-    def session(self, connection: Connection) -> Session:
+    def session(self, connection: Connection, transport: str = "unknown") -> Session:
         """
-        A new session for C{connection}; call its L{Session.opened} next.
+        A new session for C{connection} of transport kind C{transport};
+        call its L{Session.opened} next.
         """
-        return Session(self, connection)
+        return Session(self, connection, transport)
 
     def opened(self, session: Session) -> None:
+        if session not in self.open:
+            self.meter.connection_opened(session.transport)
         self.open.add(session)
 
     def forget(self, session: Session) -> None:
         """
         Note that C{session}'s connection is gone.
         """
+        if session in self.open:
+            self.meter.connection_closed(session.transport)
         self.open.discard(session)
         if not self.open:
             waiting, self._drained = self._drained, []

@@ -9,7 +9,8 @@ envelope verbatim to the members whose session keys it lists. The commands
 are all C{/e2e <subcommand>}:
 
     /e2e hello                      -> a challenge (room id, nonce)
-    /e2e register <bundle> <proof>  -> a key announcement to everyone
+    /e2e register <bundle> <proof>  -> a key announcement to every member
+                                       that sent /e2e hello (so do key drops)
     /e2e keys                       -> one key per member with keys, then a count
     /e2e send <envelope>            -> the envelope to each listed recipient
 
@@ -135,6 +136,9 @@ class E2EFeature(Feature):
         self.directory: KeyDirectory = directory if directory is not None else InMemoryKeyDirectory()
         self.room_id = room_id
         self._random_bytes = random_bytes
+        # The members that sent /e2e hello, in that order: only they get
+        # key and keydrop lines (a human on a plain client has no use for them).
+        self._asked: dict[str, None] = {}
         self._subcommands: dict[str, Callable[[MemberRecord, str], None]] = {
             "hello": self._hello,
             "register": self._register,
@@ -145,10 +149,17 @@ class E2EFeature(Feature):
     def register(self, commands: CommandRegistry) -> None:
         commands.add(E2E, self.e2e)
 
+    def participants(self) -> Members:
+        """
+        The audience of key announcements: the members that sent C{/e2e hello}.
+        """
+        return Members(tuple(self._asked))
+
     def left(self, member: MemberRecord) -> None:
+        self._asked.pop(member.id, None)
         # Drop the keys at once: the very next envelope must not list them.
         if self.directory.drop(member.id):
-            self.room.broadcast(KeyDropped(self.room.now(), member.name))
+            self.room.fanout.publish(KeyDropped(self.room.now(), member.name), self.participants())
 
     def e2e(self, member: MemberRecord, args: tuple[str, ...]) -> None:
         handler = self._subcommands.get(args[0].lower())
@@ -158,6 +169,7 @@ class E2EFeature(Feature):
 
     def _hello(self, member: MemberRecord, rest: str) -> None:
         challenge = self._random_bytes(CHALLENGE_BYTES)
+        self._asked[member.id] = None
         self.directory.set_challenge(member.id, challenge)
         self.room.tell(member, Challenge(self.room.now(), self.room_id, encode_b64(challenge)))
 
@@ -180,7 +192,7 @@ class E2EFeature(Feature):
         if not verify_signature(bundle.identity, proof, registration_data(self.room_id, challenge, bundle)):
             raise ChatError("the proof does not match the challenge and key: /e2e hello and try again")
         self.directory.register(member.id, bundle)
-        self.room.broadcast(self._announcement(member, bundle))
+        self.room.fanout.publish(self._announcement(member, bundle), self.participants())
 
     def _announcement(self, member: MemberRecord, bundle: KeyBundle) -> KeyAnnounced:
         return KeyAnnounced(self.room.now(), member.name, bundle.encode(), bundle.fingerprint)

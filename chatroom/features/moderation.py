@@ -21,13 +21,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from chatroom.bans import Ban, BanError, breadth_problem, covers, is_loopback, parse_duration, parse_network
-from chatroom.core.commands import CommandRegistry, CommandSpec
+from chatroom.core.commands import CommandRegistry, CommandSpec, Handler
 from chatroom.core.errors import ChatError
 from chatroom.core.events import (
     ADMINS,
@@ -106,6 +107,20 @@ def _because(reason: str) -> str:
     return f": {reason}" if reason else ""
 
 
+def party(role: str, member: MemberRecord) -> dict[str, Any]:
+    """
+    Log fields for C{member} as C{role} (C{actor} or C{target}): its name,
+    its member id (stable for the connection, whatever its name) and
+    address, so the log ties one connection's names together.
+    """
+    return {role: member.name, f"{role}_id": member.id, f"{role}_address": member.address}
+
+
+# How a log line names a member: "bob (#7 at 203.0.113.9:50312)".
+ACTOR = "{actor} (#{actor_id} at {actor_address})"
+TARGET = "{target} (#{target_id} at {target_address})"
+
+
 def until(ban: Ban) -> str:
     """
     How long C{ban} lasts, for people.
@@ -137,7 +152,47 @@ class Moderation(Feature):
             (UNBAN, self.unban),
             (BANS, self.list_bans),
         ):
-            commands.add(spec, handler)
+            commands.add(spec, self._logged(spec.name, handler))
+
+    def _logged(self, command: str, handler: Handler) -> Handler:
+        """
+        C{handler}, logging each refusal with the member that tried (what
+        succeeds is logged where it happens, with whom it affected).
+        """
+
+        def refused(error: object, member: MemberRecord, args: tuple[str, ...]) -> None:
+            # /oper's argument is the password: never logged.
+            what = "" if command == "oper" or not args else f" {args[0]}"
+            # The member it was aimed at, if one is called so.
+            target = None if not what else self.room.members.find(args[0].removeprefix("!"))
+            fields = {} if target is None else party("target", target)
+            aimed = "" if target is None else " (#{target_id} at {target_address})"
+            self.log.warn(
+                "refused /{command}{what}" + aimed + " by " + ACTOR + ": {error}",
+                command=command,
+                what=what,
+                error=str(error),
+                **party("actor", member),
+                **fields,
+            )
+
+        def run(member: MemberRecord, args: tuple[str, ...]) -> Deferred[Any] | None:
+            try:
+                result = handler(member, args)
+            except ChatError as e:
+                refused(e, member, args)
+                raise
+            if result is None:
+                return None
+
+            def failed(failure: Failure) -> Failure:
+                if failure.check(ChatError):
+                    refused(failure.value, member, args)
+                return failure
+
+            return result.addErrback(failed)
+
+        return run
 
     # Hooks
 
@@ -180,6 +235,21 @@ class Moderation(Feature):
         previous: str | None = None,
     ) -> None:
         self.room.members.set_admin(member, admin)
+        if by is None:
+            self.log.info(
+                TARGET + " admin={admin} ({reason})",
+                admin=admin,
+                reason=reason.value,
+                **party("target", member),
+            )
+        else:
+            self.log.info(
+                ACTOR + " set " + TARGET + " admin={admin} ({reason})",
+                admin=admin,
+                reason=reason.value,
+                **party("actor", by),
+                **party("target", member),
+            )
         by_name = None if by is None else by.name
         self.room.broadcast(AdminChanged(self.room.now(), member.name, admin, reason, by_name, previous))
 
@@ -208,10 +278,8 @@ class Moderation(Feature):
         if member not in self.room.members or member.is_admin:
             return
         if correct:
-            self.log.info("{name} at {address} is now an admin", name=member.name, address=member.address)
             self._set_admin(member, True, AdminReason.PASSWORD)
         else:
-            self.log.warn("failed /oper by {name} at {address}", name=member.name, address=member.address)
             raise ChatError("wrong password")
 
     def _oper_failed(self, failure: Failure, member: MemberRecord) -> None:
@@ -239,6 +307,7 @@ class Moderation(Feature):
     def kick(self, member: MemberRecord, args: tuple[str, ...]) -> None:
         target = self.room.find(args[0])
         if target is member:
+            self.log.info(ACTOR + " kicked themself", **party("actor", member))
             self.room.leave(member, f"quit: {args[1]}" if len(args) > 1 else "quit", disconnect=True)
             return
         self._require_admin(member, "kick others")
@@ -247,6 +316,12 @@ class Moderation(Feature):
     def _eject(
         self, victim: MemberRecord, by: MemberRecord, reason: str, farewell: Event | None = None
     ) -> None:
+        self.log.info(
+            ACTOR + " kicked " + TARGET + "{because}",
+            because=_because(reason),
+            **party("actor", by),
+            **party("target", victim),
+        )
         # The kick line reaches the victim too; the usual leave line follows,
         # so a client that tracks members needs only join, leave and rename.
         self.room.broadcast(Kicked(self.room.now(), by.name, victim.name, reason))
@@ -298,6 +373,14 @@ class Moderation(Feature):
         except ValueError as e:
             # A bound of the ban itself (BanError), or a full list: nothing changed.
             raise ChatError(str(e)) from e
+        self.log.info(
+            ACTOR + " banned {ban_target}{network} {until}{because}",
+            ban_target=ban.target,
+            network="" if ban.name is None or ban.network is None else f" ({ban.network})",
+            until=until(ban),
+            because=_because(reason),
+            **party("actor", member),
+        )
         self.room.fanout.publish(BanSet(now, ban), ADMINS)
         for note in notes:
             self.room.tell(member, Notice(now, f"note: {note}"))
@@ -320,6 +403,9 @@ class Moderation(Feature):
         if not removed:
             raise ChatError(f"there is no ban on {target}: type /bans to list them")
         for ban in removed:
+            self.log.info(
+                ACTOR + " lifted the ban on {ban_target}", ban_target=ban.target, **party("actor", member)
+            )
             self.room.fanout.publish(BanLifted(self.room.now(), member.name, ban.target), ADMINS)
         return saved.addErrback(self._not_saved)
 

@@ -80,6 +80,8 @@ def _admin_text(e: AdminChanged) -> str:
         case AdminReason.GRANTED:
             return f"{e.by} made {e.name} an admin"
         case AdminReason.REVOKED:
+            if e.by == e.name:
+                return f"{e.name} gave up admin rights"
             return f"{e.by} took admin rights from {e.name}"
 
 
@@ -97,17 +99,30 @@ def _banned(e: BannedNotice) -> Parts:
     return Kind.BANNED, SERVER_SOURCE, text, (ban.target, _expires(ban))
 
 
+def _both(address: str | None, cloak: str | None) -> bool:
+    # The address and, beside it, the cloak others see (for admins and oneself).
+    return address is not None and cloak is not None
+
+
+def _joined(e: Joined) -> Parts:
+    where = f"{e.address} ({e.cloak})" if _both(e.address, e.cloak) else e.shown
+    return Kind.JOIN, e.name, f"{e.name} joined from {where}", ()
+
+
 def _whois(e: WhoisReply) -> Parts:
     connected = format_timestamp(e.connected_at)
     admin = "yes" if e.admin else "no"
+    cloak = (f"cloak={e.cloak}",) if _both(e.address, e.cloak) else ()
     fields = (
         f"name={e.name}",
-        f"address={e.address}",
+        f"address={e.shown}",
+        *cloak,
         f"connected={connected}",
         f"idle={e.idle}",
         f"admin={admin}",
     )
-    text = f"{e.name} is at {e.address}, connected since {connected}, idle {e.idle}s, admin: {admin}"
+    where = f"{e.address} ({e.cloak})" if cloak else e.shown
+    text = f"{e.name} is at {where}, connected since {connected}, idle {e.idle}s, admin: {admin}"
     return Kind.WHOIS, SERVER_SOURCE, text, fields
 
 
@@ -128,7 +143,7 @@ ENCODERS: dict[type[Any], Callable[[Any], Parts]] = {
         f"Welcome, you are {e.name}. Type /help for the commands.",
         (e.name,),
     ),
-    Joined: lambda e: (Kind.JOIN, e.name, f"{e.name} joined from {e.address}", ()),
+    Joined: _joined,
     Left: lambda e: (Kind.LEAVE, e.name, f"{e.name} left ({e.reason})", ()),
     Renamed: lambda e: (Kind.RENAME, e.old, f"{e.old} is now known as {e.new}", (e.new,)),
     Listed: _listed,
@@ -147,7 +162,12 @@ ENCODERS: dict[type[Any], Callable[[Any], Parts]] = {
     Kicked: lambda e: (Kind.KICK, e.by, f"{e.by} kicked {e.victim}{_because(e.reason)}", (e.victim,)),
     BanSet: _ban_set,
     BanLifted: lambda e: (Kind.UNBAN, e.by, f"{e.by} lifted the ban on {e.target}", (e.target,)),
-    BanCount: lambda e: (Kind.BANLIST, S, f"{e.count} bans in force", (f"count={e.count}",)),
+    BanCount: lambda e: (
+        Kind.BANLIST,
+        S,
+        f"{e.count} {'ban' if e.count == 1 else 'bans'} in force",
+        (f"count={e.count}",),
+    ),
     BanEntry: lambda e: (Kind.BANLIST, S, e.ban.reason, _ban_fields(e.ban)),
     BannedNotice: _banned,
     Challenge: lambda e: (
@@ -157,7 +177,12 @@ ENCODERS: dict[type[Any], Callable[[Any], Parts]] = {
         (f"room={e.room_id}", f"nonce={e.nonce}"),
     ),
     KeyAnnounced: lambda e: (Kind.KEY, e.name, f"{e.name} has end-to-end key {e.fingerprint}", (e.bundle,)),
-    KeyCount: lambda e: (Kind.KEYS, S, f"{e.count} members have end-to-end keys", (f"count={e.count}",)),
+    KeyCount: lambda e: (
+        Kind.KEYS,
+        S,
+        f"{e.count} {'member has' if e.count == 1 else 'members have'} end-to-end keys",
+        (f"count={e.count}",),
+    ),
     KeyDropped: lambda e: (Kind.KEYDROP, e.name, f"{e.name} has no end-to-end key now", ()),
     Sealed: lambda e: (Kind.E2E, e.sender, "", (e.envelope,)),
 }

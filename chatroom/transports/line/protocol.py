@@ -105,7 +105,7 @@ class LineProtocol(LineReceiver):
         self._writer = flusher.writer(transport) if flusher else LineWriter(transport)
         peer: Any = transport.getPeer()
         self.host, self.port = getattr(peer, "host", "?"), getattr(peer, "port", 0)
-        self.session: Session = self.factory.sessions.session(self)
+        self.session: Session = self.factory.sessions.session(self, "line")
         tls = ISSLTransport.providedBy(transport)
         if not self.session.opened(handshake=tls):
             return
