@@ -196,6 +196,11 @@ class Options(usage.Options):
     optFlags: ClassVar[list[list[Any]]] = [
         ["first-admin", None, "With --admin-password-file, still make the first member admin."],
         ["limit-loopback", None, "Apply the per-address limits to loopback clients too."],
+        [
+            "no-tls-fast-path",
+            None,
+            "Write TLS through Twisted's public path only, not the writer's fast path (for comparison).",
+        ],
     ]
 
     def __init__(self) -> None:
@@ -421,7 +426,7 @@ def build_service(config: Options, reactor: Any, run_in_thread: Callable[..., De
         config["shutdown-grace"],
         Path(password_file) if password_file is not None else None,
     )
-    flusher = TurnFlusher(reactor)
+    flusher = TurnFlusher(reactor, fast_path=not config["no-tls-fast-path"])
     for kind, endpoint in config["listen"]:
         # The only kind so far; each kind gets its factory here.
         assert kind == "line"

@@ -55,8 +55,14 @@ class TurnFlusher:
 
     log = Logger()
 
-    def __init__(self, clock: IReactorTime) -> None:
+    def __init__(self, clock: IReactorTime, fast_path: bool = True) -> None:
+        """
+        @param fast_path: Whether TLS connections may use L{TLSLineWriter};
+            without it every connection writes through its transport's
+            public C{write} (Twisted's own TLS path).
+        """
         self._clock = clock
+        self._fast_path = fast_path and _HAVE_CFFI
         self._dirty: list[LineWriter] = []
         self._scheduled = False
         # Shared by every TLS writer: ciphertext goes out before the next write.
@@ -68,7 +74,7 @@ class TurnFlusher:
         A writer for one connection's C{transport}: the TLS fast path when
         C{transport} is Twisted's TLS over TCP, a plain writer otherwise.
         """
-        if _HAVE_CFFI and isinstance(transport, TLSMemoryBIOProtocol):
+        if self._fast_path and isinstance(transport, TLSMemoryBIOProtocol):
             return TLSLineWriter(transport, self)
         return LineWriter(transport, self)
 
