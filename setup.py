@@ -21,7 +21,9 @@ setup(
         "twisted.plugins",
     ],
     package_data={"twisted": ["plugins/chatroom_plugin.py"]},
-    install_requires=["twisted>=24.7", "pyopenssl>=24", "service-identity>=24", "cryptography>=47"],
+    # The upper bounds: the TLS fast path in chatroom/transports/line/writer.py uses
+    # private names of both (checked at start-up); verified on Twisted 26.10, pyOpenSSL 26.4.
+    install_requires=["twisted>=24.7,<27", "pyopenssl>=24,<27", "service-identity>=24", "cryptography>=47"],
     entry_points={"console_scripts": ["chatroom-client = chatroom.client.app:main"]},
     extras_require={"test": ["pytest", "hypothesis", "ruff", "mypy"]},
 )
