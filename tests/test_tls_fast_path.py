@@ -148,15 +148,26 @@ def test_a_missing_name_means_the_public_path(
     chat_over_tls(tmp_path, clock, flusher, LineWriter)
 
 
-def test_the_daemon_option_turns_it_off() -> None:
-    from chatroom.tap import Options
+@pytest.mark.parametrize(
+    ("args", "fast", "logged"), [((), True, "the fast path"), (("--no-tls-fast-path",), False, "public path")]
+)
+def test_the_daemon_logs_its_path_and_the_option_turns_it_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...], fast: bool, logged: str
+) -> None:
+    from chatroom.stores.files import run_inline
+    from chatroom.tap import Options, build_service
 
-    options = Options()
-    options.parseOptions(["--no-tls-fast-path"])
-    assert options["no-tls-fast-path"]
-    options = Options()
-    options.parseOptions([])
-    assert not options["no-tls-fast-path"]
+    monkeypatch.chdir(tmp_path)
+    config = Options()
+    config.parseOptions(["--port", "7000", *args])
+    reactor = MemoryReactorClock()
+    with capturedLogs() as events:
+        service = build_service(config, reactor, run_inline)
+    assert [e for e in events if "TLS writes" in e["log_format"] and logged in e["log_format"]]
+    service.startService()
+    ((_, factory, _, _, _),) = reactor.sslServers
+    assert factory.flusher.fast_path is fast
+    service.stopService()
 
 
 # TLS-level hand-backs, over in-memory TLS (iosim)
