@@ -507,3 +507,15 @@ def test_a_check_that_raises_sends_the_data_through_twisted(tmp_path: Path) -> N
     flusher.flush()
     pump.flush()
     assert received.data == b"one\ntwo\nthree\n"
+
+
+def test_a_writer_that_cannot_be_made_is_a_plain_one(tmp_path: Path) -> None:
+    clock = Clock()
+    flusher = TurnFlusher(clock)
+    server_options, _ = certificates(tmp_path)
+    factory = TLSMemoryBIOFactory(server_options, False, Factory.forProtocol(Plain), clock)
+    unconnected = factory.buildProtocol(None)  # no _tlsConnection yet
+    with capturedLogs() as events:
+        writer = flusher.writer(unconnected)
+    assert type(writer) is LineWriter and not flusher.fast_path
+    assert [type(e["log_failure"].value) for e in events if "log_failure" in e] == [AttributeError]

@@ -167,13 +167,16 @@ class TurnFlusher:
         C{transport} is Twisted's TLS over TCP, a plain writer otherwise.
         """
         if self.fast_path and isinstance(transport, TLSMemoryBIOProtocol):
-            return TLSLineWriter(transport, self)
+            try:
+                return TLSLineWriter(transport, self)
+            except Exception:
+                self.fast_path_failed()
         return LineWriter(transport, self)
 
     def fast_path_failed(self) -> None:
         """
-        A TLS writer's fast path raised (called in its C{except} block): it
-        and every later connection write through Twisted's public path.
+        A TLS writer's fast path raised (called in the C{except} block): that
+        connection and every later one write through Twisted's public path.
         Logged once.
         """
         if self.fast_path:
@@ -200,8 +203,9 @@ class TurnFlusher:
                 writer.flush()
             except Exception:
                 # One broken connection must not hold back everyone else's
-                # lines. (A TLS writer never gets here: see TLSLineWriter._send.)
-                self.log.failure("writing to a connection failed; its lines of this turn are lost")
+                # lines. (A TLS writer gets here only when Twisted's own
+                # write raised: its fast path hands over instead of raising.)
+                self.log.failure("writing to a connection failed; its lines of this turn may be lost")
 
 
 class LineWriter:
