@@ -21,9 +21,11 @@ setup(
         "twisted.plugins",
     ],
     package_data={"twisted": ["plugins/chatroom_plugin.py"]},
+    # The upper bounds: the TLS fast path in chatroom/transports/line/writer.py uses
+    # private names of both (checked at start-up); verified on Twisted 26.10, pyOpenSSL 26.4.
     install_requires=[
-        "twisted>=24.7",
-        "pyopenssl>=24",
+        "twisted>=24.7,<27",
+        "pyopenssl>=24,<27",
         "service-identity>=24",
         "cryptography>=47",
         "prometheus_client>=0.20",

@@ -3,6 +3,7 @@ Fan-out benchmark: chatroom side by side with ngircd and Twisted's IRC server.
 
     .venv/bin/python bench/fanout.py [--scenarios s1,s2,idle1000,idle5000]
                                      [--servers chatroom,ngircd,words] [--smoke]
+                                     [--chatroom-args=--no-tls-fast-path]
 
 For every scenario and server it starts the server (on 127.0.0.1, with a
 fresh throwaway CA and certificate, pinned to one core), runs the compiled
@@ -19,6 +20,7 @@ import os
 import pwd
 import re
 import resource
+import shlex
 import shutil
 import socket
 import subprocess
@@ -28,6 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import IO
 
@@ -133,7 +136,9 @@ def pinned(cpu: int | None) -> Callable[[], None]:
     return setup
 
 
-def start_chatroom(work: Path, certs: Path, cpu: int | None, scenario: Scenario) -> Running:
+def start_chatroom(
+    work: Path, certs: Path, cpu: int | None, scenario: Scenario, extra: list[str] | None = None
+) -> Running:
     log = work / "chatroom.log"
     command = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
     command += ["--pidfile=", "-n", "chatroom", "--port", "0", "--interface", "127.0.0.1"]
@@ -141,6 +146,7 @@ def start_chatroom(work: Path, certs: Path, cpu: int | None, scenario: Scenario)
     command += ["--state", str(work / "state")]
     # Flood control off, as for ngircd (MaxPenaltyTime = 0); the other limits stay.
     command += ["--flood-rate", "0"]
+    command += extra or []
     env = dict(
         os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     )
@@ -235,8 +241,15 @@ SERVERS: dict[str, Callable[[Path, Path, int | None, Scenario], Running]] = {
 
 
 @contextmanager
-def running(name: str, work: Path, certs: Path, cpu: int | None, scenario: Scenario) -> Iterator[Running]:
-    server = SERVERS[name](work, certs, cpu, scenario)
+def running(
+    name: str,
+    work: Path,
+    certs: Path,
+    cpu: int | None,
+    scenario: Scenario,
+    servers: dict[str, Callable[[Path, Path, int | None, Scenario], Running]] = SERVERS,
+) -> Iterator[Running]:
+    server = servers[name](work, certs, cpu, scenario)
     try:
         yield server
     finally:
@@ -426,7 +439,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--smoke", action="store_true", help="tiny scenarios, for CI: checks it runs, not speed"
     )
+    parser.add_argument(
+        "--chatroom-args",
+        default="",
+        help="extra daemon options for chatroom, one string: --chatroom-args=--no-tls-fast-path",
+    )
     args = parser.parse_args(argv)
+    starters: dict[str, Callable[[Path, Path, int | None, Scenario], Running]] = dict(SERVERS)
+    starters["chatroom"] = partial(start_chatroom, extra=shlex.split(args.chatroom_args))
     table = SMOKE if args.smoke else SCENARIOS
     names = [n for n in args.scenarios.split(",") if n in table]
     servers = args.servers.split(",")
@@ -454,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
                 work = root / f"{name}-{server}"
                 work.mkdir()
                 try:
-                    with running(server, work, certs, server_cpu, scenario) as started:
+                    with running(server, work, certs, server_cpu, scenario, starters) as started:
                         profile = None
                         if args.profile is not None and server == "chatroom":
                             args.profile.mkdir(parents=True, exist_ok=True)

@@ -260,6 +260,11 @@ class Options(usage.Options):
             "Show every member's address to everyone; by default members see a cloak"
             " (admins and the member itself see the address).",
         ],
+        [
+            "no-tls-fast-path",
+            None,
+            "Write TLS through Twisted's public path only, not the writer's fast path (for comparison).",
+        ],
     ]
 
     def __init__(self) -> None:
@@ -594,7 +599,7 @@ def build_service(config: Options, reactor: Any, run_in_thread: Callable[..., De
         Path(password_file) if password_file is not None else None,
         sampler,
     )
-    flusher = TurnFlusher(reactor)
+    flusher = TurnFlusher(reactor, fast_path=not config["no-tls-fast-path"])
     for kind, endpoint in config["listen"]:
         # The only kind so far; each kind gets its factory here.
         assert kind == "line"
