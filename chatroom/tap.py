@@ -35,7 +35,7 @@ from chatroom.features.moderation import Moderation, ModerationSettings, Passwor
 from chatroom.limits import ClientLimits, ConnectionLimits
 from chatroom.passwd import read_hash_file
 from chatroom.state import StateError, clean_temporary_files, write_json
-from chatroom.stores.files import STATE_FILE, DocumentBanStore, load_bans
+from chatroom.stores.files import STATE_FILE, DocumentBanStore, load_bans, load_topic
 from chatroom.tls import (
     CA_CERT_NAME,
     SERVER_CERT_NAME,
@@ -417,6 +417,7 @@ def build_service(config: Options, reactor: Any, run_in_thread: Callable[..., De
         for leftover in clean_temporary_files(state):
             ChatService.log.info("removed the unfinished save {path}", path=leftover)
         bans = load_bans(state / STATE_FILE)
+        topic = load_topic(state / STATE_FILE)
     except StateError as e:
         raise StartupError(str(e)) from e
     password = None
@@ -431,11 +432,13 @@ def build_service(config: Options, reactor: Any, run_in_thread: Callable[..., De
         # scrypt takes tens of milliseconds: not on the reactor thread.
         return run_in_thread(check)
 
+    store = DocumentBanStore(bans, partial(write_json, state / STATE_FILE), run_in_thread, topic)
     settings = ModerationSettings(
-        bans=DocumentBanStore(bans, partial(write_json, state / STATE_FILE), run_in_thread),
+        bans=store,
         password=password,
         first_admin=password is None or bool(config["first-admin"]),
         run_check=run_check,
+        topics=store,
     )
     sessions, moderation = compose(reactor, settings, config["client_limits"], config["connection_limits"])
     service = ChatService(

@@ -9,7 +9,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
 from chatroom.core.commands import SAY, CommandRegistry, CommandSpec, ParseError, spec_table
-from chatroom.core.errors import ChatError
+from chatroom.core.errors import BAD_NAME, NAME_TAKEN, ChatError
 from chatroom.core.events import (
     Acted,
     FilterReply,
@@ -73,10 +73,10 @@ class ChatCommands(Feature):
         (new_name,) = args
         problem = name_problem(new_name)
         if problem is not None:
-            raise ChatError(f"invalid name {new_name!r}: {problem}")
+            raise ChatError(f"invalid name {new_name!r}: {problem}", BAD_NAME)
         refusal = self.room.name_refusal(new_name)
         if refusal is not None:
-            raise ChatError(refusal)
+            raise ChatError(refusal, BAD_NAME)
         if new_name == member.name:
             raise ChatError(f"you are already called {new_name}")
         old_name = member.name
@@ -85,7 +85,7 @@ class ChatCommands(Feature):
             if other is not None:
                 same = other.name.casefold() == new_name.casefold()
                 why = "is taken" if same else f"looks too much like {other.name}"
-                raise ChatError(f"the name {new_name} {why}: choose another")
+                raise ChatError(f"the name {new_name} {why}: choose another", NAME_TAKEN)
             self.room.broadcast(Renamed(self.room.now(), old_name, new_name))
 
         return self.room.members.rename(member, new_name).addCallback(renamed)
