@@ -46,6 +46,7 @@ from chatroom.tls import (
     missing_names,
     san_entry,
 )
+from chatroom.transports.irc.protocol import DEFAULT_CHANNEL, IRCFactory, channel_problem
 from chatroom.transports.line.protocol import LineFactory
 from chatroom.transports.line.writer import TurnFlusher
 
@@ -53,7 +54,7 @@ DEFAULT_CERT_DIR = Path("certs")
 DEFAULT_PORT = 6697
 CLIENT_DEFAULTS = ClientLimits()
 CONNECTION_DEFAULTS = ConnectionLimits()
-TRANSPORTS = ("line",)
+TRANSPORTS = ("line", "irc")
 
 # (option, defaults, field, help): every limit is a twistd option whose
 # default is the dataclass default; 0 disables a limit.
@@ -189,6 +190,12 @@ class Options(usage.Options):
             "File holding the admin password hash (make it with python -m chatroom.passwd):"
             " /oper <password> makes its sender admin, and the first member is no longer admin.",
         ],
+        [
+            "irc-channel",
+            None,
+            DEFAULT_CHANNEL,
+            "The room's channel name on IRC listeners (--listen irc:...).",
+        ],
         ["shutdown-grace", None, 5.0, "Seconds to flush output to clients on shutdown.", float],
         *(
             [option, None, getattr(defaults, field), help_text, type(getattr(defaults, field))]
@@ -219,14 +226,18 @@ class Options(usage.Options):
 
     def opt_listen(self, spec: str) -> None:
         """
-        Listen with transport KIND (line) on a Twisted server endpoint, for
-        example line:ssl:6697 or line:tcp:7000:interface=127.0.0.1; repeatable.
+        Listen with transport KIND (line, or irc for IRC clients) on a Twisted
+        server endpoint, for example line:ssl:6697, irc:ssl:6698 or
+        irc:tcp:6667:interface=127.0.0.1; repeatable.
         An ssl: endpoint without certKey=/privateKey= uses the daemon's
         certificate. Without --listen: line:ssl:PORT on --interface.
         """
         self["listen"].append(parse_listen(spec))
 
     def postOptions(self) -> None:
+        problem = channel_problem(self["irc-channel"])
+        if problem is not None:
+            raise usage.UsageError(f"--irc-channel {self['irc-channel']}: {problem}")
         if not 0 <= self["port"] <= 65535:
             raise usage.UsageError(f"--port must be 0 to 65535, not {self['port']}")
         for option, _, _, _ in LIMIT_OPTIONS:
@@ -451,9 +462,11 @@ def build_service(config: Options, reactor: Any, run_in_thread: Callable[..., De
     )
     flusher = TurnFlusher(reactor)
     for kind, endpoint in config["listen"]:
-        # The only kind so far; each kind gets its factory here.
-        assert kind == "line"
-        factory = line_factory(sessions, flusher)
+        factory: Factory
+        if kind == "irc":
+            factory = IRCFactory(sessions, config["irc-channel"], flusher)
+        else:
+            factory = line_factory(sessions, flusher)
         try:
             if uses_own_certificate(endpoint):
                 listener = tls_endpoint(reactor, endpoint, tls)
