@@ -621,3 +621,13 @@ def test_another_channel_name() -> None:
     replies = alice.messages()
     assert replies[0].command == "403"
     assert replies[1].raw == ":alice!alice@127.0.0.1 JOIN #lobby"
+
+
+def test_the_send_queue_cap_covers_the_adapters_own_replies() -> None:
+    server = make_server(ClientLimits(flood_rate=0, send_queue=2000))
+    connect_named(server.factory, *(f"member{i}" for i in range(30)))
+    alice = IRCClient(irc_factory(server)).join("alice")
+    alice.protocol._watch.pauseProducing()
+    alice.send("WHO #chatroom")
+    assert alice.transport.disconnected or alice.protocol.session.member is None
+    assert server.room.members.find("alice") is None

@@ -168,8 +168,8 @@ class IRCCodec:
         self._source = f":{server}".encode()
         self._channel = channel.encode()
         # Per variant (0: plain, 1: with the time tag): the last event and its bytes.
-        self._events: list[Event | None] = [None, None]
-        self._data = [b"", b""]
+        self.last_events: list[Event | None] = [None, None]
+        self.last_data = [b"", b""]
         self._shared: dict[type[Any], Callable[[Any], list[bytes]]] = {
             Said: self._said,
             Acted: self._acted,
@@ -216,16 +216,16 @@ class IRCCodec:
         C{time} tag if C{tagged}): the same bytes for every recipient.
         """
         variant = 1 if tagged else 0
-        if event is self._events[variant]:
-            return self._data[variant]
+        if event is self.last_events[variant]:
+            return self.last_data[variant]
         lines = self._shared[type(event)](event)
         if tagged:
             tag = f"@time={format_timestamp(event.at)} ".encode()
             data = b"".join(tag + line + CRLF for line in lines)
         else:
             data = b"".join(line + CRLF for line in lines)
-        self._events[variant] = event
-        self._data[variant] = data
+        self.last_events[variant] = event
+        self.last_data[variant] = data
         return data
 
     def _chat(self, sender: str, target: bytes, text: str, ctcp: bytes = b"") -> list[bytes]:

@@ -213,10 +213,15 @@ class IRCProtocol(LineReceiver):
     def encode(self, event: Event) -> bytes:
         kind = type(event)
         if kind is Said or kind is Acted:
+            # The hot path: chat fanned out to every member.
             chat: Any = event
-            if not self._in_channel or (chat.sender == self.nick and not self._echo):
-                return b""
-            return self.codec.shared(event, self._tagged)
+            if self._in_channel and (self._echo or chat.sender != self.nick):
+                codec = self.codec
+                variant = self._tagged
+                if event is codec.last_events[variant]:
+                    return codec.last_data[variant]
+                return codec.shared(event, variant)
+            return b""
         if kind is Whispered:
             whisper: Any = event
             if whisper.sender == self.nick and whisper.target != self.nick and not self._echo:
@@ -341,6 +346,12 @@ class IRCProtocol(LineReceiver):
             return
         if self._watch.paused:
             self._watch.queued += len(data)
+            cap = self.session.limits.send_queue
+            if cap and self._watch.queued > cap:
+                # Replies this adapter writes itself (WHO, NAMES...) count
+                # towards the session's cap too.
+                self.session.drop(f"send queue over {cap} bytes: not reading", at_once=True)
+                return
         self._writer.write(data)
 
     def queued(self) -> int:
