@@ -631,3 +631,21 @@ def test_the_send_queue_cap_covers_the_adapters_own_replies() -> None:
     alice.send("WHO #chatroom")
     assert alice.transport.disconnected or alice.protocol.session.member is None
     assert server.room.members.find("alice") is None
+
+
+def test_oper_before_joining_the_channel_still_says_381() -> None:
+    server = make_server(moderation=ModerationSettings(password=PASSWORD))
+    alice = IRCClient(irc_factory(server))
+    alice.register("alice")
+    alice.send("OPER alice :open sesame")
+    assert numerics(alice.messages()) == ["381"]
+
+
+def test_the_first_member_on_irc_is_admin_and_registration_starts_with_001() -> None:
+    server = make_server(moderation=ModerationSettings(first_admin=True))
+    alice = IRCClient(irc_factory(server))
+    replies = alice.register("alice")
+    assert replies[0].command == "001"
+    assert "381" not in numerics(replies)
+    alice.send("JOIN #chatroom")
+    assert [m.text for m in alice.messages() if m.command == "353"] == ["@alice"]

@@ -242,6 +242,9 @@ class IRCProtocol(LineReceiver):
             elif not self._in_channel:
                 return b""
             return self.codec.shared(event, self._tagged)
+        if isinstance(event, AdminChanged) and event.name == self.nick and event.admin and self._registered:
+            you = self.codec.numeric("381", self.nick, text="You are now an IRC operator (a room admin)")
+            return (self.codec.shared(event, self._tagged) if self._in_channel else b"") + you
         if not self._in_channel:
             return b""
         if isinstance(event, Kicked):
@@ -250,10 +253,7 @@ class IRCProtocol(LineReceiver):
         elif isinstance(event, Left) and event.name == self._kicked:
             self._kicked = ""
             return b""
-        data = self.codec.shared(event, self._tagged)
-        if isinstance(event, AdminChanged) and event.name == self.nick and event.admin:
-            data += self.codec.numeric("381", self.nick, text="You are now an IRC operator (a room admin)")
-        return data
+        return self.codec.shared(event, self._tagged)
 
     def _reply(self, event: Event) -> bytes:
         codec, nick = self.codec, self.nick
