@@ -649,3 +649,27 @@ def test_the_first_member_on_irc_is_admin_and_registration_starts_with_001() -> 
     assert "381" not in numerics(replies)
     alice.send("JOIN #chatroom")
     assert [m.text for m in alice.messages() if m.command == "353"] == ["@alice"]
+
+
+def test_long_quit_and_kick_reasons_fit_one_line_and_say_they_were_cut() -> None:
+    server, bob, alice = admin_room()
+    carol = FakeClient(server.factory, 40300)
+    carol.send("/nick carol")
+    dave = FakeClient(server.factory, 40301)
+    dave.send("/nick dave")
+    alice.messages()
+    carol.send("/quit " + "bye " * 500)
+    bob.send("/kick dave " + "out " * 500)
+    quit, kick, *_ = alice.messages()
+    assert quit.command == "QUIT" and quit.text.endswith("\u2026") and quit.text.startswith("quit: bye bye")
+    assert kick.command == "KICK" and kick.text.endswith("\u2026") and kick.text.startswith("out out")
+
+
+def test_replies_quoting_long_input_fit_one_line() -> None:
+    server = make_server()
+    alice = IRCClient(irc_factory(server)).join("alice")
+    alice.send("NICK " + "a" * 400)
+    alice.send("PRIVMSG " + "b" * 300 + " :hi")
+    replies = alice.messages()
+    assert [m.command for m in replies] == ["432", "401"]
+    assert all(m.text.endswith("\u2026") for m in replies)

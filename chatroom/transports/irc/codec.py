@@ -175,17 +175,13 @@ class IRCCodec:
             Acted: self._acted,
             Whispered: self._whispered,
             Joined: lambda e: [self.prefix(e.name) + b" JOIN " + self._channel],
-            Left: lambda e: [self.prefix(e.name) + b" QUIT :" + _safe(e.reason)],
+            Left: lambda e: [_fit(self.prefix(e.name) + b" QUIT :", e.reason)],
             Renamed: lambda e: [self.prefix(e.old, e.new) + b" NICK :" + e.new.encode()],
             AdminChanged: self._admin,
             Kicked: lambda e: [
-                self.prefix(e.by)
-                + b" KICK "
-                + self._channel
-                + b" "
-                + e.victim.encode()
-                + b" :"
-                + _safe(e.reason)
+                _fit(
+                    self.prefix(e.by) + b" KICK " + self._channel + b" " + e.victim.encode() + b" :", e.reason
+                )
             ],
             BanSet: lambda e: self._modes(e.ban.by, "+", ban_masks(e.ban)),
             BanLifted: lambda e: self._modes(e.by, "-", [target_mask(e.target)]),
@@ -260,9 +256,9 @@ class IRCCodec:
         One numeric reply to C{nick}, line ending included.
         """
         middle = "".join(f" {p}" for p in params)
-        trailing = "" if text is None else f" :{text}"
-        line = f":{self.server} {number} {nick or '*'}{middle}{trailing}".encode()
-        return _safe_line(line) + CRLF
+        head = _safe_line(f":{self.server} {number} {nick or '*'}{middle}".encode())
+        # A reply's text (which may quote a long parameter) is cut to fit, marked.
+        return (head if text is None else _fit(head + b" :", text)) + CRLF
 
     def notice(self, nick: str, text: str, source: str | None = None) -> bytes:
         """
@@ -301,6 +297,19 @@ def _safe(text: str) -> bytes:
     if b"\r" in data or b"\n" in data or b"\0" in data:
         data = data.replace(b"\r", b" ").replace(b"\n", b" ").replace(b"\0", b" ")
     return data
+
+
+def _fit(head: bytes, reason: str) -> bytes:
+    """
+    C{head} and C{reason} as one line of at most L{MAX_LINE} bytes: a
+    reason (of a quit, of a kick) has no second line, so one too long is
+    cut at a character boundary, and ends with an ellipsis that says so.
+    """
+    budget = MAX_LINE - len(CRLF) - len(head)
+    if len(reason.encode("utf-8")) <= budget:
+        return head + _safe(reason)
+    ellipsis = "\u2026"
+    return head + _safe(split_text(reason, budget - len(ellipsis.encode("utf-8")))[0] + ellipsis)
 
 
 def _safe_line(line: bytes) -> bytes:
