@@ -17,6 +17,7 @@ setup(
         "chatroom.features",
         "chatroom.stores",
         "chatroom.transports",
+        "chatroom.transports.irc",
         "chatroom.transports.line",
         "twisted.plugins",
     ],

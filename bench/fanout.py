@@ -1,8 +1,10 @@
 """
 Fan-out benchmark: chatroom side by side with ngircd and Twisted's IRC server.
+chatroom runs twice: with its line protocol (chatroom) and with its IRC
+listener (chatroom-irc, over TLS like ngircd), under the same load.
 
     .venv/bin/python bench/fanout.py [--scenarios s1,s2,idle1000,idle5000]
-                                     [--servers chatroom,ngircd,words] [--smoke]
+                                     [--servers chatroom,chatroom-irc,ngircd,words] [--smoke]
                                      [--chatroom-args=--no-tls-fast-path]
 
 For every scenario and server it starts the server (on 127.0.0.1, with a
@@ -137,11 +139,19 @@ def pinned(cpu: int | None) -> Callable[[], None]:
 
 
 def start_chatroom(
-    work: Path, certs: Path, cpu: int | None, scenario: Scenario, extra: list[str] | None = None
+    work: Path,
+    certs: Path,
+    cpu: int | None,
+    scenario: Scenario,
+    extra: list[str] | None = None,
+    irc: bool = False,
 ) -> Running:
     log = work / "chatroom.log"
     command = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
     command += ["--pidfile=", "-n", "chatroom", "--port", "0", "--interface", "127.0.0.1"]
+    if irc:
+        # The load generator joins #bench, as on the IRC servers.
+        command += ["--listen", "irc:ssl:0:interface=127.0.0.1", "--irc-channel", "#bench"]
     command += ["--cert", str(certs / "server.pem"), "--key", str(certs / "server-key.pem")]
     command += ["--state", str(work / "state")]
     # Flood control off, as for ngircd (MaxPenaltyTime = 0); the other limits stay.
@@ -160,7 +170,13 @@ def start_chatroom(
         match = pattern.search(log.read_text(errors="replace"))
         return int(match.group(1)) if match else None
 
-    return Running(process, wait_for(check, process, log), "chat")
+    return Running(process, wait_for(check, process, log), "irc" if irc else "chat")
+
+
+def start_chatroom_irc(
+    work: Path, certs: Path, cpu: int | None, scenario: Scenario, extra: list[str] | None = None
+) -> Running:
+    return start_chatroom(work, certs, cpu, scenario, extra, irc=True)
 
 
 NGIRCD_CONF = """\
@@ -235,6 +251,7 @@ def start_words(work: Path, certs: Path, cpu: int | None, scenario: Scenario) ->
 
 SERVERS: dict[str, Callable[[Path, Path, int | None, Scenario], Running]] = {
     "chatroom": start_chatroom,
+    "chatroom-irc": start_chatroom_irc,
     "ngircd": start_ngircd,
     "words": start_words,
 }
@@ -388,7 +405,7 @@ busy and the load generator made again; KB/conn: RSS added per idle connection."
 def show(scenario: Scenario, results: dict[str, dict[str, float]]) -> None:
     columns = [c for c in COLUMNS if not scenario.idle or c[1] in IDLE_COLUMNS]
     print(f"\n== {scenario.name}: {scenario.describe()}")
-    header = f"{'server':<10}" + "".join(f"{title:>13}" for title, _, _ in columns)
+    header = f"{'server':<13}" + "".join(f"{title:>13}" for title, _, _ in columns)
     print(header)
     for server, figures in results.items():
         cells = []
@@ -397,19 +414,20 @@ def show(scenario: Scenario, results: dict[str, dict[str, float]]) -> None:
             if value is not None and key.endswith("_kb") and key != "rss_per_conn_kb":
                 value /= 1024
             cells.append(fmt.format(value) if value is not None else "-")
-        print(f"{server:<10}" + "".join(f"{cell:>13}" for cell in cells))
-    ours = results.get("chatroom")
-    if ours is None:
-        return
-    for other, figures in results.items():
-        if other == "chatroom":
+        print(f"{server:<13}" + "".join(f"{cell:>13}" for cell in cells))
+    for name in ("chatroom", "chatroom-irc"):
+        ours = results.get(name)
+        if ours is None:
             continue
-        parts = []
-        for key in RATIOS:
-            if key in ours and figures.get(key):
-                parts.append(f"{key} x{ours[key] / figures[key]:.2f}")
-        if parts:
-            print(f"chatroom / {other}: " + ", ".join(parts))
+        for other, figures in results.items():
+            if other.startswith("chatroom"):
+                continue
+            parts = []
+            for key in RATIOS:
+                if key in ours and figures.get(key):
+                    parts.append(f"{key} x{ours[key] / figures[key]:.2f}")
+            if parts:
+                print(f"{name} / {other}: " + ", ".join(parts))
 
 
 def cpus() -> tuple[int | None, int | None]:
@@ -446,7 +464,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     starters: dict[str, Callable[[Path, Path, int | None, Scenario], Running]] = dict(SERVERS)
-    starters["chatroom"] = partial(start_chatroom, extra=shlex.split(args.chatroom_args))
+    extra = shlex.split(args.chatroom_args)
+    starters["chatroom"] = partial(start_chatroom, extra=extra)
+    starters["chatroom-irc"] = partial(start_chatroom_irc, extra=extra)
     table = SMOKE if args.smoke else SCENARIOS
     names = [n for n in args.scenarios.split(",") if n in table]
     servers = args.servers.split(",")
@@ -476,9 +496,9 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     with running(server, work, certs, server_cpu, scenario, starters) as started:
                         profile = None
-                        if args.profile is not None and server == "chatroom":
+                        if args.profile is not None and server.startswith("chatroom"):
                             args.profile.mkdir(parents=True, exist_ok=True)
-                            profile = (args.profile / f"{name}.txt").resolve()
+                            profile = (args.profile / f"{name}-{server}.txt").resolve()
                         results[server] = measure(
                             loadgen, started, certs / "ca.pem", scenario, loadgen_cpu, profile
                         )

@@ -48,7 +48,7 @@ from chatroom.limits import ClientLimits, ConnectionLimits
 from chatroom.metrics import ChatMetrics, MeteredFanOut, Sampler
 from chatroom.passwd import read_hash_file
 from chatroom.state import StateError, clean_temporary_files, write_json
-from chatroom.stores.files import STATE_FILE, DocumentBanStore, load_bans
+from chatroom.stores.files import STATE_FILE, DocumentBanStore, load_bans, load_topic
 from chatroom.tls import (
     CA_CERT_NAME,
     SERVER_CERT_NAME,
@@ -59,6 +59,7 @@ from chatroom.tls import (
     missing_names,
     san_entry,
 )
+from chatroom.transports.irc.protocol import DEFAULT_CHANNEL, IRCFactory, channel_problem
 from chatroom.transports.line.protocol import LineFactory
 from chatroom.transports.line.writer import TurnFlusher
 
@@ -66,7 +67,7 @@ DEFAULT_CERT_DIR = Path("certs")
 DEFAULT_PORT = 6697
 CLIENT_DEFAULTS = ClientLimits()
 CONNECTION_DEFAULTS = ConnectionLimits()
-TRANSPORTS = ("line",)
+TRANSPORTS = ("line", "irc")
 
 # (option, defaults, field, help): every limit is a twistd option whose
 # default is the dataclass default; 0 disables a limit.
@@ -227,6 +228,12 @@ class Options(usage.Options):
             " /oper <password> makes its sender admin, and the first member is no longer admin.",
         ],
         [
+            "irc-channel",
+            None,
+            DEFAULT_CHANNEL,
+            "The room's channel name on IRC listeners (--listen irc:...).",
+        ],
+        [
             "metrics",
             None,
             None,
@@ -299,14 +306,18 @@ class Options(usage.Options):
 
     def opt_listen(self, spec: str) -> None:
         """
-        Listen with transport KIND (line) on a Twisted server endpoint, for
-        example line:ssl:6697 or line:tcp:7000:interface=127.0.0.1; repeatable.
+        Listen with transport KIND (line, or irc for IRC clients) on a Twisted
+        server endpoint, for example line:ssl:6697, irc:ssl:6698 or
+        irc:tcp:6667:interface=127.0.0.1; repeatable.
         An ssl: endpoint without certKey=/privateKey= uses the daemon's
         certificate. Without --listen: line:ssl:PORT on --interface.
         """
         self["listen"].append(parse_listen(spec))
 
     def postOptions(self) -> None:
+        problem = channel_problem(self["irc-channel"])
+        if problem is not None:
+            raise usage.UsageError(f"--irc-channel {self['irc-channel']}: {problem}")
         if not 0 <= self["port"] <= 65535:
             raise usage.UsageError(f"--port must be 0 to 65535, not {self['port']}")
         for option, _, _, _ in LIMIT_OPTIONS:
@@ -536,6 +547,7 @@ def build_service(config: Options, reactor: Any, run_in_thread: Callable[..., De
         for leftover in clean_temporary_files(state):
             ChatService.log.info("removed the unfinished save {path}", path=leftover)
         bans = load_bans(state / STATE_FILE)
+        topic = load_topic(state / STATE_FILE)
     except StateError as e:
         raise StartupError(str(e)) from e
     cloak = None
@@ -556,11 +568,13 @@ def build_service(config: Options, reactor: Any, run_in_thread: Callable[..., De
         # scrypt takes tens of milliseconds: not on the reactor thread.
         return run_in_thread(check)
 
+    store = DocumentBanStore(bans, partial(write_json, state / STATE_FILE), run_in_thread, topic)
     settings = ModerationSettings(
-        bans=DocumentBanStore(bans, partial(write_json, state / STATE_FILE), run_in_thread),
+        bans=store,
         password=password,
         first_admin=password is None or bool(config["first-admin"]),
         run_check=run_check,
+        topics=store,
     )
     metrics = sampler = site = None
     metrics_endpoint: IStreamServerEndpoint | None = None
@@ -601,9 +615,11 @@ def build_service(config: Options, reactor: Any, run_in_thread: Callable[..., De
     )
     flusher = TurnFlusher(reactor, fast_path=not config["no-tls-fast-path"])
     for kind, endpoint in config["listen"]:
-        # The only kind so far; each kind gets its factory here.
-        assert kind == "line"
-        factory = line_factory(sessions, flusher)
+        factory: Factory
+        if kind == "irc":
+            factory = IRCFactory(sessions, config["irc-channel"], flusher)
+        else:
+            factory = line_factory(sessions, flusher)
         try:
             if uses_own_certificate(endpoint):
                 listener = tls_endpoint(reactor, endpoint, tls)

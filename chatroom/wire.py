@@ -57,6 +57,7 @@ class Kind(StrEnum):
     UNBAN = "unban"
     BANLIST = "banlist"
     BANNED = "banned"
+    TOPIC = "topic"
     # End-to-end encryption (chatroom.e2e.server).
     CHALLENGE = "challenge"
     KEY = "key"

@@ -24,7 +24,7 @@ from pathlib import Path
 from chatroom.wire import ServerLine, parse_line
 
 REPO = Path(__file__).resolve().parent.parent
-_LISTENING = re.compile(rb"chatroom listening on 127\.0\.0\.1:(\d+)")
+_LISTENING = re.compile(rb"chatroom listening on 127\.0\.0\.1:(\d+) \((\w+)\)")
 START_TIMEOUT = 30.0
 
 
@@ -40,6 +40,18 @@ class Daemon:
     output: bytearray = field(default_factory=bytearray)
     reader: threading.Thread | None = None
     clients: list[LineClient] = field(default_factory=list)
+    # Every listener's port by transport kind, as the daemon logs them.
+    ports: dict[str, int] = field(default_factory=dict)
+    listening: threading.Condition = field(default_factory=threading.Condition)
+
+    def port_of(self, kind: str, timeout: float = START_TIMEOUT) -> int:
+        """
+        The port of the daemon's C{kind} listener, once it has logged it.
+        """
+        with self.listening:
+            if not self.listening.wait_for(lambda: kind in self.ports, timeout):
+                raise AssertionError(f"the daemon never listened with {kind}")
+        return self.ports[kind]
 
     @property
     def ca_path(self) -> Path:
@@ -127,13 +139,19 @@ def running_daemon(directory: Path, *args: str) -> Iterator[Daemon]:
     output = bytearray()
     found = threading.Event()
     port_holder: list[int] = []
+    ports: dict[str, int] = {}
+    listening = threading.Condition()
 
     def pump() -> None:
         assert process.stdout is not None
         for line in process.stdout:
             output.extend(line)
             match = _LISTENING.search(line)
-            if match and not port_holder:
+            if match:
+                with listening:
+                    ports.setdefault(match.group(2).decode(), int(match.group(1)))
+                    listening.notify_all()
+            if match and match.group(2) == b"line" and not port_holder:
                 port_holder.append(int(match.group(1)))
                 found.set()
         found.set()
@@ -145,7 +163,7 @@ def running_daemon(directory: Path, *args: str) -> Iterator[Daemon]:
         process.kill()
         process.wait(timeout=15)
         raise RuntimeError("the daemon did not start:\n" + output.decode(errors="replace"))
-    daemon = Daemon(process, port_holder[0], directory, output, reader)
+    daemon = Daemon(process, port_holder[0], directory, output, reader, ports=ports, listening=listening)
     try:
         yield daemon
     finally:

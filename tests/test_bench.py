@@ -24,8 +24,7 @@ def test_smoke_run_of_the_benchmark() -> None:
     tables = run.stdout.split("\n== ")[1:]
     assert [table.split(":")[0] for table in tables] == ["s1", "s2", "idle1000"]
     for table in tables:
-        rows = {
-            line.split()[0] for line in table.splitlines()[2:] if line and not line.startswith("chatroom /")
-        }
-        assert rows == {"chatroom", "ngircd", "words"}, table
+        rows = {line.split()[0] for line in table.splitlines()[2:] if line and " / " not in line}
+        assert rows == {"chatroom", "chatroom-irc", "ngircd", "words"}, table
     assert "chatroom / ngircd: deliveries_per_s x" in run.stdout
+    assert "chatroom-irc / ngircd: deliveries_per_s x" in run.stdout

@@ -115,7 +115,7 @@ def run_twistd(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
             ("--flood-rate", "fast"),
             "chatroom: Parameter type enforcement failed: --flood-rate takes a number, not 'fast'",
         ),
-        (("--listen", "irc:tcp:7000"), "chatroom: --listen irc:tcp:7000: the kind must be one of line"),
+        (("--listen", "ws:tcp:7000"), "chatroom: --listen ws:tcp:7000: the kind must be one of line, irc"),
     ],
 )
 def test_a_bad_option_gets_one_error_line_and_a_hint(

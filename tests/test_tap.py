@@ -14,6 +14,7 @@ from twisted.python import usage
 from chatroom.stores.files import run_inline
 from chatroom.tap import ChatService, Options, StartupError, build_service
 from chatroom.tls import CertificateError, create_local_ca, missing_names
+from chatroom.transports.irc.protocol import IRCFactory
 from chatroom.transports.line.protocol import LineFactory
 
 
@@ -120,10 +121,37 @@ def test_listen_is_repeatable_and_takes_any_endpoint(tmp_path: Path, monkeypatch
     service.stopService()
 
 
+def test_irc_listeners_get_the_irc_factory_on_the_same_room(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    reactor = MemoryReactorClock()
+    service = build(
+        "--listen",
+        "irc:ssl:6698",
+        "--listen",
+        "irc:tcp:6667:interface=127.0.0.1",
+        "--listen",
+        "line:tcp:7002:interface=127.0.0.1",
+        "--irc-channel",
+        "#lobby",
+        reactor=reactor,
+    )
+    service.startService()
+    ((port, irc_tls, context, _, _),) = reactor.sslServers
+    assert (port, context) == (6698, service.tls) and isinstance(irc_tls, IRCFactory)
+    (irc_port, irc_tcp, _, _), (line_port, line, _, _) = reactor.tcpServers
+    assert (irc_port, line_port) == (6667, 7002)
+    assert isinstance(irc_tcp, IRCFactory) and isinstance(line, LineFactory)
+    assert irc_tcp.codec.channel == "#lobby"
+    assert irc_tcp.sessions is line.sessions is irc_tls.sessions
+    service.stopService()
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("irc:tcp:6667", "the kind must be one of line"),
+        ("xmpp:tcp:5222", "the kind must be one of line, irc"),
         ("line", "give an endpoint"),
         ("line:", "give an endpoint"),
     ],

@@ -12,7 +12,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from chatroom.core.commands import SAY, CommandRegistry, CommandSpec, ParseError, spec_table
-from chatroom.core.errors import ChatError
+from chatroom.core.errors import BAD_NAME, NAME_TAKEN, ChatError
 from chatroom.core.events import (
     Acted,
     FilterReply,
@@ -78,10 +78,10 @@ class ChatCommands(Feature):
         (new_name,) = args
         problem = name_problem(new_name)
         if problem is not None:
-            raise ChatError(f"invalid name {new_name!r}: {problem}")
+            raise ChatError(f"invalid name {new_name!r}: {problem}", BAD_NAME)
         refusal = self.room.name_refusal(new_name)
         if refusal is not None:
-            raise ChatError(refusal)
+            raise ChatError(refusal, BAD_NAME)
         if new_name == member.name:
             raise ChatError(f"you are already called {new_name}")
         old_name = member.name
@@ -90,7 +90,7 @@ class ChatCommands(Feature):
             if other is not None:
                 same = other.name.casefold() == new_name.casefold()
                 why = "is taken" if same else f"looks too much like {other.name}"
-                raise ChatError(f"the name {new_name} {why}: choose another")
+                raise ChatError(f"the name {new_name} {why}: choose another", NAME_TAKEN)
             # The member id ties the connection's names together in the log.
             self.log.info(
                 "{old} (#{member_id} at {address}) is now {new}",

@@ -241,7 +241,11 @@ class Notice(TextReply):
 class ErrorReply(TextReply):
     """
     What was wrong with a command, or why a connection ends.
+
+    @ivar code: The L{chatroom.core.errors.ChatError} code, if any.
     """
+
+    code: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +340,27 @@ class BannedNotice(Event):
     """
 
     ban: Ban
+
+
+@dataclass(frozen=True, slots=True)
+class TopicChanged(Event):
+    """
+    C{by} set the room's topic to C{text} (empty: cleared).
+    """
+
+    by: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class TopicReply(Event):
+    """
+    The room's topic, C{text} (empty if none), set by C{by} at C{set_at}.
+    """
+
+    text: str
+    by: str
+    set_at: float
 
 
 # End-to-end encryption (chatroom.features.e2e)

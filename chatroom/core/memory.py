@@ -10,7 +10,7 @@ from twisted.internet.defer import Deferred, succeed
 
 from chatroom.bans import Ban, BanList
 from chatroom.core.events import Admins, Audience, Event, Everyone
-from chatroom.core.ports import MemberRecord, Recipient
+from chatroom.core.ports import MemberRecord, Recipient, Topic
 from chatroom.names import skeleton
 
 
@@ -149,4 +149,20 @@ class InMemoryBans:
         return removed, self.save(now) if removed else succeed(None)
 
     def save(self, now: float) -> Deferred[None]:
+        return succeed(None)
+
+
+class InMemoryTopic:
+    """
+    A L{chatroom.core.ports.TopicStore} that keeps the topic in memory.
+    """
+
+    def __init__(self, topic: Topic | None = None) -> None:
+        self._topic = topic
+
+    def topic(self) -> Topic | None:
+        return self._topic
+
+    def set_topic(self, topic: Topic | None, now: float) -> Deferred[None]:
+        self._topic = topic
         return succeed(None)

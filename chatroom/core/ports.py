@@ -231,3 +231,27 @@ class BanStore(Protocol):
         """
         Keep the bans in force now (again).
         """
+
+
+@dataclass(frozen=True)
+class Topic:
+    """
+    The room's topic: C{text}, set by C{by} at C{at}.
+    """
+
+    text: str
+    by: str
+    at: float
+
+
+class TopicStore(Protocol):
+    """
+    Where the room's topic is kept (with the bans, in the daemon).
+    """
+
+    def topic(self) -> Topic | None: ...
+
+    def set_topic(self, topic: Topic | None, now: float) -> Deferred[None]:
+        """
+        Keep C{topic} (L{None}: no topic), as L{BanStore.add} keeps a ban.
+        """

@@ -18,7 +18,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
 from chatroom.core.commands import Command, CommandRegistry
-from chatroom.core.errors import ChatError
+from chatroom.core.errors import NO_SUCH_MEMBER, ChatError
 from chatroom.core.events import EVERYONE, Event, Joined, Left, Listed, Members, Welcome, one
 from chatroom.core.memory import InMemoryMembers, LocalFanOut
 from chatroom.core.ports import FanOut, MemberDirectory, MemberRecord, Recipient
@@ -223,7 +223,7 @@ class Room:
         """
         found = self.members.find(name)
         if found is None:
-            raise ChatError(f"no such user {name}: type /list to see who is here")
+            raise ChatError(f"no such user {name}: type /list to see who is here", NO_SUCH_MEMBER)
         return found
 
     def list_members(self, member: MemberRecord) -> None:

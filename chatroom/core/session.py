@@ -228,19 +228,20 @@ class Session:
 
     def _failed(self, failure: Failure, command: Command, member: MemberRecord) -> None:
         if failure.check(ChatError):
-            self.reply(str(failure.value), member)
+            self.reply(str(failure.value), member, getattr(failure.value, "code", ""))
             return
         # A bug in one handler must not take the connection or the room down.
         self.log.failure("command {command!r} from {name} failed", failure, command=command, name=member.name)
         self.reply("internal error: the command failed", member)
 
-    def reply(self, text: str, member: MemberRecord | None = None) -> None:
+    def reply(self, text: str, member: MemberRecord | None = None, code: str = "") -> None:
         """
         Tell this session's member C{text} as an error reply (if C{member}
-        is given: only while that member is still this session's).
+        is given: only while that member is still this session's), with
+        the L{ChatError} C{code} if any.
         """
         if self.member is not None and (member is None or member is self.member):
-            self.receive(ErrorReply(self.clock.seconds(), text))
+            self.receive(ErrorReply(self.clock.seconds(), text, code))
 
     # The member's side of the fan-out (a Recipient)
 

@@ -29,7 +29,7 @@ from twisted.python.failure import Failure
 
 from chatroom.bans import Ban, BanError, breadth_problem, covers, is_loopback, parse_duration, parse_network
 from chatroom.core.commands import CommandRegistry, CommandSpec, Handler
-from chatroom.core.errors import ChatError
+from chatroom.core.errors import NOT_ADMIN, ChatError
 from chatroom.core.events import (
     ADMINS,
     AdminChanged,
@@ -42,10 +42,12 @@ from chatroom.core.events import (
     Event,
     Kicked,
     Notice,
+    TopicChanged,
+    TopicReply,
     one,
 )
-from chatroom.core.memory import InMemoryBans
-from chatroom.core.ports import BanStore, MemberRecord
+from chatroom.core.memory import InMemoryBans, InMemoryTopic
+from chatroom.core.ports import BanStore, MemberRecord, Topic, TopicStore
 from chatroom.core.room import Feature, Room
 from chatroom.limits import AttemptLimiter, address_key
 from chatroom.names import name_problem, skeleton
@@ -72,6 +74,12 @@ BAN = CommandSpec(
 )
 UNBAN = CommandSpec("unban", "<name|address|CIDR>", "lift a ban (admins only)", 1, 1)
 BANS = CommandSpec("bans", "", "list the bans: who set each, when, why, until when (admins only)", 0, 0)
+TOPIC = CommandSpec(
+    "topic", "[text|-]", "show the room's topic; set it, or clear it with - (admins only)", 0, 1
+)
+
+# Bytes of UTF-8 in a topic (IRC's TOPICLEN says the same).
+MAX_TOPIC_BYTES = 300
 
 PasswordCheck = Callable[[], bool]
 
@@ -95,12 +103,15 @@ class ModerationSettings:
         unless an admin password is configured.
     @ivar run_check: Runs a (slow) password check, off the reactor thread
         in the daemon.
+    @ivar topics: Where the room's topic is kept (the ban store's file in
+        the daemon).
     """
 
     bans: BanStore = field(default_factory=InMemoryBans)
     password: PasswordHash | None = None
     first_admin: bool = False
     run_check: Callable[[PasswordCheck], Deferred[bool]] = check_inline
+    topics: TopicStore = field(default_factory=InMemoryTopic)
 
 
 def _because(reason: str) -> str:
@@ -151,6 +162,7 @@ class Moderation(Feature):
             (BAN, self.ban),
             (UNBAN, self.unban),
             (BANS, self.list_bans),
+            (TOPIC, self.topic),
         ):
             commands.add(spec, self._logged(spec.name, handler))
 
@@ -208,6 +220,8 @@ class Moderation(Feature):
         return [m for m in self.room.members if m.is_admin]
 
     def joined(self, member: MemberRecord) -> None:
+        if self.settings.topics.topic() is not None:
+            self._tell_topic(member)
         if self.settings.first_admin and not any(m.is_admin for m in self.room.members if m is not member):
             self._set_admin(member, True, AdminReason.FIRST)
 
@@ -224,7 +238,7 @@ class Moderation(Feature):
 
     def _require_admin(self, member: MemberRecord, action: str) -> None:
         if not member.is_admin:
-            raise ChatError(f"permission denied: only an admin can {action}")
+            raise ChatError(f"permission denied: only an admin can {action}", NOT_ADMIN)
 
     def _set_admin(
         self,
@@ -423,6 +437,30 @@ class Moderation(Feature):
         self.room.fanout.publish(BanCount(now, len(bans)), audience)
         for ban in bans:
             self.room.fanout.publish(BanEntry(now, ban), audience)
+
+    # The topic
+
+    def _tell_topic(self, member: MemberRecord) -> None:
+        topic = self.settings.topics.topic()
+        now = self.room.now()
+        reply = (
+            TopicReply(now, "", "", now) if topic is None else TopicReply(now, topic.text, topic.by, topic.at)
+        )
+        self.room.tell(member, reply)
+
+    def topic(self, member: MemberRecord, args: tuple[str, ...]) -> Deferred[None] | None:
+        if not args:
+            self._tell_topic(member)
+            return None
+        self._require_admin(member, "set the topic")
+        text = "" if args[0] == "-" else args[0]
+        size = len(text.encode("utf-8"))
+        if size > MAX_TOPIC_BYTES:
+            raise ChatError(f"the topic has {size} bytes of UTF-8: at most {MAX_TOPIC_BYTES}")
+        now = self.room.now()
+        saved = self.settings.topics.set_topic(Topic(text, member.name, now) if text else None, now)
+        self.room.broadcast(TopicChanged(now, member.name, text))
+        return saved.addErrback(self._not_saved)
 
     def save(self) -> Deferred[None]:
         """

@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.python.failure import Failure
 
 from chatroom.bans import Ban, BanList
+from chatroom.core.ports import Topic
 from chatroom.state import StateError, read_json
 
 STATE_FILE = "moderation.json"
@@ -51,17 +52,46 @@ def load_bans(path: Path) -> BanList:
         raise StateError.corrupt(path, e) from e
 
 
+def load_topic(path: Path) -> Topic | None:
+    """
+    The room topic saved in state file C{path} (beside the bans), if any.
+
+    @raise StateError: If the file is unreadable or corrupt.
+    """
+    document = read_json(path)
+    if not isinstance(document, dict) or document.get("topic") is None:
+        return None
+    saved = document["topic"]
+    try:
+        if not isinstance(saved, dict):
+            raise ValueError("the topic is not an object")
+        text, by, at = saved.get("text"), saved.get("by"), saved.get("at")
+        if not isinstance(text, str) or not isinstance(by, str) or not isinstance(at, int | float):
+            raise ValueError("the topic needs text, by and at")
+        return Topic(text, by, float(at))
+    except ValueError as e:
+        raise StateError.corrupt(path, e) from e
+
+
 class DocumentBanStore:
     """
-    A ban list saved as one document through C{write} after every change.
+    A ban list (and the room topic: a L{chatroom.core.ports.TopicStore}
+    too) saved as one document through C{write} after every change.
 
     @param write: Writes the state document (C{write_json} bound to the
         state file, in the daemon); it may block, and runs through C{run}.
     @param run: Runs C{write} off the reactor thread.
     """
 
-    def __init__(self, bans: BanList, write: Callable[[Any], None], run: Runner = run_inline) -> None:
+    def __init__(
+        self,
+        bans: BanList,
+        write: Callable[[Any], None],
+        run: Runner = run_inline,
+        topic: Topic | None = None,
+    ) -> None:
         self.bans = bans
+        self._topic = topic
         self._write = write
         self._run = run
         self._writing = False
@@ -86,10 +116,19 @@ class DocumentBanStore:
         removed = self.bans.remove(target, now)
         return removed, self.save(now) if removed else succeed(None)
 
+    def topic(self) -> Topic | None:
+        return self._topic
+
+    def set_topic(self, topic: Topic | None, now: float) -> Deferred[None]:
+        self._topic = topic
+        return self.save(now)
+
     def save(self, now: float) -> Deferred[None]:
         # The document is made now, on the reactor thread, so it is the
         # state as of this change; only the (slow) writing goes to the runner.
-        self._next = {"version": STATE_VERSION, "bans": self.bans.to_json(now)}
+        topic = self._topic
+        saved = None if topic is None else {"text": topic.text, "by": topic.by, "at": topic.at}
+        self._next = {"version": STATE_VERSION, "bans": self.bans.to_json(now), "topic": saved}
         done: Deferred[None] = Deferred()
         self._waiting.append(done)
         if not self._writing:

@@ -40,6 +40,8 @@ from chatroom.core.events import (
     Renamed,
     Said,
     Sealed,
+    TopicChanged,
+    TopicReply,
     Welcome,
     Whispered,
     WhoisReply,
@@ -170,6 +172,20 @@ ENCODERS: dict[type[Any], Callable[[Any], Parts]] = {
     ),
     BanEntry: lambda e: (Kind.BANLIST, S, e.ban.reason, _ban_fields(e.ban)),
     BannedNotice: _banned,
+    TopicChanged: lambda e: (
+        Kind.TOPIC,
+        e.by,
+        f"{e.by} set the topic: {e.text}" if e.text else f"{e.by} cleared the topic",
+        (),
+    ),
+    TopicReply: lambda e: (
+        Kind.TOPIC,
+        S,
+        f"the topic is: {e.text} (set by {e.by}, {format_timestamp(e.set_at)})"
+        if e.text
+        else "no topic is set",
+        (),
+    ),
     Challenge: lambda e: (
         Kind.CHALLENGE,
         S,

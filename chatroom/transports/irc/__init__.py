@@ -1,0 +1,3 @@
+"""
+The IRC transport: standard IRC clients in the room, as one channel.
+"""

@@ -1,0 +1,882 @@
+"""
+The IRC transport: a thin C{LineReceiver} adapter between an IRC client
+and a core L{Session}, like L{chatroom.transports.line.protocol}.
+
+The room is one channel (C{--irc-channel}). L{IRCProtocol} does IRC's
+registration (C{CAP}, C{PASS}, C{NICK}, C{USER}) itself, then joins the
+room through its session and takes the client's nick with the core's
+C{nick} command; from then on every IRC command is a core L{Command} run
+through C{session.run}, so limits, flood control, the send queue,
+timeouts and bans are the shared session's. Events come back through the
+L{Connection} side, in IRC's words from the shared L{IRCCodec}.
+
+IRC members carry no end-to-end keys: end-to-end envelopes and key events
+are never sent to them (and the room, which has a member without keys, is
+not end to end encrypted).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import ServerFactory, connectionDone
+from twisted.protocols.basic import LineReceiver
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from chatroom.core.commands import Command
+from chatroom.core.events import (
+    Acted,
+    AdminChanged,
+    BanCount,
+    BanEntry,
+    BannedNotice,
+    Challenge,
+    ErrorReply,
+    Event,
+    KeyAnnounced,
+    KeyCount,
+    KeyDropped,
+    Kicked,
+    Left,
+    Listed,
+    Ping,
+    Renamed,
+    Said,
+    Sealed,
+    TextReply,
+    TopicReply,
+    Welcome,
+    Whispered,
+    WhoisReply,
+)
+from chatroom.core.session import Session, Sessions
+from chatroom.names import MAX_NAME_LENGTH, name_problem
+from chatroom.transports.irc.codec import (
+    CRLF,
+    MAX_LINE,
+    VERSION,
+    IRCCodec,
+    ban_masks,
+    irc_host,
+    mask_target,
+    split_text,
+)
+from chatroom.transports.line.writer import LineWriter, TurnFlusher
+from chatroom.wire import has_control_characters, normalize_text
+
+DEFAULT_CHANNEL = "#chatroom"
+MAX_CHANNEL_LENGTH = 50
+_CHANNEL = re.compile(rf"#[^\x00-\x20,:\x7f]{{1,{MAX_CHANNEL_LENGTH - 1}}}")
+
+
+def channel_problem(channel: str) -> str | None:
+    """
+    Why C{channel} cannot be the room's IRC channel name, if so.
+    """
+    if _CHANNEL.fullmatch(channel) is None:
+        most = MAX_CHANNEL_LENGTH - 1
+        return f"a channel name is # and 1 to {most} characters, without spaces, commas or colons"
+    return None
+
+
+# What a client may send in tags before the 512 bytes of the line itself
+# (IRCv3 message-tags: 4094 bytes of client tags and the @ and space).
+MAX_TAGS = 4096
+# Lines a client may send before it is registered (CAP, PASS, NICK, USER
+# and a few nick retries); past that it is closed.
+MAX_REGISTRATION_LINES = 30
+CAPABILITIES = ("server-time", "message-tags", "echo-message", "multi-prefix")
+TOPICLEN = 300
+# IRC's text formatting (bold, colours, italics, reset...): dropped, as the
+# room's text holds no control characters.
+_FORMATTING = re.compile("\x03(?:[0-9]{1,2}(?:,[0-9]{1,2})?)?|[\x02\x0f\x11\x16\x1d\x1e\x1f]")
+# End-to-end events: for clients with keys only.
+_NEVER: frozenset[type[Event]] = frozenset((Challenge, KeyAnnounced, KeyCount, KeyDropped, Sealed))
+
+
+def parse_message(line: str) -> tuple[str, list[str]]:
+    """
+    The command (upper case) and parameters of one IRC line; tags and the
+    source are dropped.
+    """
+    if line.startswith("@"):
+        line = line.partition(" ")[2]
+    line = line.lstrip(" ")
+    if line.startswith(":"):
+        line = line.partition(" ")[2]
+    head, sep, trailing = line.partition(" :")
+    words = head.split()
+    if not words:
+        return "", []
+    params = words[1:]
+    if sep:
+        params.append(trailing)
+    return words[0].upper(), params
+
+
+def _clean(text: str) -> str:
+    return normalize_text(_FORMATTING.sub("", text))
+
+
+@implementer(IPushProducer)
+class _SendQueueWatch:
+    """
+    Says when the transport's write buffer is full (paused) and drained.
+
+    @ivar queued: Bytes written while paused.
+    """
+
+    def __init__(self) -> None:
+        self.paused = False
+        self.queued = 0
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self.queued = 0
+
+    def stopProducing(self) -> None:
+        self.resumeProducing()
+
+
+class IRCProtocol(LineReceiver):
+    """
+    One IRC client connection.
+
+    @ivar nick: The member's name in the room (once joined).
+    @ivar caps: The IRCv3 capabilities the client enabled.
+    """
+
+    delimiter = b"\n"
+    MAX_LENGTH = MAX_TAGS + MAX_LINE
+
+    def __init__(self, factory: IRCFactory) -> None:
+        self.factory = factory
+        self.codec = factory.codec
+        self.server = factory.codec.server
+        self.channel = factory.codec.channel
+        self.host = "?"
+        self.port = 0
+        self.nick = ""
+        self.caps: set[str] = set()
+        self._tagged = False
+        self._echo = False
+        self._wanted = ""
+        self._user = False
+        self._negotiating = False
+        self._joining = False
+        self._registered = False
+        self._in_channel = False
+        self._lines = 0
+        self._watch = _SendQueueWatch()
+        self._producing = False
+        self._discarding = False
+        # What the last command was about (its nick), for error numerics.
+        self._target = ""
+        self._last = ""
+        self._bans_left = 0
+        self._kicked = ""
+
+    # Connection events
+
+    def connectionMade(self) -> None:
+        transport: Any = self.transport
+        self._transport = transport
+        flusher = self.factory.flusher
+        self._writer = flusher.writer(transport) if flusher else LineWriter(transport)
+        peer: Any = transport.getPeer()
+        self.host, self.port = getattr(peer, "host", "?"), getattr(peer, "port", 0)
+        self.session: Session = self.factory.sessions.session(self)
+        # IRC registration is the handshake: the session's handshake timeout
+        # bounds it (with TLS's own handshake), and the room is joined after.
+        if not self.session.opened(handshake=True):
+            return
+        set_no_delay = getattr(transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            set_no_delay(True)
+        transport.registerProducer(self._watch, True)
+        self._producing = True
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._writer.discard()
+        self.session.lost(clean=reason.check(ConnectionDone) is not None)
+
+    # The Connection port, for the session
+
+    def encode(self, event: Event) -> bytes:
+        kind = type(event)
+        if kind is Said or kind is Acted:
+            # The hot path: chat fanned out to every member.
+            chat: Any = event
+            if self._in_channel and (self._echo or chat.sender != self.nick):
+                codec = self.codec
+                variant = self._tagged
+                if event is codec.last_events[variant]:
+                    return codec.last_data[variant]
+                return codec.shared(event, variant)
+            return b""
+        if kind is Whispered:
+            whisper: Any = event
+            if whisper.sender == self.nick and whisper.target != self.nick and not self._echo:
+                return b""
+            return self.codec.shared(event, self._tagged)
+        if self.codec.shares(event):
+            return self._shared(event)
+        if kind in _NEVER:
+            return b""
+        return self._reply(event)
+
+    def _shared(self, event: Event) -> bytes:
+        if isinstance(event, Renamed):
+            if event.old == self.nick:
+                self.nick = event.new
+                if not self._registered:
+                    return self._welcome()
+            elif not self._in_channel:
+                return b""
+            return self.codec.shared(event, self._tagged)
+        if isinstance(event, AdminChanged) and event.name == self.nick and event.admin and self._registered:
+            you = self.codec.numeric("381", self.nick, text="You are now an IRC operator (a room admin)")
+            return (self.codec.shared(event, self._tagged) if self._in_channel else b"") + you
+        if not self._in_channel:
+            return b""
+        if isinstance(event, Kicked):
+            # The leave that follows a kick is not a second departure on IRC.
+            self._kicked = event.victim
+        elif isinstance(event, Left) and event.name == self._kicked:
+            self._kicked = ""
+            return b""
+        return self.codec.shared(event, self._tagged)
+
+    def _reply(self, event: Event) -> bytes:
+        codec, nick = self.codec, self.nick
+        if isinstance(event, Welcome):
+            self.nick = event.name
+            return b""
+        if isinstance(event, ErrorReply):
+            if not self._registered:
+                if self.session.member is not None and self._last == "nick":
+                    # The nick the client registered with is gone: it goes on
+                    # as its guest name (001 tells it).
+                    self._last = ""
+                    return codec.error_reply(event, "*", self._wanted) + self._welcome()
+                return b"ERROR :" + event.text.encode() + CRLF
+            data = codec.error_reply(event, nick, self._target)
+            if self._last == "whois":
+                data += codec.numeric("318", nick, self._target or "*", text="End of /WHOIS list.")
+            elif self._last == "oper" and not event.code:
+                data = codec.numeric("464", nick, text=event.text)
+            elif self._last == "bans" and event.code:
+                # Only admins may list the bans.
+                data = codec.numeric(
+                    "368", nick, self.channel, text=f"End of channel ban list ({event.text})"
+                )
+            return data
+        if isinstance(event, Listed):
+            return self._names(event)
+        if isinstance(event, WhoisReply):
+            return self._whois(event)
+        if isinstance(event, TopicReply):
+            if not self._in_channel:
+                # Told on joining the room, before the client joins the channel.
+                return b""
+            if event.text:
+                return codec.numeric("332", nick, self.channel, text=event.text) + codec.numeric(
+                    "333", nick, self.channel, event.by, f"{event.set_at:.0f}"
+                )
+            return codec.numeric("331", nick, self.channel, text="No topic is set")
+        if isinstance(event, BanCount):
+            self._bans_left = event.count
+            return b"" if event.count else self._end_of_bans()
+        if isinstance(event, BanEntry):
+            ban = event.ban
+            data = b"".join(
+                codec.numeric("367", nick, self.channel, mask, ban.by, f"{ban.at:.0f}")
+                for mask in ban_masks(ban)
+            )
+            self._bans_left -= 1
+            return data + (self._end_of_bans() if self._bans_left <= 0 else b"")
+        if isinstance(event, BannedNotice):
+            return codec.numeric(
+                "465", nick, text=f"You are banned from this room: {event.ban.reason or 'banned'}"
+            )
+        if isinstance(event, Ping):
+            return b"PING :" + event.token.encode() + CRLF
+        if isinstance(event, TextReply):
+            return codec.text_reply(event, nick)
+        return b""
+
+    def _end_of_bans(self) -> bytes:
+        return self.codec.numeric("368", self.nick, self.channel, text="End of channel ban list")
+
+    def _names(self, event: Listed) -> bytes:
+        if not self._in_channel:
+            return b""
+        codec, nick = self.codec, self.nick
+        head = f":{self.server} 353 {nick} = {self.channel} :".encode()
+        names = " ".join(("@" if admin else "") + name for name, admin in event.names)
+        budget = MAX_LINE - len(CRLF) - len(head)
+        data = b"".join(head + piece.strip().encode() + CRLF for piece in split_text(names, budget))
+        if event.first + len(event.names) - 1 >= event.total:
+            data += codec.numeric("366", nick, self.channel, text="End of /NAMES list.")
+        return data
+
+    def _whois(self, e: WhoisReply) -> bytes:
+        codec, nick = self.codec, self.nick
+        # The address without its port where the asker may see it, else the cloak.
+        host = e.shown if e.address is None else e.address.rpartition(":")[0].strip("[]") or e.address
+        data = codec.numeric("311", nick, e.name, e.name, irc_host(host), "*", text=e.name)
+        data += codec.numeric("312", nick, e.name, self.server, text="chatroom")
+        if e.admin:
+            data += codec.numeric("313", nick, e.name, text="is a room admin")
+        data += codec.numeric(
+            "317", nick, e.name, str(e.idle), f"{e.connected_at:.0f}", text="seconds idle, signon time"
+        )
+        data += codec.numeric("319", nick, e.name, text=("@" if e.admin else "") + self.channel)
+        return data + codec.numeric("318", nick, e.name, text="End of /WHOIS list.")
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        if self._watch.paused:
+            self._watch.queued += len(data)
+            cap = self.session.limits.send_queue
+            if cap and self._watch.queued > cap:
+                # Replies this adapter writes itself (WHO, NAMES...) count
+                # towards the session's cap too.
+                self.session.drop(f"send queue over {cap} bytes: not reading", at_once=True)
+                return
+        self._writer.write(data)
+
+    def queued(self) -> int:
+        return self._watch.queued
+
+    def close(self) -> None:
+        if self._producing:
+            self._producing = False
+            self._transport.unregisterProducer()
+        self._writer.close()
+
+    def abort(self) -> None:
+        self._writer.discard()
+        self._transport.abortConnection()
+
+    # Framing
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._discarding:
+            end = data.find(self.delimiter)
+            if end < 0:
+                return
+            self._discarding = False
+            data = data[end + 1 :]
+        super().dataReceived(data)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        end = line.find(self.delimiter)
+        if end < 0:
+            self._discarding = True
+            self.clearLineBuffer()
+        else:
+            self.clearLineBuffer()
+            super().dataReceived(line[end + 1 :])
+        self._too_long()
+
+    def _too_long(self) -> None:
+        if self._registered:
+            self.session.bad_input(
+                f"line too long: at most {MAX_LINE} bytes per IRC line", "an over-long line"
+            )
+        else:
+            self._send(self.codec.numeric("417", "*", text="Input line was too long"))
+
+    def _send(self, data: bytes) -> None:
+        self.write(data)
+
+    def lineReceived(self, raw: bytes) -> None:
+        raw = raw.removesuffix(b"\r")
+        body = raw.partition(b" ")[2] if raw.startswith(b"@") else raw
+        if len(body) > MAX_LINE - len(CRLF):
+            self._too_long()
+            return
+        if self.session.member is not None and not self._registered and self._last != "nick":
+            # The room was joined asynchronously: take the nick now.
+            self._take_nick()
+        if self._registered:
+            # Error replies until the next command are about this line's.
+            self._target = self._last = ""
+            if not self.session.line_received():
+                return
+        else:
+            self._lines += 1
+            if self._lines > MAX_REGISTRATION_LINES:
+                self._send(b"ERROR :too many lines before registration" + CRLF)
+                self.session.abort()
+                return
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            self._bad("invalid UTF-8: send text encoded as UTF-8", "invalid UTF-8")
+            return
+        command, params = parse_message(line)
+        if not command:
+            return
+        if has_control_characters(_FORMATTING.sub("", line).replace("\x01", "")):
+            self._bad("control characters are not allowed in a line", "control characters")
+            return
+        if self._registered:
+            handler = self._commands.get(command)
+            if handler is None:
+                self._numeric("421", command, text="Unknown command")
+                return
+            handler(self, params)
+        else:
+            self._register(command, params)
+
+    def _bad(self, reply: str, what: str) -> None:
+        if self._registered:
+            self.session.bad_input(reply, what)
+        else:
+            self._send(b"ERROR :" + reply.encode() + CRLF)
+            self.session.abort()
+
+    def _numeric(self, number: str, *params: str, text: str | None = None) -> None:
+        self.write(self.codec.numeric(number, self.nick or "*", *params, text=text))
+
+    def _notice(self, text: str) -> None:
+        self.write(self.codec.notice(self.nick or "*", text))
+
+    def _run(self, command: Command, target: str = "") -> None:
+        self._target = target
+        self._last = command.name
+        self.session.run(command)
+
+    # Registration
+
+    def _register(self, command: str, params: list[str]) -> None:
+        if command == "CAP":
+            self._cap(params)
+        elif command == "PASS":
+            # No server password: accepted and not checked (OPER for admins).
+            pass
+        elif command == "NICK":
+            if not params or not params[0]:
+                self._numeric("431", text="No nickname given")
+                return
+            nick = params[0]
+            problem = name_problem(nick)
+            room = self.session.room
+            if problem is not None:
+                self._numeric("432", nick, text=f"Erroneous nickname: {problem}")
+                return
+            refusal = room.name_refusal(nick)
+            if refusal is not None:
+                self._numeric("432", nick, text=refusal)
+                return
+            other = room.members.clash(nick)
+            if other is not None:
+                why = (
+                    "is taken"
+                    if other.name.casefold() == nick.casefold()
+                    else f"looks too much like {other.name}"
+                )
+                self._numeric("433", nick, text=f"Nickname is already in use: {nick} {why}")
+                return
+            self._wanted = nick
+            self._maybe_join()
+        elif command == "USER":
+            if len(params) < 4:
+                self._numeric("461", "USER", text="Not enough parameters")
+                return
+            self._user = True
+            self._maybe_join()
+        elif command == "PING":
+            self.write(f":{self.server} PONG {self.server} :{params[0] if params else ''}".encode() + CRLF)
+        elif command == "PONG":
+            pass
+        elif command == "QUIT":
+            self._send(b"ERROR :Closing link (quit)" + CRLF)
+            self.session.close()
+        else:
+            self._numeric("451", command, text="You have not registered")
+
+    def _cap(self, params: list[str]) -> None:
+        sub = params[0].upper() if params else ""
+        who = self.nick if self._registered else "*"
+        if sub == "LS":
+            if not self._registered:
+                self._negotiating = True
+            self.write(f"CAP {who} LS :{' '.join(CAPABILITIES)}".encode() + CRLF)
+        elif sub == "LIST":
+            self.write(f"CAP {who} LIST :{' '.join(sorted(self.caps))}".encode() + CRLF)
+        elif sub == "REQ":
+            if not self._registered:
+                self._negotiating = True
+            wanted = params[1].split() if len(params) > 1 else []
+            if not wanted or any(cap.removeprefix("-") not in CAPABILITIES for cap in wanted):
+                self.write(f"CAP {who} NAK :{' '.join(wanted)}".encode() + CRLF)
+                return
+            for cap in wanted:
+                if cap.startswith("-"):
+                    self.caps.discard(cap[1:])
+                else:
+                    self.caps.add(cap)
+            self._tagged = "server-time" in self.caps
+            self._echo = "echo-message" in self.caps
+            self.write(f"CAP {who} ACK :{' '.join(wanted)}".encode() + CRLF)
+        elif sub == "END":
+            self._negotiating = False
+            self._maybe_join()
+        else:
+            self._numeric("410", sub or "*", text="Invalid CAP command")
+
+    def _maybe_join(self) -> None:
+        if self._joining or not self._wanted or not self._user or self._negotiating:
+            return
+        self._joining = True
+        self.session.ready()
+        if self.session.member is not None:
+            self._take_nick()
+
+    def _take_nick(self) -> None:
+        if self.nick == self._wanted or not self._wanted:
+            self.write(self._welcome())
+            return
+        self._run(Command("nick", (self._wanted,)), self._wanted)
+
+    def _welcome(self) -> bytes:
+        if self._registered:
+            return b""
+        self._registered = True
+        self._last = ""
+        codec, nick = self.codec, self.nick
+        isupport = (
+            "CHANTYPES=#",
+            "PREFIX=(o)@",
+            "CHANMODES=b,,,nt",
+            "CASEMAPPING=ascii",
+            f"NICKLEN={MAX_NAME_LENGTH}",
+            f"CHANNELLEN={MAX_CHANNEL_LENGTH}",
+            f"TOPICLEN={TOPICLEN}",
+            f"LINELEN={MAX_LINE}",
+            "CHANLIMIT=#:1",
+            "MODES=4",
+            "TARGMAX=PRIVMSG:1,NOTICE:1,KICK:1,WHOIS:1,NAMES:1,JOIN:1,PART:1",
+            "NETWORK=chatroom",
+        )
+        return b"".join(
+            (
+                codec.numeric("001", nick, text=f"Welcome to the chatroom IRC gateway, {nick}"),
+                codec.numeric("002", nick, text=f"Your host is {self.server}, running version {VERSION}"),
+                codec.numeric("003", nick, text=f"This room is {self.channel}"),
+                codec.numeric("004", nick, self.server, VERSION, "o", "bnot", "bo"),
+                codec.numeric("005", nick, *isupport, text="are supported by this server"),
+                self._lusers(),
+                codec.numeric("422", nick, text=f"MOTD File is missing: /join {self.channel} to chat"),
+            )
+        )
+
+    def _lusers(self) -> bytes:
+        codec, nick = self.codec, self.nick
+        members = list(self.session.room.members)
+        admins = sum(1 for m in members if m.is_admin)
+        return b"".join(
+            (
+                codec.numeric(
+                    "251", nick, text=f"There are {len(members)} users and 0 invisible on 1 servers"
+                ),
+                codec.numeric("252", nick, str(admins), text="operator(s) online"),
+                codec.numeric("254", nick, "1", text="channels formed"),
+                codec.numeric("255", nick, text=f"I have {len(members)} clients and 0 servers"),
+            )
+        )
+
+    # Commands, once registered
+
+    def _mine(self, channel: str) -> bool:
+        return channel.casefold() == self.channel.casefold()
+
+    def _need(self, command: str, params: list[str], count: int) -> bool:
+        if len(params) < count or not all(params[:count]):
+            self._numeric("461", command, text="Not enough parameters")
+            return False
+        return True
+
+    def irc_JOIN(self, params: list[str]) -> None:
+        if not self._need("JOIN", params, 1):
+            return
+        for channel in params[0].split(","):
+            if channel == "0":
+                self.irc_PART([self.channel])
+            elif not self._mine(channel):
+                self._numeric("403", channel, text=f"No such channel: this server has only {self.channel}")
+            elif not self._in_channel:
+                self._in_channel = True
+                self.write(self.codec.prefix(self.nick) + b" JOIN " + self.channel.encode() + CRLF)
+                self._run(Command("topic"))
+                self._run(Command("list"))
+
+    def irc_PART(self, params: list[str]) -> None:
+        if not self._need("PART", params, 1):
+            return
+        for channel in params[0].split(","):
+            if not self._mine(channel):
+                self._numeric("403", channel, text="No such channel")
+            elif not self._in_channel:
+                self._numeric("442", channel, text="You're not on that channel")
+            else:
+                self._in_channel = False
+                reason = f" :{params[1]}" if len(params) > 1 else ""
+                self.write(self.codec.prefix(self.nick) + f" PART {self.channel}{reason}".encode() + CRLF)
+
+    def irc_NAMES(self, params: list[str]) -> None:
+        channel = params[0] if params else self.channel
+        if self._mine(channel) and self._in_channel:
+            self._run(Command("list"))
+        else:
+            self._numeric("366", channel, text="End of /NAMES list.")
+
+    def irc_TOPIC(self, params: list[str]) -> None:
+        if not self._need("TOPIC", params, 1):
+            return
+        if not self._mine(params[0]):
+            self._numeric("403", params[0], text="No such channel")
+        elif len(params) < 2:
+            self._run(Command("topic"))
+        else:
+            self._run(Command("topic", (_clean(params[1]) or "-",)))
+
+    def irc_PRIVMSG(self, params: list[str], notice: bool = False) -> None:
+        command = "NOTICE" if notice else "PRIVMSG"
+        if not params or not params[0]:
+            self._numeric("411", text=f"No recipient given ({command})")
+            return
+        if len(params) < 2 or not params[1]:
+            self._numeric("412", text="No text to send")
+            return
+        target, text = params[0], params[1]
+        if text.startswith("\x01"):
+            self._ctcp(target, text.strip("\x01"), notice)
+            return
+        text = _clean(text)
+        if not text.strip():
+            self._numeric("412", text="No text to send")
+            return
+        if target.startswith("#"):
+            if not self._mine(target):
+                self._numeric("403", target, text="No such channel")
+            elif not self._in_channel:
+                self._numeric("404", target, text="Cannot send to channel: join it first")
+            else:
+                self._run(Command("say", (text,)))
+        else:
+            self._run(Command("whisper", (target, text)), target)
+
+    def irc_NOTICE(self, params: list[str]) -> None:
+        self.irc_PRIVMSG(params, notice=True)
+
+    def _ctcp(self, target: str, body: str, notice: bool) -> None:
+        verb, _, rest = body.partition(" ")
+        verb = verb.upper()
+        if verb == "ACTION":
+            text = _clean(rest)
+            if not text.strip():
+                return
+            if target.startswith("#"):
+                if not self._mine(target) or not self._in_channel:
+                    self._numeric("404", target, text="Cannot send to channel")
+                else:
+                    self._run(Command("me", (text,)))
+            else:
+                # The room has no private actions: a whisper that reads as one.
+                self._run(Command("whisper", (target, f"* {self.nick} {text}")), target)
+            return
+        if notice:
+            # A CTCP reply: nothing here asked for it.
+            return
+        # Answered by the server, for whoever was asked (nobody else speaks CTCP).
+        if verb == "VERSION":
+            reply = f"VERSION {VERSION}"
+        elif verb == "PING":
+            reply = f"PING {rest}"
+        elif verb == "CLIENTINFO":
+            reply = "CLIENTINFO ACTION CLIENTINFO PING VERSION"
+        else:
+            self._notice(f"CTCP {verb} is not supported here (only ACTION, VERSION, PING, CLIENTINFO)")
+            return
+        source = target if not target.startswith("#") else self.server
+        self.write(self.codec.notice(self.nick, f"\x01{reply}\x01", source))
+
+    def irc_NICK(self, params: list[str]) -> None:
+        if not params or not params[0]:
+            self._numeric("431", text="No nickname given")
+            return
+        self._run(Command("nick", (params[0],)), params[0])
+
+    def irc_QUIT(self, params: list[str]) -> None:
+        self.write(b"ERROR :Closing link (quit)" + CRLF)
+        message = _clean(params[0]) if params and params[0] else ""
+        self._run(Command("quit", (message,) if message else ()))
+
+    def irc_PING(self, params: list[str]) -> None:
+        self.write(f":{self.server} PONG {self.server} :{params[0] if params else ''}".encode() + CRLF)
+
+    def irc_PONG(self, params: list[str]) -> None:
+        self._run(Command("pong", tuple(params[-1:])))
+
+    def irc_KICK(self, params: list[str]) -> None:
+        if not self._need("KICK", params, 2):
+            return
+        if not self._mine(params[0]):
+            self._numeric("403", params[0], text="No such channel")
+            return
+        reason = _clean(params[2]) if len(params) > 2 and params[2] else ""
+        for victim in params[1].split(","):
+            self._run(Command("kick", (victim, reason) if reason else (victim,)), victim)
+
+    def irc_OPER(self, params: list[str]) -> None:
+        if not self._need("OPER", params, 2):
+            return
+        self._run(Command("oper", (params[1],)))
+
+    def irc_MODE(self, params: list[str]) -> None:
+        if not self._need("MODE", params, 1):
+            return
+        target = params[0]
+        if not target.startswith("#"):
+            if target.casefold() != self.nick.casefold():
+                self._numeric("502", text="Can't change mode for other users")
+            elif len(params) == 1:
+                self._numeric("221", "+")
+            # User modes (+i, +w...) mean nothing here: accepted, no effect.
+            return
+        if not self._mine(target):
+            self._numeric("403", target, text="No such channel")
+            return
+        if len(params) == 1:
+            self._numeric("324", self.channel, "+nt")
+            created = min((m.connected_at for m in self.session.room.members), default=0.0)
+            self._numeric("329", self.channel, f"{created:.0f}")
+            return
+        modes, args = params[1], params[2:]
+        sign = "+"
+        for letter in modes:
+            if letter in "+-":
+                sign = letter
+            elif letter == "b":
+                if not args:
+                    self._run(Command("bans"))
+                    continue
+                mask = args.pop(0)
+                try:
+                    what = mask_target(mask)
+                except ValueError as e:
+                    self._notice(str(e))
+                    continue
+                self._run(Command("ban" if sign == "+" else "unban", (what,)), what)
+            elif letter == "o":
+                if not args:
+                    self._numeric("461", "MODE", text="Not enough parameters")
+                    return
+                who = args.pop(0)
+                self._run(Command("op" if sign == "+" else "deop", (who,)), who)
+            elif letter in "nt":
+                self._numeric("482", self.channel, text=f"Channel mode {letter} is always set here")
+            else:
+                self._numeric("472", letter, text="is unknown mode char to me")
+
+    def irc_WHO(self, params: list[str]) -> None:
+        mask = params[0] if params else "*"
+        room = self.session.room
+        if self._mine(mask) or mask == "*":
+            members = list(room.members)
+        else:
+            found = room.members.find(mask)
+            members = [] if found is None else [found]
+        for m in members:
+            flags = "H" + ("@" if m.is_admin else "")
+            self._numeric(
+                "352", self.channel, m.name, irc_host(m.host), self.server, m.name, flags, text=f"0 {m.name}"
+            )
+        self._numeric("315", mask, text="End of /WHO list.")
+
+    def irc_WHOIS(self, params: list[str]) -> None:
+        if not self._need("WHOIS", params, 1):
+            return
+        # WHOIS server nick: the last parameter is the nick.
+        nick = params[-1].split(",")[0]
+        self._run(Command("whois", (nick,)), nick)
+
+    def irc_LUSERS(self, params: list[str]) -> None:
+        self.write(self._lusers())
+
+    def irc_MOTD(self, params: list[str]) -> None:
+        self._numeric("422", text="MOTD File is missing")
+
+    def irc_VERSION(self, params: list[str]) -> None:
+        self._numeric("351", VERSION, self.server, text="chatroom's IRC gateway")
+
+    def irc_CAP(self, params: list[str]) -> None:
+        self._cap(params)
+
+    def irc_PASS(self, params: list[str]) -> None:
+        self._numeric("462", text="You may not reregister")
+
+    def irc_USER(self, params: list[str]) -> None:
+        self._numeric("462", text="You may not reregister")
+
+    def irc_USERHOST(self, params: list[str]) -> None:
+        found = [self.session.room.members.find(n) for n in params[:5]]
+        replies = [
+            f"{m.name}{'*' if m.is_admin else ''}=+{m.name}@{irc_host(m.host)}"
+            for m in found
+            if m is not None
+        ]
+        self._numeric("302", text=" ".join(replies))
+
+    def irc_ISON(self, params: list[str]) -> None:
+        names = " ".join(params).split()
+        present = [m.name for n in names if (m := self.session.room.members.find(n)) is not None]
+        self._numeric("303", text=" ".join(present))
+
+    _commands: ClassVar[dict[str, Callable[[IRCProtocol, list[str]], None]]] = {}
+
+
+IRCProtocol._commands = {
+    name.removeprefix("irc_"): method for name, method in vars(IRCProtocol).items() if name.startswith("irc_")
+}
+
+
+class IRCFactory(ServerFactory):
+    """
+    Builds an L{IRCProtocol} for every connection, all in one room.
+    """
+
+    noisy = False
+
+    def __init__(
+        self,
+        sessions: Sessions,
+        channel: str = DEFAULT_CHANNEL,
+        flusher: TurnFlusher | None = None,
+        server: str = "chatroom.irc",
+    ) -> None:
+        self.sessions = sessions
+        self.flusher = flusher
+        members = sessions.room.members
+
+        def host_of(name: str) -> str | None:
+            member = members.find(name)
+            return None if member is None else member.host
+
+        self.codec = IRCCodec(server, channel, host_of)
+
+    def buildProtocol(self, addr: Any) -> IRCProtocol:
+        return IRCProtocol(self)
