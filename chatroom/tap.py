@@ -25,17 +25,20 @@ from twisted.internet.protocol import Factory
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python import usage
+from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from chatroom.core.chat import new_room
 from chatroom.core.events import Notice
 from chatroom.core.session import Sessions
 from chatroom.features.e2e import E2E_LINE_PREFIX, E2E_MAX_LINE_BYTES, E2EFeature
+from chatroom.features.history import History, HistorySettings
 from chatroom.features.moderation import Moderation, ModerationSettings, PasswordCheck
 from chatroom.limits import ClientLimits, ConnectionLimits
 from chatroom.passwd import read_hash_file
 from chatroom.state import StateError, clean_temporary_files, write_json
 from chatroom.stores.files import STATE_FILE, DocumentBanStore, load_bans
+from chatroom.stores.sqlite import HISTORY_FILE, HistoryFileError, SQLiteHistory, open_history
 from chatroom.tls import (
     CA_CERT_NAME,
     SERVER_CERT_NAME,
@@ -51,6 +54,8 @@ from chatroom.transports.line.writer import TurnFlusher
 
 DEFAULT_CERT_DIR = Path("certs")
 DEFAULT_PORT = 6697
+DEFAULT_HISTORY = 10_000
+MAX_ON_JOIN = 1000
 CLIENT_DEFAULTS = ClientLimits()
 CONNECTION_DEFAULTS = ConnectionLimits()
 TRANSPORTS = ("line",)
@@ -181,7 +186,7 @@ class Options(usage.Options):
         ["interface", "i", "", "Address for --port (default: all IPv4; '::' for IPv6 too)."],
         ["cert", None, None, f"Server certificate, PEM [default: certs/{SERVER_CERT_NAME}]."],
         ["key", None, None, f"Server private key, PEM [default: certs/{SERVER_KEY_NAME}]."],
-        ["state", None, "state", "Directory for data kept across restarts (the bans)."],
+        ["state", None, "state", "Directory for data kept across restarts (the bans, the history)."],
         [
             "admin-password-file",
             None,
@@ -190,6 +195,21 @@ class Options(usage.Options):
             " /oper <password> makes its sender admin, and the first member is no longer admin.",
         ],
         ["shutdown-grace", None, 5.0, "Seconds to flush output to clients on shutdown.", float],
+        [
+            "history",
+            None,
+            DEFAULT_HISTORY,
+            f"Messages and notices kept in --state/{HISTORY_FILE} (0: no history).",
+            int,
+        ],
+        ["history-days", None, 30.0, "Days a stored message is kept (0: no age bound).", float],
+        [
+            "history-on-join",
+            None,
+            50,
+            f"Stored messages a member gets on joining (0 to {MAX_ON_JOIN}).",
+            int,
+        ],
         *(
             [option, None, getattr(defaults, field), help_text, type(getattr(defaults, field))]
             for option, defaults, field, help_text in LIMIT_OPTIONS
@@ -232,6 +252,10 @@ class Options(usage.Options):
         for option, _, _, _ in LIMIT_OPTIONS:
             if self[option] < 0:
                 raise usage.UsageError(f"--{option} cannot be negative")
+        if self["history"] < 0 or self["history-days"] < 0:
+            raise usage.UsageError("--history and --history-days cannot be negative")
+        if not 0 <= self["history-on-join"] <= MAX_ON_JOIN:
+            raise usage.UsageError(f"--history-on-join must be 0 to {MAX_ON_JOIN}")
         client_fields = {f: self[o] for o, d, f, _ in LIMIT_OPTIONS if d is CLIENT_DEFAULTS}
         connection_fields = {f: self[o] for o, d, f, _ in LIMIT_OPTIONS if d is CONNECTION_DEFAULTS}
         self["client_limits"] = ClientLimits(**client_fields)
@@ -290,8 +314,10 @@ class ChatService(MultiService):
         tls: ServerTLS,
         grace: float = 5.0,
         password_file: Path | None = None,
+        history: SQLiteHistory | None = None,
     ) -> None:
         super().__init__()
+        self.history = history
         self.reactor = reactor
         self.sessions = sessions
         self.moderation = moderation
@@ -346,6 +372,12 @@ class ChatService(MultiService):
             yield self.moderation.save()
         except OSError as e:
             self.log.error("could not save the state at shutdown: {error}", error=e)
+        if self.history is not None:
+            try:
+                # What the last turn said, then the file is closed.
+                yield self.history.close()
+            except Exception as e:
+                self.log.error("could not close the history file: {error}", error=e)
         # twistd re-raises the signal that stopped it, so the exit status
         # would say "killed"; this was an orderly shutdown: exit 0 instead.
         if getattr(self.reactor, "_exitSignal", None) is not None:
@@ -358,16 +390,20 @@ def compose(
     limits: ClientLimits | None = None,
     connection_limits: ConnectionLimits | None = None,
     e2e: bool = True,
+    history: HistorySettings | None = None,
 ) -> tuple[Sessions, Moderation]:
     """
-    The daemon's room on C{clock}: the chat commands, moderation and (with
-    C{e2e}) end-to-end encryption, and the sessions of its connections.
+    The daemon's room on C{clock}: the chat commands, moderation, (with
+    C{e2e}) end-to-end encryption and (with C{history}) the message
+    history, and the sessions of its connections.
     """
     room = new_room(clock)
     feature = Moderation(room, moderation)
     room.add_feature(feature)
     if e2e:
         room.add_feature(E2EFeature(room))
+    if history is not None:
+        room.add_feature(History(room, history))
     return Sessions(room, clock, limits, connection_limits), feature
 
 
@@ -381,11 +417,19 @@ def line_factory(sessions: Sessions, flusher: TurnFlusher | None = None, e2e: bo
     return LineFactory(sessions, flusher)
 
 
-def build_service(config: Options, reactor: Any, run_in_thread: Callable[..., Deferred[Any]]) -> ChatService:
+def build_service(
+    config: Options,
+    reactor: Any,
+    run_in_thread: Callable[..., Deferred[Any]],
+    run_history: Callable[..., Deferred[Any]] | None = None,
+) -> ChatService:
     """
     Read and make the files C{config} names, and compose the daemon.
 
     @param run_in_thread: Runs a blocking callable off the reactor thread.
+    @param run_history: Runs the history file's blocking calls one at a
+        time, in order, off the reactor thread (default: C{run_in_thread},
+        which must then do so).
     @raise StartupError: If a file is missing, unreadable or broken.
     """
     explicit = config["cert"] is not None or config["key"] is not None
@@ -437,7 +481,25 @@ def build_service(config: Options, reactor: Any, run_in_thread: Callable[..., De
         first_admin=password is None or bool(config["first-admin"]),
         run_check=run_check,
     )
-    sessions, moderation = compose(reactor, settings, config["client_limits"], config["connection_limits"])
+    store = None
+    history = None
+    if config["history"] > 0:
+        days = config["history-days"]
+        try:
+            store = open_history(
+                state / HISTORY_FILE,
+                reactor,
+                run_history or run_in_thread,
+                config["history"],
+                days * 86400 if days > 0 else None,
+                max(config["history-on-join"], 1),
+            )
+        except HistoryFileError as e:
+            raise StartupError(str(e)) from e
+        history = HistorySettings(store, config["history-on-join"])
+    sessions, moderation = compose(
+        reactor, settings, config["client_limits"], config["connection_limits"], history=history
+    )
     service = ChatService(
         reactor,
         sessions,
@@ -445,6 +507,7 @@ def build_service(config: Options, reactor: Any, run_in_thread: Callable[..., De
         tls,
         config["shutdown-grace"],
         Path(password_file) if password_file is not None else None,
+        store,
     )
     flusher = TurnFlusher(reactor)
     for kind, endpoint in config["listen"]:
@@ -470,8 +533,16 @@ def makeService(config: Options) -> ChatService:
     def run_in_thread(work: Callable[[], Any]) -> Deferred[Any]:
         return deferToThreadPool(threads, threads.getThreadPool(), work)
 
+    # The history file's one writer: one thread, one connection, in order.
+    history_thread = ThreadPool(1, 1, "chatroom-history")
+    reactor.callWhenRunning(history_thread.start)
+    reactor.addSystemEventTrigger("during", "shutdown", history_thread.stop)
+
+    def run_history(work: Callable[[], Any]) -> Deferred[Any]:
+        return deferToThreadPool(threads, history_thread, work)
+
     try:
-        service = build_service(config, reactor, run_in_thread)
+        service = build_service(config, reactor, run_in_thread, run_history)
     except StartupError as e:
         raise SystemExit(f"chatroom: {e}") from None
     service.install_signals()

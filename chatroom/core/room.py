@@ -12,6 +12,8 @@ L{Room.add_feature}; the chat commands themselves are such a feature
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
@@ -48,6 +50,11 @@ class Feature:
         """
         return None
 
+    def welcomed(self, member: MemberRecord) -> None:
+        """
+        C{member} has just been welcomed: nothing live has reached it yet.
+        """
+
     def joined(self, member: MemberRecord) -> None:
         """
         C{member} has joined (and been told so).
@@ -79,6 +86,14 @@ class Room:
         self.fanout: FanOut = fanout if fanout is not None else LocalFanOut(self.members)
         self.commands = CommandRegistry()
         self._features: list[Feature] = []
+        self._observers: list[Callable[[Event], None]] = []
+
+    def observe(self, observer: Callable[[Event], None]) -> None:
+        """
+        Call C{observer} with every event broadcast to everyone, after it
+        went out (a feature that records the room, say).
+        """
+        self._observers.append(observer)
 
     def add_feature(self, feature: Feature) -> None:
         """
@@ -104,6 +119,8 @@ class Room:
         Send C{event} to every member.
         """
         self.fanout.publish(event, EVERYONE)
+        for observer in self._observers:
+            observer(event)
 
     # Arrivals and departures
 
@@ -138,6 +155,8 @@ class Room:
                 break
         self.fanout.subscribe(member.id, recipient)
         self.tell(member, Welcome(now, member.name))
+        for feature in self._features:
+            feature.welcomed(member)
         self.broadcast(Joined(now, member.name, member.address))
         for feature in self._features:
             feature.joined(member)
