@@ -12,6 +12,7 @@ from chatroom.core.events import HistoryKind
 from chatroom.core.memory import InMemoryHistory
 from chatroom.features.history import MAX_PAGE, HistorySettings
 from chatroom.features.moderation import ModerationSettings
+from chatroom.limits import ClientLimits
 from chatroom.wire import ServerLine, format_timestamp
 from tests.helpers import FakeClient, Server, connect_named, make_server
 
@@ -23,7 +24,10 @@ def history_server(
 ) -> tuple[Server, InMemoryHistory]:
     store = InMemoryHistory(keep, max_age)
     server = make_server(
-        moderation=ModerationSettings(first_admin=True), history=HistorySettings(store, on_join)
+        # No pings: the tests move the clock by days.
+        ClientLimits(flood_rate=0, nick_rate=0, ping_interval=0),
+        moderation=ModerationSettings(first_admin=True),
+        history=HistorySettings(store, on_join),
     )
     return server, store
 
