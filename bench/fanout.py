@@ -3,6 +3,7 @@ Fan-out benchmark: chatroom side by side with ngircd and Twisted's IRC server.
 
     .venv/bin/python bench/fanout.py [--scenarios s1,s2,idle1000,idle5000]
                                      [--servers chatroom,ngircd,words] [--smoke]
+                                     [--chatroom-args '--history 0']
 
 For every scenario and server it starts the server (on 127.0.0.1, with a
 fresh throwaway CA and certificate, pinned to one core), runs the compiled
@@ -19,6 +20,7 @@ import os
 import pwd
 import re
 import resource
+import shlex
 import shutil
 import socket
 import subprocess
@@ -50,6 +52,8 @@ class Scenario:
     window: int = 0
     rate: float = 0.0
     duration: float = 0.0
+    # More arguments for the chatroom daemon (--chatroom-args).
+    daemon_args: tuple[str, ...] = ()
 
     @property
     def idle(self) -> bool:
@@ -59,7 +63,8 @@ class Scenario:
         if self.idle:
             return f"{self.clients} idle TLS clients, memory only"
         load = f"closed loop W={self.window}" if self.window else f"{self.rate:g} messages/s in total"
-        return f"{self.clients} clients, {self.senders} senders, {load}, {self.duration:g} s"
+        extra = f"; chatroom {' '.join(self.daemon_args)}" if self.daemon_args else ""
+        return f"{self.clients} clients, {self.senders} senders, {load}, {self.duration:g} s{extra}"
 
 
 SCENARIOS = {
@@ -141,6 +146,8 @@ def start_chatroom(work: Path, certs: Path, cpu: int | None, scenario: Scenario)
     command += ["--state", str(work / "state")]
     # Flood control off, as for ngircd (MaxPenaltyTime = 0); the other limits stay.
     command += ["--flood-rate", "0"]
+    # The history is on, as by default, unless the arguments say otherwise.
+    command += list(scenario.daemon_args)
     env = dict(
         os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     )
@@ -424,6 +431,11 @@ def main(argv: list[str] | None = None) -> int:
         "--profile", type=Path, help="directory for py-spy profiles of chatroom (py-spy must be on PATH)"
     )
     parser.add_argument(
+        "--chatroom-args",
+        default="",
+        help="more arguments for the chatroom daemon, one string, e.g. '--history 0' (history off)",
+    )
+    parser.add_argument(
         "--smoke", action="store_true", help="tiny scenarios, for CI: checks it runs, not speed"
     )
     args = parser.parse_args(argv)
@@ -449,6 +461,10 @@ def main(argv: list[str] | None = None) -> int:
             scenario = table[name]
             if args.duration and not scenario.idle:
                 scenario = Scenario(**{**scenario.__dict__, "duration": args.duration})
+            if args.chatroom_args:
+                scenario = Scenario(
+                    **{**scenario.__dict__, "daemon_args": tuple(shlex.split(args.chatroom_args))}
+                )
             results: dict[str, dict[str, float]] = {}
             for server in servers:
                 work = root / f"{name}-{server}"

@@ -9,7 +9,8 @@ order, off the reactor thread (one dedicated thread: one writer, one
 connection). L{SQLiteHistory} is the L{chatroom.core.ports.HistoryStore}:
 it keeps the newest entries in memory (what a joining member gets comes
 from there, at once) and writes the entries of one reactor turn in one
-transaction, so a C{kill -9} loses at most the turns not yet committed.
+transaction (with those of the turns since, while a write is under way),
+so a C{kill -9} loses at most the turns not yet committed.
 A failed write (a full disk) is logged and chat goes on.
 """
 
@@ -49,9 +50,9 @@ CREATE TABLE IF NOT EXISTS history (
     text TEXT NOT NULL,
     target TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS history_sender ON history (sender_key);
-CREATE INDEX IF NOT EXISTS history_at ON history (at);
 """
+# No index but the id: every insert stays one b-tree update; a purge or a
+# removal by age scans a table that --history bounds (10,000 rows by default).
 
 T = TypeVar("T")
 Runner = Callable[[Callable[[], Any]], Deferred[Any]]
@@ -244,6 +245,8 @@ class SQLiteHistory:
         self._pending: list[HistoryEntry] = []
         self._flush_call: IDelayedCall | None = None
         self._unwritten = 0
+        # Writes handed to the writer and not yet done.
+        self._writing = 0
         self._failing = False
         self._dropping = False
         self._prune_call: IDelayedCall | None = clock.callLater(PRUNE_INTERVAL, self._prune_later)
@@ -281,11 +284,11 @@ class SQLiteHistory:
         self, count: int, now: float, before: float | None = None, before_id: int | None = None
     ) -> Deferred[list[HistoryEntry]]:
         # Written first: the writer runs calls in order, so the page sees them.
-        self.flush()
+        self.flush(now=True)
         return self.run(lambda: self.database.page(count, now, before, before_id))
 
     def purge(self, sender: str) -> Deferred[int]:
-        self.flush()
+        self.flush(now=True)
         self.memory.remove_sender(sender)
         return self.run(lambda: self.database.purge(sender))
 
@@ -295,18 +298,21 @@ class SQLiteHistory:
 
     # Writing
 
-    def flush(self) -> None:
+    def flush(self, now: bool = False) -> None:
         """
-        Hand the entries not yet handed to the writer, in one transaction.
+        Hand the entries not yet handed to the writer, in one transaction;
+        while a write is under way they wait for it (unless C{now}), so a
+        busy room writes fewer, larger transactions.
         """
         if self._flush_call is not None:
             if self._flush_call.active():
                 self._flush_call.cancel()
             self._flush_call = None
-        batch, self._pending = self._pending, []
-        if not batch:
+        if not self._pending or (self._writing and not now):
             return
+        batch, self._pending = self._pending, []
         self._unwritten += len(batch)
+        self._writing += 1
         written = self.run(lambda: self.database.write(batch))
         written.addCallbacks(self._written, self._not_written, errbackArgs=(len(batch),))
         written.addBoth(self._done, len(batch))
@@ -329,6 +335,10 @@ class SQLiteHistory:
 
     def _done(self, result: object, count: int) -> None:
         self._unwritten -= count
+        self._writing -= 1
+        if self._pending and not self._writing and self._flush_call is None:
+            # What was said while it wrote: written at the end of this turn.
+            self._flush_call = self.clock.callLater(0, self.flush)
 
     def _prune_later(self) -> None:
         self._prune_call = self.clock.callLater(PRUNE_INTERVAL, self._prune_later)
@@ -349,7 +359,7 @@ class SQLiteHistory:
         """
         if self._prune_call is not None and self._prune_call.active():
             self._prune_call.cancel()
-        self.flush()
+        self.flush(now=True)
         self._closed = True
         return self.run(self.database.close)
 
