@@ -21,7 +21,15 @@ from typing import Concatenate, ParamSpec, Protocol
 from chatroom.client.complete import NameCompleter
 from chatroom.client.history import History
 from chatroom.client.protocol import Lock
-from chatroom.client.render import Rendered, Style, client_notice, display_time, render, render_secure
+from chatroom.client.render import (
+    Rendered,
+    Style,
+    client_notice,
+    display_time,
+    history_rule,
+    render,
+    render_secure,
+)
 from chatroom.client.roster import Roster
 from chatroom.e2e.client import KeyChanged, Secure
 from chatroom.wire import Kind, ServerLine
@@ -55,6 +63,7 @@ _STYLES: dict[Style, dict[str, str]] = {
     Style.SERVER: {"foreground": "#687080"},
     Style.ERROR: {"foreground": "#c62828", "font": "chatroom-bold"},
     Style.CLIENT: {"foreground": "#a35200", "font": "chatroom-italic"},
+    Style.HISTORY: {"foreground": "#a0a6ae"},
     # The red band starts under the text, as wrapped lines do: the margin stays white.
     Style.ALARM: {
         "foreground": "#ffffff",
@@ -250,7 +259,8 @@ class ChatWindow:
     The chat window: messages, members, input line, buttons and status bar.
 
     Return sends, Tab completes a member's name, Escape or closing the
-    window quits, Up and Down walk the input history.
+    window quits, Up and Down walk the input history, Ctrl+Up asks the
+    server for earlier messages.
 
     @ivar status_text: The status bar's text in full (the bar shows it cut
         short with an ellipsis when it does not fit).
@@ -280,6 +290,10 @@ class ChatWindow:
         self.unseen = 0
         self.destroyed = False
         self._roster_pending = False
+        # Whether history lines are coming (the rule is shown), and what to
+        # page back from (a historyend line's more=).
+        self.replaying = False
+        self.earlier: str | None = None
         # Failed attempts since the last connection, for the notices.
         self._failures = 0
         # The last line shown is a disconnect notice, which retrying() completes.
@@ -294,6 +308,7 @@ class ChatWindow:
         # However the window goes, the client must not run on without it.
         root.bind("<Destroy>", self._destroyed)
         root.bind("<Escape>", lambda event: controller.quit())
+        root.bind("<Control-Up>", lambda event: self.page_back())
         root.bind("<FocusIn>", self._focus_in)
         self._update_title()
 
@@ -515,6 +530,8 @@ class ChatWindow:
 
     @_while_open
     def line_received(self, line: ServerLine) -> None:
+        if self._history_lines(line):
+            return
         self.show(render(line, self.name, self.lock is not Lock.OFF), line.timestamp)
         if line.kind in _CHAT_KINDS and line.source != self.name:
             self._count_unread()
@@ -547,6 +564,33 @@ class ChatWindow:
         self.show(Rendered(change.text, Style.ALARM), datetime.now(UTC))
         self._count_unread()
         self.root.bell()
+
+    # History
+
+    def _history_lines(self, line: ServerLine) -> bool:
+        """
+        Show a history line (greyed, a run of them under an "earlier
+        messages" rule); whether C{line} was one.
+        """
+        if line.kind == Kind.HISTORY:
+            if not self.replaying:
+                self.replaying = True
+                self.show(history_rule(), line.timestamp)
+        elif line.kind == Kind.HISTORY_END:
+            self.replaying = False
+            # What /history before needs to page further back, if there is more.
+            self.earlier = line.fields.get("more")
+        else:
+            self.replaying = False
+            return False
+        self.show(render(line, self.name, self.lock is not Lock.OFF), line.timestamp)
+        return True
+
+    def page_back(self) -> None:
+        """
+        Ask for the messages before the oldest history line shown (Ctrl+Up).
+        """
+        self.controller.send(f"/history before {self.earlier}" if self.earlier else "/history")
 
     # Display
 
