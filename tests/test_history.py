@@ -10,7 +10,7 @@ from twisted.logger import capturedLogs
 
 from chatroom.core.events import HistoryKind
 from chatroom.core.memory import InMemoryHistory
-from chatroom.features.history import MAX_PAGE, HistorySettings
+from chatroom.features.history import MAX_PAGE, REPLAY_BUDGET, HistorySettings
 from chatroom.features.moderation import ModerationSettings
 from chatroom.limits import ClientLimits
 from chatroom.wire import ServerLine, format_timestamp
@@ -192,3 +192,19 @@ def test_purge_is_for_admins_removes_a_name_and_is_logged() -> None:
     assert any("purged" in e.get("log_format", "") and e["count"] == 1 for e in logged)
     alice.send("/purge bad name")
     assert alice.lines()[-1].text.startswith("invalid name")
+
+
+def test_a_replay_of_long_lines_stays_within_its_budget() -> None:
+    server, _ = history_server(on_join=100)
+    (alice,) = connect_named(server.factory, "alice")
+    for n in range(100):
+        alice.send(f"{n:03d}" + "x" * 3900)
+    newcomer = FakeClient(server.factory, 50000)
+    lines = newcomer.lines()
+    texts = [line.text[:3] for line in lines if line.kind == "history" and line.args[0] == "message"]
+    size = sum(len(line.text) for line in lines if line.kind == "history")
+    assert REPLAY_BUDGET // 2 < size <= REPLAY_BUDGET
+    # The newest that fit, in order, and the way further back.
+    assert texts == [f"{n:03d}" for n in range(100 - len(texts), 100)]
+    end = next(line for line in lines if line.kind == "historyend")
+    assert end.fields["more"].startswith("#")

@@ -50,6 +50,11 @@ from chatroom.names import name_problem
 # The most entries one /history answers with, and the default.
 MAX_PAGE = 100
 DEFAULT_PAGE = 50
+# Characters of text one replay sends at most (the newest entries that fit):
+# well under the send-queue cap however long the stored lines are.
+REPLAY_BUDGET = 256 * 1024
+# What one line costs besides its text and sender (time, kind, id, args).
+LINE_OVERHEAD = 64
 # /history calls per member in a window of seconds: each may send a
 # hundred lines and read the disk.
 HISTORY_LIMIT = (5, 10.0)
@@ -164,6 +169,15 @@ class History(Feature):
         if member not in self.room.members:
             # It left while the page was read.
             return
+        budget = REPLAY_BUDGET
+        first = len(entries)
+        while first > 0 and budget >= 0:
+            entry = entries[first - 1]
+            budget -= len(entry.text) + len(entry.sender) + len(entry.target) + LINE_OVERHEAD
+            if budget >= 0:
+                first -= 1
+        truncated = first > 0
+        entries = entries[first:]
         sent = 0
         for entry in entries:
             if (
@@ -176,7 +190,7 @@ class History(Feature):
             self.room.tell(member, Replayed(entry.at, entry))
             sent += 1
         # A full page may have older entries behind it.
-        oldest = entries[0].id if entries and len(entries) >= asked else None
+        oldest = entries[0].id if entries and (truncated or len(entries) >= asked) else None
         self.room.tell(member, ReplayEnd(self.room.now(), sent, oldest))
 
     def history(self, member: MemberRecord, args: tuple[str, ...]) -> Deferred[None]:
