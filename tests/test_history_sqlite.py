@@ -16,6 +16,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import capturedLogs
+from twisted.python.usage import UsageError
 
 from chatroom.core.events import HistoryKind
 from chatroom.features.history import HistorySettings
@@ -246,3 +247,20 @@ def test_a_full_disk_is_logged_once_and_chat_goes_on(tmp_path: Path) -> None:
         clock.advance(0)
     assert any("works again" in e.get("log_format", "") for e in logged)
     assert said(path)[-1] == "room again"
+
+
+def test_the_history_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = Options()
+    config.parseOptions([])
+    assert (config["history"], config["history-days"], config["history-on-join"]) == (10_000, 30.0, 50)
+    build_service(config, MemoryReactorClock(), CountingRunner())
+    # On by default, in --state.
+    assert (tmp_path / "state" / HISTORY_FILE).is_file()
+    for bad in (["--history", "-1"], ["--history-days", "-1"], ["--history-on-join", "1001"]):
+        with pytest.raises(UsageError, match="--history"):
+            Options().parseOptions(bad)
+    config = Options()
+    config.parseOptions(["--history", "0", "--state", "other"])
+    build_service(config, MemoryReactorClock(), CountingRunner())
+    assert not (tmp_path / "other" / HISTORY_FILE).exists()
