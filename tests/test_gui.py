@@ -28,7 +28,7 @@ from twisted.application.internet import backoffPolicy
 from chatroom.client.app import ClientApp
 from chatroom.client.gui import DEFAULT_SIZE, ELLIPSIS, MIN_SIZE, UI_FAMILIES, ChatWindow
 from chatroom.client.protocol import Lock
-from chatroom.client.render import local_time
+from chatroom.client.render import HISTORY_RULE, local_time
 from chatroom.client.session import ChatSession, E2ESettings
 from chatroom.e2e.keys import Identity
 from chatroom.e2e.pins import PinStore
@@ -728,3 +728,40 @@ def test_a_line_not_from_today_shows_its_date(window: ChatWindow) -> None:
     assert old == f"{(now - timedelta(days=3)).astimezone():%Y-%m-%d %H:%M:%S} <bob> old news"
     assert fresh == f"{local_time(now)} <bob> fresh news"
     assert "dated" in window.messages.tag_names("1.25") and "dated" not in window.messages.tag_names("2.15")
+
+
+def test_the_window_shows_history_under_a_rule_and_pages_back(window: ChatWindow) -> None:
+    now = datetime.now(UTC)
+    before = now - timedelta(minutes=5)
+    window.line_received(history_line(now, "welcome", "*", "Welcome, you are bob.", "bob"))
+    window.line_received(history_line(before, "history", "alice", "hello", "message", "id=41"))
+    window.line_received(history_line(before, "history", "alice", "alice waves", "action", "id=42"))
+    window.line_received(
+        history_line(
+            now, "historyend", "*", "2 earlier messages; /history before #41 for more", "count=2", "more=#41"
+        )
+    )
+    window.line_received(history_line(now, "join", "bob", "bob joined from 127.0.0.1:5000"))
+    shown = window.message_lines()
+    assert shown[1] == f"{local_time(before)} {HISTORY_RULE}"
+    assert shown[2] == f"{local_time(before)} <alice> hello"
+    assert shown[3] == f"{local_time(before)} * alice waves"
+    assert "history" in window.messages.tag_names("3.12") and "history" not in window.messages.tag_names(
+        "6.12"
+    )
+    # The roster is not fooled by replayed joins and leaves.
+    assert window.roster.names() == ["bob"]
+    window.page_back()
+    controller = window.controller
+    assert isinstance(controller, RecordingController)
+    assert controller.sent == ["/history before #41"]
+    # The next run of history lines gets its own rule.
+    window.line_received(history_line(before, "history", "carol", "older", "message", "id=3"))
+    assert window.message_lines()[-2:] == [
+        f"{local_time(before)} {HISTORY_RULE}",
+        f"{local_time(before)} <carol> older",
+    ]
+
+
+def history_line(moment: datetime, kind: str, source: str, text: str, *args: str) -> ServerLine:
+    return parse_line(format_line(moment.timestamp(), kind, source, text, args))
