@@ -171,9 +171,6 @@ class InMemoryHistory:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def oldest(self) -> HistoryEntry | None:
-        return self._entries[0] if self._entries else None
-
     def append(
         self, at: float, kind: HistoryKind, sender: str, text: str = "", target: str = ""
     ) -> HistoryEntry:
