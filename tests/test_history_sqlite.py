@@ -22,7 +22,14 @@ from chatroom.core.events import HistoryKind
 from chatroom.features.history import HistorySettings
 from chatroom.features.moderation import ModerationSettings
 from chatroom.limits import ClientLimits
-from chatroom.stores.sqlite import HISTORY_FILE, PRUNE_INTERVAL, HistoryFileError, SQLiteHistory, open_history
+from chatroom.stores.sqlite import (
+    HISTORY_FILE,
+    PRUNE_INTERVAL,
+    WRITE_INTERVAL,
+    HistoryFileError,
+    SQLiteHistory,
+    open_history,
+)
 from chatroom.tap import Options, StartupError, build_service
 from tests.helpers import START, FakeClient, Server, connect_named, make_server
 
@@ -85,7 +92,7 @@ def test_a_restart_serves_what_was_written(tmp_path: Path) -> None:
     (alice,) = connect_named(server.factory, "alice")
     alice.send("before the restart")
     alice.send("/me waves")
-    clock.advance(0)
+    clock.advance(WRITE_INTERVAL)
     store.close()
     # A new process: a new clock, store and room on the same file.
     clock = new_clock(START + 100)
@@ -98,20 +105,32 @@ def test_a_restart_serves_what_was_written(tmp_path: Path) -> None:
 
 
 def test_one_turn_is_one_transaction_written_at_the_end_of_the_turn(tmp_path: Path) -> None:
+    # Under load, the turns of one WRITE_INTERVAL share it.
     path = tmp_path / HISTORY_FILE
     clock = new_clock()
     runner = CountingRunner()
     store = open_history(path, clock, runner, 1000, None, 50)
     server = server_on(store, clock)
     (alice,) = connect_named(server.factory, "alice")
-    clock.advance(0)
+    clock.advance(WRITE_INTERVAL)
     calls = runner.calls
     for n in range(20):
         alice.send(f"m{n}")
     assert said(path) == []
-    clock.advance(0)
+    clock.advance(WRITE_INTERVAL)
     assert said(path) == [f"m{n}" for n in range(20)]
     assert runner.calls == calls + 1
+    # In a quiet room, a line is written at the end of its own turn.
+    clock.advance(WRITE_INTERVAL)
+    alice.send("alone")
+    clock.advance(0)
+    assert said(path)[-1] == "alone"
+    assert runner.calls == calls + 2
+    alice.send("soon after")
+    clock.advance(0)
+    assert said(path)[-1] == "alone"
+    clock.advance(WRITE_INTERVAL)
+    assert said(path)[-1] == "soon after"
 
 
 def test_retention_by_count_in_the_file(tmp_path: Path) -> None:
@@ -121,7 +140,7 @@ def test_retention_by_count_in_the_file(tmp_path: Path) -> None:
     (alice,) = connect_named(server_on(store, clock).factory, "alice")
     for n in range(25):
         alice.send(f"m{n}")
-        clock.advance(0)
+        clock.advance(WRITE_INTERVAL)
     assert said(path) == [f"m{n}" for n in range(15, 25)]
     assert len(rows(path)) == 10
     store.close()
@@ -138,7 +157,7 @@ def test_retention_by_age_on_the_clock(tmp_path: Path) -> None:
     alice.send("old")
     clock.advance(DAY - PRUNE_INTERVAL)
     alice.send("newer")
-    clock.advance(0)
+    clock.advance(WRITE_INTERVAL)
     assert said(path) == ["old", "newer"]
     # Reads skip what is past the bound even before it is removed.
     page = store.database.page(10, clock.seconds() + PRUNE_INTERVAL + 1, None, None)
@@ -229,14 +248,14 @@ def test_a_full_disk_is_logged_once_and_chat_goes_on(tmp_path: Path) -> None:
     store = store_at(path, clock)
     server = server_on(store, clock)
     alice, bob = connect_named(server.factory, "alice", "bob")
-    clock.advance(0)
+    clock.advance(WRITE_INTERVAL)
     # The file may not grow any more: SQLite says the disk is full.
     pages = store.database.connection.execute("PRAGMA page_count").fetchone()[0]
     store.database.connection.execute(f"PRAGMA max_page_count = {pages}")
     with capturedLogs() as logged:
         for n in range(3):
             alice.send("x" * 3000 + str(n))
-            clock.advance(0)
+            clock.advance(WRITE_INTERVAL)
     errors = [e for e in logged if "could not write" in e.get("log_format", "")]
     assert len(errors) == 1
     assert "full" in errors[0]["error"]
@@ -244,7 +263,7 @@ def test_a_full_disk_is_logged_once_and_chat_goes_on(tmp_path: Path) -> None:
     store.database.connection.execute("PRAGMA max_page_count = 1000000")
     with capturedLogs() as logged:
         alice.send("room again")
-        clock.advance(0)
+        clock.advance(WRITE_INTERVAL)
     assert any("works again" in e.get("log_format", "") for e in logged)
     assert said(path)[-1] == "room again"
 

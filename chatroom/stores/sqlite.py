@@ -9,8 +9,9 @@ order, off the reactor thread (one dedicated thread: one writer, one
 connection). L{SQLiteHistory} is the L{chatroom.core.ports.HistoryStore}:
 it keeps the newest entries in memory (what a joining member gets comes
 from there, at once) and writes the entries of one reactor turn in one
-transaction (with those of the turns since, while a write is under way),
-so a C{kill -9} loses at most the turns not yet committed.
+transaction at the end of the turn (under load, the turns of the last
+L{WRITE_INTERVAL} seconds together), so a C{kill -9} loses at most the
+turns not yet committed.
 A failed write (a full disk) is logged and chat goes on.
 """
 
@@ -35,6 +36,9 @@ SCHEMA_VERSION = 1
 # Entries handed to the writer and not yet written, at most: past that
 # (a disk far slower than the room), new entries are not stored.
 MAX_UNWRITTEN = 100_000
+# Seconds from one write to the next, at least: a quiet room's line is
+# written at the end of its turn, a busy room's turns share a transaction.
+WRITE_INTERVAL = 0.05
 # Seconds between removals of entries past the age bound.
 PRUNE_INTERVAL = 600.0
 
@@ -247,6 +251,7 @@ class SQLiteHistory:
         self._unwritten = 0
         # Writes handed to the writer and not yet done.
         self._writing = 0
+        self._last_write = -WRITE_INTERVAL
         self._failing = False
         self._dropping = False
         self._prune_call: IDelayedCall | None = clock.callLater(PRUNE_INTERVAL, self._prune_later)
@@ -272,9 +277,7 @@ class SQLiteHistory:
             return entry
         self._dropping = False
         self._pending.append(entry)
-        if self._flush_call is None:
-            # Everything said in this turn goes in one transaction.
-            self._flush_call = self.clock.callLater(0, self.flush)
+        self._schedule()
         return entry
 
     def latest(self, count: int, now: float) -> list[HistoryEntry]:
@@ -313,6 +316,7 @@ class SQLiteHistory:
         batch, self._pending = self._pending, []
         self._unwritten += len(batch)
         self._writing += 1
+        self._last_write = self.clock.seconds()
         written = self.run(lambda: self.database.write(batch))
         written.addCallbacks(self._written, self._not_written, errbackArgs=(len(batch),))
         written.addBoth(self._done, len(batch))
@@ -336,9 +340,17 @@ class SQLiteHistory:
     def _done(self, result: object, count: int) -> None:
         self._unwritten -= count
         self._writing -= 1
-        if self._pending and not self._writing and self._flush_call is None:
-            # What was said while it wrote: written at the end of this turn.
-            self._flush_call = self.clock.callLater(0, self.flush)
+        # What was said while it wrote.
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self._flush_call is not None or self._writing or not self._pending:
+            return
+        # At the end of this turn, so everything said in it goes in one
+        # transaction; under load at most one every WRITE_INTERVAL, so the
+        # writer thread's wake-ups do not split the room's turns.
+        delay = max(0.0, self._last_write + WRITE_INTERVAL - self.clock.seconds())
+        self._flush_call = self.clock.callLater(delay, self.flush)
 
     def _prune_later(self) -> None:
         self._prune_call = self.clock.callLater(PRUNE_INTERVAL, self._prune_later)
