@@ -142,6 +142,11 @@ def test_history_pages_back_by_count_id_and_time() -> None:
     m10 = next(e for e in store.select(200, server.clock.seconds()) if e.text == "m10")
     alice.send(f"/history before {format_timestamp(m10.at)} 2")
     assert [t for _, _, t in replayed(alice.lines())] == ["m8", "m9"]
+    alice.send("/history before #" + "9" * 19)
+    assert "bad message id" in alice.lines()[-1].text
+    alice.send("/history before #" + "9" * 18)
+    assert alice.lines()[-1].kind == "historyend"
+    server.clock.advance(10)
     alice.send("/history before yesterday")
     assert "bad time yesterday" in alice.lines()[-1].text
     alice.send("/history before")

@@ -101,7 +101,7 @@ def parse_before(text: str) -> tuple[float | None, int | None]:
     @raise ChatError: If it is neither.
     """
     if text.startswith("#"):
-        if not text[1:].isdigit() or len(text) > 20:
+        if not text[1:].isdigit() or len(text) > 19:
             raise ChatError(f"bad message id {text}: give #<number>, as in #1234")
         return None, int(text[1:])
     try:
