@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import signal
 import sqlite3
+import subprocess
 from pathlib import Path
 
 from chatroom.stores.sqlite import HISTORY_FILE
 from chatroom.wire import ServerLine
-from tests.daemon import LineClient, running_daemon
+from tests.daemon import LineClient, daemon_command, daemon_env, running_daemon
 
 ARGS = ("--flood-rate", "0", "--history-on-join", "1000")
 
@@ -60,3 +61,13 @@ def test_kill_9_while_writing_keeps_what_was_committed(tmp_path: Path) -> None:
     # A prefix of what was said, in order, with at least what was committed.
     assert len(kept) >= 50
     assert kept == [f"m{n}" for n in range(len(kept))]
+
+
+def test_a_corrupt_history_file_stops_the_daemon_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / HISTORY_FILE).write_bytes(b"not a database at all, " * 200)
+    run = subprocess.run(daemon_command(), cwd=tmp_path, env=daemon_env(), capture_output=True, timeout=60)
+    assert run.returncode != 0
+    output = run.stdout + run.stderr
+    assert f"the history file state/{HISTORY_FILE}".encode() in output, output
+    assert b"file is not a database" in output
