@@ -5,7 +5,7 @@ listener (chatroom-irc, over TLS like ngircd), under the same load.
 
     .venv/bin/python bench/fanout.py [--scenarios s1,s2,idle1000,idle5000]
                                      [--servers chatroom,chatroom-irc,ngircd,words] [--smoke]
-                                     [--chatroom-args=--no-tls-fast-path]
+                                     [--chatroom-args '--history 0 --no-tls-fast-path']
 
 For every scenario and server it starts the server (on 127.0.0.1, with a
 fresh throwaway CA and certificate, pinned to one core), runs the compiled
@@ -32,7 +32,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import IO
 
@@ -55,6 +54,8 @@ class Scenario:
     window: int = 0
     rate: float = 0.0
     duration: float = 0.0
+    # More arguments for the chatroom daemon (--chatroom-args).
+    daemon_args: tuple[str, ...] = ()
 
     @property
     def idle(self) -> bool:
@@ -64,7 +65,8 @@ class Scenario:
         if self.idle:
             return f"{self.clients} idle TLS clients, memory only"
         load = f"closed loop W={self.window}" if self.window else f"{self.rate:g} messages/s in total"
-        return f"{self.clients} clients, {self.senders} senders, {load}, {self.duration:g} s"
+        extra = f"; chatroom {' '.join(self.daemon_args)}" if self.daemon_args else ""
+        return f"{self.clients} clients, {self.senders} senders, {load}, {self.duration:g} s{extra}"
 
 
 SCENARIOS = {
@@ -143,7 +145,6 @@ def start_chatroom(
     certs: Path,
     cpu: int | None,
     scenario: Scenario,
-    extra: list[str] | None = None,
     irc: bool = False,
 ) -> Running:
     log = work / "chatroom.log"
@@ -156,7 +157,8 @@ def start_chatroom(
     command += ["--state", str(work / "state")]
     # Flood control off, as for ngircd (MaxPenaltyTime = 0); the other limits stay.
     command += ["--flood-rate", "0"]
-    command += extra or []
+    # The history is on, as by default, unless the arguments say otherwise.
+    command += list(scenario.daemon_args)
     env = dict(
         os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     )
@@ -173,10 +175,8 @@ def start_chatroom(
     return Running(process, wait_for(check, process, log), "irc" if irc else "chat")
 
 
-def start_chatroom_irc(
-    work: Path, certs: Path, cpu: int | None, scenario: Scenario, extra: list[str] | None = None
-) -> Running:
-    return start_chatroom(work, certs, cpu, scenario, extra, irc=True)
+def start_chatroom_irc(work: Path, certs: Path, cpu: int | None, scenario: Scenario) -> Running:
+    return start_chatroom(work, certs, cpu, scenario, irc=True)
 
 
 NGIRCD_CONF = """\
@@ -264,9 +264,8 @@ def running(
     certs: Path,
     cpu: int | None,
     scenario: Scenario,
-    servers: dict[str, Callable[[Path, Path, int | None, Scenario], Running]] = SERVERS,
 ) -> Iterator[Running]:
-    server = servers[name](work, certs, cpu, scenario)
+    server = SERVERS[name](work, certs, cpu, scenario)
     try:
         yield server
     finally:
@@ -455,18 +454,15 @@ def main(argv: list[str] | None = None) -> int:
         "--profile", type=Path, help="directory for py-spy profiles of chatroom (py-spy must be on PATH)"
     )
     parser.add_argument(
-        "--smoke", action="store_true", help="tiny scenarios, for CI: checks it runs, not speed"
-    )
-    parser.add_argument(
         "--chatroom-args",
         default="",
-        help="extra daemon options for chatroom, one string: --chatroom-args=--no-tls-fast-path",
+        help="more arguments for the chatroom daemon, one string, e.g. '--history 0' (history off)"
+        " or --chatroom-args=--no-tls-fast-path (Twisted's public TLS path)",
+    )
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny scenarios, for CI: checks it runs, not speed"
     )
     args = parser.parse_args(argv)
-    starters: dict[str, Callable[[Path, Path, int | None, Scenario], Running]] = dict(SERVERS)
-    extra = shlex.split(args.chatroom_args)
-    starters["chatroom"] = partial(start_chatroom, extra=extra)
-    starters["chatroom-irc"] = partial(start_chatroom_irc, extra=extra)
     table = SMOKE if args.smoke else SCENARIOS
     names = [n for n in args.scenarios.split(",") if n in table]
     servers = args.servers.split(",")
@@ -489,12 +485,16 @@ def main(argv: list[str] | None = None) -> int:
             scenario = table[name]
             if args.duration and not scenario.idle:
                 scenario = Scenario(**{**scenario.__dict__, "duration": args.duration})
+            if args.chatroom_args:
+                scenario = Scenario(
+                    **{**scenario.__dict__, "daemon_args": tuple(shlex.split(args.chatroom_args))}
+                )
             results: dict[str, dict[str, float]] = {}
             for server in servers:
                 work = root / f"{name}-{server}"
                 work.mkdir()
                 try:
-                    with running(server, work, certs, server_cpu, scenario, starters) as started:
+                    with running(server, work, certs, server_cpu, scenario) as started:
                         profile = None
                         if args.profile is not None and server.startswith("chatroom"):
                             args.profile.mkdir(parents=True, exist_ok=True)

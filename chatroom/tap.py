@@ -26,6 +26,7 @@ from twisted.internet.protocol import Factory
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python import usage
+from twisted.python.threadpool import ThreadPool
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 from zope.interface import implementer
@@ -43,12 +44,14 @@ from chatroom.features.e2e import (
     InMemoryKeyDirectory,
     KeyDirectory,
 )
+from chatroom.features.history import History, HistorySettings
 from chatroom.features.moderation import Moderation, ModerationSettings, PasswordCheck
 from chatroom.limits import ClientLimits, ConnectionLimits
 from chatroom.metrics import ChatMetrics, MeteredFanOut, Sampler
 from chatroom.passwd import read_hash_file
 from chatroom.state import StateError, clean_temporary_files, write_json
 from chatroom.stores.files import STATE_FILE, DocumentBanStore, load_bans, load_topic
+from chatroom.stores.sqlite import HISTORY_FILE, HistoryFileError, SQLiteHistory, open_history
 from chatroom.tls import (
     CA_CERT_NAME,
     SERVER_CERT_NAME,
@@ -65,6 +68,8 @@ from chatroom.transports.line.writer import TurnFlusher
 
 DEFAULT_CERT_DIR = Path("certs")
 DEFAULT_PORT = 6697
+DEFAULT_HISTORY = 10_000
+MAX_ON_JOIN = 1000
 CLIENT_DEFAULTS = ClientLimits()
 CONNECTION_DEFAULTS = ConnectionLimits()
 TRANSPORTS = ("line", "irc")
@@ -219,7 +224,12 @@ class Options(usage.Options):
         ["interface", "i", "", "Address for --port (default: all IPv4; '::' for IPv6 too)."],
         ["cert", None, None, f"Server certificate, PEM [default: certs/{SERVER_CERT_NAME}]."],
         ["key", None, None, f"Server private key, PEM [default: certs/{SERVER_KEY_NAME}]."],
-        ["state", None, "state", "Directory for data kept across restarts (the bans, the cloak key)."],
+        [
+            "state",
+            None,
+            "state",
+            "Directory for data kept across restarts (the bans, the cloak key, the history).",
+        ],
         [
             "admin-password-file",
             None,
@@ -246,6 +256,27 @@ class Options(usage.Options):
             5.0,
             "Seconds to flush output to clients on shutdown.",
             number("shutdown-grace", float),
+        ],
+        [
+            "history",
+            None,
+            DEFAULT_HISTORY,
+            f"Messages and notices kept in --state/{HISTORY_FILE} (0: no history).",
+            number("history", int),
+        ],
+        [
+            "history-days",
+            None,
+            30.0,
+            "Days a stored message is kept (0: no age bound).",
+            number("history-days", float),
+        ],
+        [
+            "history-on-join",
+            None,
+            50,
+            f"Stored messages a member gets on joining (0 to {MAX_ON_JOIN}).",
+            number("history-on-join", int),
         ],
         *(
             [
@@ -323,6 +354,10 @@ class Options(usage.Options):
         for option, _, _, _ in LIMIT_OPTIONS:
             if self[option] < 0:
                 raise usage.UsageError(f"--{option} cannot be negative")
+        if self["history"] < 0 or self["history-days"] < 0:
+            raise usage.UsageError("--history and --history-days cannot be negative")
+        if not 0 <= self["history-on-join"] <= MAX_ON_JOIN:
+            raise usage.UsageError(f"--history-on-join must be 0 to {MAX_ON_JOIN}")
         client_fields = {f: self[o] for o, d, f, _ in LIMIT_OPTIONS if d is CLIENT_DEFAULTS}
         connection_fields = {f: self[o] for o, d, f, _ in LIMIT_OPTIONS if d is CONNECTION_DEFAULTS}
         self["client_limits"] = ClientLimits(**client_fields)
@@ -388,9 +423,11 @@ class ChatService(MultiService):
         grace: float = 5.0,
         password_file: Path | None = None,
         sampler: Sampler | None = None,
+        history: SQLiteHistory | None = None,
     ) -> None:
         super().__init__()
         self.sampler = sampler
+        self.history = history
         self.reactor = reactor
         self.sessions = sessions
         self.moderation = moderation
@@ -459,6 +496,12 @@ class ChatService(MultiService):
             yield self.moderation.save()
         except OSError as e:
             self.log.error("could not save the state at shutdown: {error}", error=e)
+        if self.history is not None:
+            try:
+                # What the last turn said, then the file is closed.
+                yield self.history.close()
+            except Exception as e:
+                self.log.error("could not close the history file: {error}", error=e)
         # twistd re-raises the signal that stopped it, so the exit status
         # would say "killed"; this was an orderly shutdown: exit 0 instead.
         if getattr(self.reactor, "_exitSignal", None) is not None:
@@ -476,6 +519,7 @@ def compose(
     keys: KeyDirectory | None = None,
     members: MemberDirectory | None = None,
     fanout: FanOut | None = None,
+    history: HistorySettings | None = None,
 ) -> tuple[Sessions, Moderation]:
     """
     The daemon's room on C{clock}: the chat commands, moderation and (with
@@ -486,6 +530,7 @@ def compose(
     @param keys: The end-to-end key directory (a new in-memory one by default).
     @param members: The member directory (in memory by default).
     @param fanout: The fan-out (to this process's sessions by default).
+    @param history: The message history's settings; none without it.
     """
     if members is None:
         members = InMemoryMembers()
@@ -498,6 +543,8 @@ def compose(
     room.add_feature(feature)
     if e2e:
         room.add_feature(E2EFeature(room, keys))
+    if history is not None:
+        room.add_feature(History(room, history))
     return Sessions(room, clock, limits, connection_limits, meter=metrics), feature
 
 
@@ -511,11 +558,19 @@ def line_factory(sessions: Sessions, flusher: TurnFlusher | None = None, e2e: bo
     return LineFactory(sessions, flusher)
 
 
-def build_service(config: Options, reactor: Any, run_in_thread: Callable[..., Deferred[Any]]) -> ChatService:
+def build_service(
+    config: Options,
+    reactor: Any,
+    run_in_thread: Callable[..., Deferred[Any]],
+    run_history: Callable[..., Deferred[Any]] | None = None,
+) -> ChatService:
     """
     Read and make the files C{config} names, and compose the daemon.
 
     @param run_in_thread: Runs a blocking callable off the reactor thread.
+    @param run_history: Runs the history file's blocking calls one at a
+        time, in order, off the reactor thread (default: C{run_in_thread},
+        which must then do so).
     @raise StartupError: If a file is missing, unreadable or broken.
     """
     explicit = config["cert"] is not None or config["key"] is not None
@@ -568,13 +623,13 @@ def build_service(config: Options, reactor: Any, run_in_thread: Callable[..., De
         # scrypt takes tens of milliseconds: not on the reactor thread.
         return run_in_thread(check)
 
-    store = DocumentBanStore(bans, partial(write_json, state / STATE_FILE), run_in_thread, topic)
+    document = DocumentBanStore(bans, partial(write_json, state / STATE_FILE), run_in_thread, topic)
     settings = ModerationSettings(
-        bans=store,
+        bans=document,
         password=password,
         first_admin=password is None or bool(config["first-admin"]),
         run_check=run_check,
-        topics=store,
+        topics=document,
     )
     metrics = sampler = site = None
     metrics_endpoint: IStreamServerEndpoint | None = None
@@ -587,6 +642,23 @@ def build_service(config: Options, reactor: Any, run_in_thread: Callable[..., De
         except (ValueError, KeyError) as e:
             raise StartupError(f"--metrics {config['metrics']}: {e}") from e
         site = metrics_site(metrics.registry)
+    store = None
+    history = None
+    if config["history"] > 0:
+        days = config["history-days"]
+        try:
+            store = open_history(
+                state / HISTORY_FILE,
+                reactor,
+                run_history or run_in_thread,
+                config["history"],
+                days * 86400 if days > 0 else None,
+                max(config["history-on-join"], 1),
+                None if metrics is None else metrics.history_writes.inc,
+            )
+        except HistoryFileError as e:
+            raise StartupError(str(e)) from e
+        history = HistorySettings(store, config["history-on-join"])
     sessions, moderation = compose(
         reactor,
         settings,
@@ -595,6 +667,7 @@ def build_service(config: Options, reactor: Any, run_in_thread: Callable[..., De
         cloak=cloak,
         metrics=metrics,
         keys=keys,
+        history=history,
     )
     if metrics is not None:
         open_sessions = sessions.open
@@ -612,6 +685,7 @@ def build_service(config: Options, reactor: Any, run_in_thread: Callable[..., De
         config["shutdown-grace"],
         Path(password_file) if password_file is not None else None,
         sampler,
+        store,
     )
     flusher = TurnFlusher(reactor, fast_path=not config["no-tls-fast-path"])
     for kind, endpoint in config["listen"]:
@@ -666,8 +740,16 @@ def makeService(config: Options) -> ChatService:
     def run_in_thread(work: Callable[[], Any]) -> Deferred[Any]:
         return deferToThreadPool(threads, threads.getThreadPool(), work)
 
+    # The history file's one writer: one thread, one connection, in order.
+    history_thread = ThreadPool(1, 1, "chatroom-history")
+    reactor.callWhenRunning(history_thread.start)
+    reactor.addSystemEventTrigger("during", "shutdown", history_thread.stop)
+
+    def run_history(work: Callable[[], Any]) -> Deferred[Any]:
+        return deferToThreadPool(threads, history_thread, work)
+
     try:
-        service = build_service(config, reactor, run_in_thread)
+        service = build_service(config, reactor, run_in_thread, run_history)
     except StartupError as e:
         raise SystemExit(f"chatroom: {e}") from None
     service.install_signals()

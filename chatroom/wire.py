@@ -64,6 +64,9 @@ class Kind(StrEnum):
     KEYS = "keys"
     KEYDROP = "keydrop"
     E2E = "e2e"
+    # Message history (chatroom.features.history).
+    HISTORY = "history"
+    HISTORY_END = "historyend"
 
 
 class WireError(ValueError):

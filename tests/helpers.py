@@ -6,6 +6,7 @@ in C{tests/conftest.py}.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from twisted.internet.address import IPv4Address
@@ -16,6 +17,7 @@ from twisted.python.failure import Failure
 
 from chatroom.core.room import Room
 from chatroom.core.session import Sessions
+from chatroom.features.history import HistorySettings
 from chatroom.features.moderation import Moderation, ModerationSettings
 from chatroom.limits import ClientLimits, ConnectionLimits
 from chatroom.tap import compose, line_factory
@@ -48,16 +50,27 @@ def make_server(
     e2e: bool = True,
     clock: Clock | None = None,
     flusher: TurnFlusher | None = None,
+    history: HistorySettings | None = None,
+    cloak: Callable[[str], str] | None = None,
 ) -> Server:
     """
     The room as the daemon composes it (moderation, E2E unless C{e2e} is
-    false), with flood control off unless C{limits} says otherwise, so tests
-    can send many lines at once.
+    false, history if C{history} is given, cloaks with C{cloak}), with flood
+    control off unless C{limits} says otherwise, so tests can send many
+    lines at once.
     """
     if clock is None:
         clock = Clock()
         clock.advance(START)
-    sessions, feature = compose(clock, moderation or ModerationSettings(), limits, connection_limits, e2e)
+    sessions, feature = compose(
+        clock,
+        moderation or ModerationSettings(),
+        limits,
+        connection_limits,
+        e2e,
+        history=history,
+        cloak=cloak,
+    )
     return Server(clock, sessions.room, sessions, feature, line_factory(sessions, flusher, e2e))
 
 

@@ -30,7 +30,7 @@ from twisted.internet.testing import StringTransport
 from chatroom.client.app import ClientApp
 from chatroom.client.gui import DEFAULT_SIZE, ELLIPSIS, MIN_SIZE, UI_FAMILIES, ChatWindow
 from chatroom.client.protocol import ChatClientProtocol, Lock
-from chatroom.client.render import local_time
+from chatroom.client.render import HISTORY_RULE, local_time
 from chatroom.client.session import ChatSession, E2ESettings
 from chatroom.e2e.client import E2EClient
 from chatroom.e2e.envelope import EnvelopeKind, seal
@@ -806,3 +806,40 @@ def test_window_shows_unlock_lines_the_consent_step_and_recipient_warnings(displ
         subprocess.run(["import", "-window", root.wm_frame(), str(shot)], check=True, timeout=TOOL_TIMEOUT)
     finally:
         root.destroy()
+
+
+def test_the_window_shows_history_under_a_rule_and_pages_back(window: ChatWindow) -> None:
+    now = datetime.now(UTC)
+    before = now - timedelta(minutes=5)
+    window.line_received(history_line(now, "welcome", "*", "Welcome, you are bob.", "bob"))
+    window.line_received(history_line(before, "history", "alice", "hello", "message", "id=41"))
+    window.line_received(history_line(before, "history", "alice", "alice waves", "action", "id=42"))
+    window.line_received(
+        history_line(
+            now, "historyend", "*", "2 earlier messages; /history before #41 for more", "count=2", "more=#41"
+        )
+    )
+    window.line_received(history_line(now, "join", "bob", "bob joined from 127.0.0.1:5000"))
+    shown = window.message_lines()
+    assert shown[1] == f"{local_time(before)} {HISTORY_RULE}"
+    assert shown[2] == f"{local_time(before)} <alice> hello"
+    assert shown[3] == f"{local_time(before)} * alice waves"
+    assert "history" in window.messages.tag_names("3.12") and "history" not in window.messages.tag_names(
+        "6.12"
+    )
+    # The roster is not fooled by replayed joins and leaves.
+    assert window.roster.names() == ["bob"]
+    window.page_back()
+    controller = window.controller
+    assert isinstance(controller, RecordingController)
+    assert controller.sent == ["/history before #41"]
+    # The next run of history lines gets its own rule.
+    window.line_received(history_line(before, "history", "carol", "older", "message", "id=3"))
+    assert window.message_lines()[-2:] == [
+        f"{local_time(before)} {HISTORY_RULE}",
+        f"{local_time(before)} <carol> older",
+    ]
+
+
+def history_line(moment: datetime, kind: str, source: str, text: str, *args: str) -> ServerLine:
+    return parse_line(format_line(moment.timestamp(), kind, source, text, args))

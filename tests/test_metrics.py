@@ -168,5 +168,13 @@ def test_the_daemon_serves_metrics_that_follow_the_chat(tmp_path: Path) -> None:
         sent = ("chatroom_sent_bytes_total", line)
         assert second[deliveries] > first[deliveries]
         assert second[sent] > first[sent]
+        # The history is written by its own thread: round trips as the clock.
+        for _ in range(200):
+            if scrape(port)[("chatroom_history_writes_total", ())] > 0:
+                break
+            alice.send("/help me")
+            alice.read_kind("help")
+        else:
+            raise AssertionError("no history write was counted")
     # A scrape is not news: no access log line for it.
     assert b"GET /metrics" not in daemon.output

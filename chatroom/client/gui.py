@@ -26,6 +26,7 @@ from chatroom.client.render import (
     Style,
     client_notice,
     display_time,
+    history_rule,
     render,
     render_secure,
     warning,
@@ -64,6 +65,7 @@ _STYLES: dict[Style, dict[str, str]] = {
     Style.ERROR: {"foreground": "#c62828", "font": "chatroom-bold"},
     Style.CLIENT: {"foreground": "#a35200", "font": "chatroom-italic"},
     Style.WARNING: {"foreground": "#c62828", "font": "chatroom-bold"},
+    Style.HISTORY: {"foreground": "#a0a6ae"},
     # The red band starts under the text, as wrapped lines do: the margin stays white.
     Style.ALARM: {
         "foreground": "#ffffff",
@@ -259,7 +261,8 @@ class ChatWindow:
     The chat window: messages, members, input line, buttons and status bar.
 
     Return sends, Tab completes a member's name, Escape or closing the
-    window quits, Up and Down walk the input history.
+    window quits, Up and Down walk the input history, Ctrl+Up asks the
+    server for earlier messages.
 
     @ivar status_text: The status bar's text in full (the bar shows it cut
         short with an ellipsis when it does not fit).
@@ -289,6 +292,10 @@ class ChatWindow:
         self.unseen = 0
         self.destroyed = False
         self._roster_pending = False
+        # Whether history lines are coming (the rule is shown), and what to
+        # page back from (a historyend line's more=).
+        self.replaying = False
+        self.earlier: str | None = None
         # Failed attempts since the last connection, for the notices.
         self._failures = 0
         # The last line shown is a disconnect notice, which retrying() completes.
@@ -303,6 +310,7 @@ class ChatWindow:
         # However the window goes, the client must not run on without it.
         root.bind("<Destroy>", self._destroyed)
         root.bind("<Escape>", lambda event: controller.quit())
+        root.bind("<Control-Up>", lambda event: self.page_back())
         root.bind("<FocusIn>", self._focus_in)
         self._update_title()
 
@@ -524,6 +532,8 @@ class ChatWindow:
 
     @_while_open
     def line_received(self, line: ServerLine) -> None:
+        if self._history_lines(line):
+            return
         self.show(render(line, self.name, self.lock is not Lock.OFF), line.timestamp)
         if line.kind in _CHAT_KINDS and line.source != self.name:
             self._count_unread()
@@ -561,6 +571,33 @@ class ChatWindow:
     @_while_open
     def warning(self, text: str) -> None:
         self.show(warning(text), datetime.now(UTC))
+
+    # History
+
+    def _history_lines(self, line: ServerLine) -> bool:
+        """
+        Show a history line (greyed, a run of them under an "earlier
+        messages" rule); whether C{line} was one.
+        """
+        if line.kind == Kind.HISTORY:
+            if not self.replaying:
+                self.replaying = True
+                self.show(history_rule(), line.timestamp)
+        elif line.kind == Kind.HISTORY_END:
+            self.replaying = False
+            # What /history before needs to page further back, if there is more.
+            self.earlier = line.fields.get("more")
+        else:
+            self.replaying = False
+            return False
+        self.show(render(line, self.name, self.lock is not Lock.OFF), line.timestamp)
+        return True
+
+    def page_back(self) -> None:
+        """
+        Ask for the messages before the oldest history line shown (Ctrl+Up).
+        """
+        self.controller.send(f"/history before {self.earlier}" if self.earlier else "/history")
 
     # Display
 

@@ -18,6 +18,8 @@ SECURE_MARK = "[E2E] "
 UNVERIFIED_MARK = "[E2E, unverified] "
 PLAIN_MARK = "[plain] "
 _CHAT = (Kind.MESSAGE, Kind.WHISPER, Kind.ACTION)
+# What the window shows above a run of history lines.
+HISTORY_RULE = "──────── earlier messages ────────"
 
 
 class Style(StrEnum):
@@ -34,6 +36,8 @@ class Style(StrEnum):
     CLIENT = "client"
     WARNING = "warning"
     ALARM = "alarm"
+    # Stored messages the server sends again: shown apart, greyed.
+    HISTORY = "history"
 
 
 @dataclass(frozen=True)
@@ -70,11 +74,35 @@ def display_time(moment: datetime, now: datetime) -> str:
     return local.strftime("%Y-%m-%d %H:%M:%S")
 
 
+def replayed_line(line: ServerLine) -> ServerLine | None:
+    """
+    The line a C{history} line replays: its original kind (the first arg),
+    time, source, args (those after C{id=}) and text; L{None} if C{line}
+    is not a well-formed history line.
+    """
+    if line.kind != Kind.HISTORY or len(line.args) < 2 or not line.args[1].startswith("id="):
+        return None
+    return ServerLine(line.timestamp, line.args[0], line.source, line.args[2:], line.text)
+
+
+def history_rule() -> Rendered:
+    """
+    The rule the window shows above a run of history lines.
+    """
+    return Rendered(HISTORY_RULE, Style.HISTORY)
+
+
 def render(line: ServerLine, me: str | None, e2e: bool = False) -> Rendered:
     """
     The message-area form of C{line}, for a client called C{me}; with
-    C{e2e} on, chat is marked as sent in the clear.
+    C{e2e} on, chat is marked as sent in the clear (stored chat too).
+    A history line reads as the line it replays, in the history style.
     """
+    if line.kind in (Kind.HISTORY, Kind.HISTORY_END):
+        original = replayed_line(line)
+        if original is None or original.kind == Kind.HISTORY:
+            return Rendered(f"-- {line.text}", Style.HISTORY)
+        return Rendered(render(original, me, e2e).text, Style.HISTORY)
     rendered = _render(line, me)
     if e2e and line.kind in _CHAT:
         return Rendered(PLAIN_MARK + rendered.text, rendered.style)

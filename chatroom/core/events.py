@@ -413,3 +413,74 @@ class Sealed(Event):
 
     sender: str
     envelope: str
+
+
+# History (chatroom.features.history)
+
+
+class HistoryKind(StrEnum):
+    """
+    What a stored history entry records.
+    """
+
+    SAID = "said"
+    ACTED = "acted"
+    JOINED = "joined"
+    LEFT = "left"
+    RENAMED = "renamed"
+    KICKED = "kicked"
+
+
+# The kinds that are chat (members' filters apply to them).
+CHAT_HISTORY = frozenset({HistoryKind.SAID, HistoryKind.ACTED})
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """
+    One stored message or room notice.
+
+    @ivar id: The message id: unique, and increasing in the order entries
+        were stored.
+    @ivar at: The server time it happened, POSIX seconds.
+    @ivar kind: What it was.
+    @ivar sender: Who said or did it (the old name for a rename, the admin
+        for a kick).
+    @ivar text: The chat text, action, leave reason or kick reason.
+    @ivar target: The new name of a rename, the kicked member; else empty.
+    """
+
+    id: int
+    at: float
+    kind: HistoryKind
+    sender: str
+    text: str = ""
+    target: str = ""
+
+    @property
+    def filtered_text(self) -> str:
+        """
+        The text filters are matched against, as for the live event.
+        """
+        return f"{self.sender} {self.text}" if self.kind is HistoryKind.ACTED else self.text
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed(Event):
+    """
+    One stored entry sent again (on joining, or on C{/history}); C{at} is
+    when it happened.
+    """
+
+    entry: HistoryEntry
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayEnd(Event):
+    """
+    The end of a run of L{Replayed} events: C{count} were sent; C{oldest}
+    is the id of the oldest of them, if there may be older ones.
+    """
+
+    count: int
+    oldest: int | None

@@ -4,12 +4,13 @@ In-memory implementations of the core's ports, for one daemon process.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Iterator
 
 from twisted.internet.defer import Deferred, succeed
 
 from chatroom.bans import Ban, BanList
-from chatroom.core.events import Admins, Audience, Event, Everyone
+from chatroom.core.events import Admins, Audience, Event, Everyone, HistoryEntry, HistoryKind
 from chatroom.core.ports import MemberRecord, Recipient, Topic
 from chatroom.names import skeleton
 
@@ -166,3 +167,89 @@ class InMemoryTopic:
     def set_topic(self, topic: Topic | None, now: float) -> Deferred[None]:
         self._topic = topic
         return succeed(None)
+
+
+class InMemoryHistory:
+    """
+    A L{chatroom.core.ports.HistoryStore} that keeps nothing across
+    restarts: the newest C{keep} entries, none older than C{max_age}
+    seconds (L{None}: no age bound).
+
+    The SQLite store keeps its newest entries in one of these too.
+    """
+
+    def __init__(self, keep: int, max_age: float | None = None, first_id: int = 1) -> None:
+        self.keep = keep
+        self.max_age = max_age
+        self._entries: deque[HistoryEntry] = deque(maxlen=keep)
+        self._next_id = first_id
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def append(
+        self, at: float, kind: HistoryKind, sender: str, text: str = "", target: str = ""
+    ) -> HistoryEntry:
+        entry = HistoryEntry(self._next_id, at, kind, sender, text, target)
+        self._next_id += 1
+        self.add(entry)
+        return entry
+
+    def add(self, entry: HistoryEntry) -> None:
+        """
+        Keep C{entry} as it is (its id already given), the newest.
+        """
+        self._entries.append(entry)
+        self._next_id = max(self._next_id, entry.id + 1)
+
+    def _fresh(self, entry: HistoryEntry, now: float) -> bool:
+        return self.max_age is None or entry.at >= now - self.max_age
+
+    def latest(self, count: int, now: float) -> list[HistoryEntry]:
+        return self.select(count, now)
+
+    def select(
+        self, count: int, now: float, before: float | None = None, before_id: int | None = None
+    ) -> list[HistoryEntry]:
+        """
+        What L{page} answers, at once.
+        """
+        found: list[HistoryEntry] = []
+        for entry in reversed(self._entries):
+            if len(found) >= count or not self._fresh(entry, now):
+                break
+            if (before is None or entry.at < before) and (before_id is None or entry.id < before_id):
+                found.append(entry)
+        found.reverse()
+        return found
+
+    def page(
+        self, count: int, now: float, before: float | None = None, before_id: int | None = None
+    ) -> Deferred[list[HistoryEntry]]:
+        return succeed(self.select(count, now, before, before_id))
+
+    def purge(self, sender: str) -> Deferred[int]:
+        return succeed(self.remove_sender(sender))
+
+    def remove_sender(self, sender: str) -> int:
+        """
+        Drop C{sender}'s entries (any case) at once; how many there were.
+        """
+        key = sender.casefold()
+        kept = [e for e in self._entries if e.sender.casefold() != key]
+        removed = len(self._entries) - len(kept)
+        self._entries = deque(kept, maxlen=self.keep)
+        return removed
+
+    def prune(self, now: float) -> Deferred[int]:
+        return succeed(self.remove_old(now))
+
+    def remove_old(self, now: float) -> int:
+        """
+        Drop the entries past the age bound at C{now} at once; how many.
+        """
+        removed = 0
+        while self._entries and not self._fresh(self._entries[0], now):
+            self._entries.popleft()
+            removed += 1
+        return removed

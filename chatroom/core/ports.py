@@ -17,7 +17,7 @@ from typing import Protocol
 from twisted.internet.defer import Deferred
 
 from chatroom.bans import Ban
-from chatroom.core.events import Audience, Event
+from chatroom.core.events import Audience, Event, HistoryEntry, HistoryKind
 
 
 @dataclass(eq=False)
@@ -254,4 +254,49 @@ class TopicStore(Protocol):
     def set_topic(self, topic: Topic | None, now: float) -> Deferred[None]:
         """
         Keep C{topic} (L{None}: no topic), as L{BanStore.add} keeps a ban.
+        """
+
+
+class HistoryStore(Protocol):
+    """
+    The room's stored messages and notices, oldest first, bounded by count
+    and by age. Appends take effect at once for readers in this process
+    and are kept (written) later; the latest entries are read from memory,
+    older pages may need a round trip.
+    """
+
+    def append(
+        self, at: float, kind: HistoryKind, sender: str, text: str = "", target: str = ""
+    ) -> HistoryEntry:
+        """
+        Store one entry under a new message id.
+        """
+
+    def latest(self, count: int, now: float) -> list[HistoryEntry]:
+        """
+        The newest C{count} entries (at most those the store keeps in
+        memory) not older than the age bound at C{now}, oldest first.
+        """
+
+    def page(
+        self, count: int, now: float, before: float | None = None, before_id: int | None = None
+    ) -> Deferred[list[HistoryEntry]]:
+        """
+        The newest C{count} entries older than C{before} (server time) and
+        with an id below C{before_id}, within the age bound at C{now},
+        oldest first.
+        """
+
+    def purge(self, sender: str) -> Deferred[int]:
+        """
+        Remove every entry whose sender is C{sender}, any case.
+
+        @return: Fires with how many were removed.
+        """
+
+    def prune(self, now: float) -> Deferred[int]:
+        """
+        Remove what is past the bounds at C{now}.
+
+        @return: Fires with how many were removed.
         """

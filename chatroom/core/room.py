@@ -50,6 +50,11 @@ class Feature:
         """
         return None
 
+    def welcomed(self, member: MemberRecord) -> None:
+        """
+        C{member} has just been welcomed: nothing live has reached it yet.
+        """
+
     def joined(self, member: MemberRecord) -> None:
         """
         C{member} has joined (and been told so).
@@ -85,6 +90,14 @@ class Room:
         self.fanout: FanOut = fanout if fanout is not None else LocalFanOut(self.members)
         self.commands = CommandRegistry()
         self._features: list[Feature] = []
+        self._observers: list[Callable[[Event], None]] = []
+
+    def observe(self, observer: Callable[[Event], None]) -> None:
+        """
+        Call C{observer} with every event broadcast to everyone, after it
+        went out (a feature that records the room, say).
+        """
+        self._observers.append(observer)
 
     def add_feature(self, feature: Feature) -> None:
         """
@@ -110,6 +123,11 @@ class Room:
         Send C{event} to every member.
         """
         self.fanout.publish(event, EVERYONE)
+        self._observed(event)
+
+    def _observed(self, event: Event) -> None:
+        for observer in self._observers:
+            observer(event)
 
     # Arrivals and departures
 
@@ -145,6 +163,8 @@ class Room:
                 break
         self.fanout.subscribe(member.id, recipient)
         self.tell(member, Welcome(now, member.name))
+        for feature in self._features:
+            feature.welcomed(member)
         self._announce(member, now)
         for feature in self._features:
             feature.joined(member)
@@ -166,8 +186,11 @@ class Room:
         seeing = [m.id for m in self.members if self.may_see_address(m, member)]
         others = [m.id for m in self.members if not self.may_see_address(m, member)]
         self.fanout.publish(Joined(now, member.name, member.address, member.cloak), Members(tuple(seeing)))
+        cloaked = Joined(now, member.name, None, member.cloak)
         if others:
-            self.fanout.publish(Joined(now, member.name, None, member.cloak), Members(tuple(others)))
+            self.fanout.publish(cloaked, Members(tuple(others)))
+        # What everyone may see of it, for the observers (the history).
+        self._observed(cloaked)
 
     def leave(self, member: MemberRecord, reason: str, disconnect: bool = False) -> None:
         """

@@ -28,6 +28,8 @@ from chatroom.core.events import (
     Event,
     FilterReply,
     HelpReply,
+    HistoryEntry,
+    HistoryKind,
     Joined,
     KeyAnnounced,
     KeyCount,
@@ -38,6 +40,8 @@ from chatroom.core.events import (
     Notice,
     Ping,
     Renamed,
+    Replayed,
+    ReplayEnd,
     Said,
     Sealed,
     TopicChanged,
@@ -134,6 +138,34 @@ def _listed(e: Listed) -> Parts:
     return Kind.LIST, SERVER_SOURCE, text, names
 
 
+# Each stored entry kind as its live line's kind and text.
+_REPLAYED: dict[HistoryKind, tuple[Kind, Callable[[HistoryEntry], str]]] = {
+    HistoryKind.SAID: (Kind.MESSAGE, lambda h: h.text),
+    HistoryKind.ACTED: (Kind.ACTION, lambda h: f"{h.sender} {h.text}"),
+    HistoryKind.JOINED: (Kind.JOIN, lambda h: f"{h.sender} joined"),
+    HistoryKind.LEFT: (Kind.LEAVE, lambda h: f"{h.sender} left ({h.text})"),
+    HistoryKind.RENAMED: (Kind.RENAME, lambda h: f"{h.sender} is now known as {h.target}"),
+    HistoryKind.KICKED: (Kind.KICK, lambda h: f"{h.sender} kicked {h.target}{_because(h.text)}"),
+}
+
+
+def _replayed(e: Replayed) -> Parts:
+    entry = e.entry
+    kind, text = _REPLAYED[entry.kind]
+    target = (entry.target,) if entry.target else ()
+    return Kind.HISTORY, entry.sender, text(entry), (kind.value, f"id={entry.id}", *target)
+
+
+def _replay_end(e: ReplayEnd) -> Parts:
+    if e.oldest is None:
+        more: tuple[str, ...] = ()
+        text = f"{e.count} earlier messages; that is all the server keeps"
+    else:
+        more = (f"more=#{e.oldest}",)
+        text = f"{e.count} earlier messages; /history before #{e.oldest} for more"
+    return Kind.HISTORY_END, SERVER_SOURCE, text, (f"count={e.count}", *more)
+
+
 S = SERVER_SOURCE
 ENCODERS: dict[type[Any], Callable[[Any], Parts]] = {
     Said: lambda e: (Kind.MESSAGE, e.sender, e.text, ()),
@@ -201,6 +233,8 @@ ENCODERS: dict[type[Any], Callable[[Any], Parts]] = {
     ),
     KeyDropped: lambda e: (Kind.KEYDROP, e.name, f"{e.name} has no end-to-end key now", ()),
     Sealed: lambda e: (Kind.E2E, e.sender, "", (e.envelope,)),
+    Replayed: _replayed,
+    ReplayEnd: _replay_end,
 }
 
 

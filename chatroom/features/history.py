@@ -1,0 +1,244 @@
+"""
+Message history, as a feature of the room: what was said before one joined.
+
+The feature watches what the room tells everyone (L{Room.observe}) and
+stores chat, actions and the room notices (joins, leaves, renames, kicks,
+and so bans, which kick) in a L{chatroom.core.ports.HistoryStore}, each
+with its server time, sender and a message id. Whispers and end-to-end
+envelopes never reach it: they are not told to everyone, and the server
+cannot read an envelope (nor could a later session decrypt it).
+
+A member gets the newest entries right after its welcome, before anything
+live, as L{Replayed} events ended by a L{ReplayEnd}; C{/history} pages
+further back. The member's filters apply to replayed chat as to live chat.
+Admins can C{/purge} a name's entries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from chatroom.core.commands import CommandRegistry, CommandSpec
+from chatroom.core.errors import ChatError
+from chatroom.core.events import (
+    CHAT_HISTORY,
+    Acted,
+    Event,
+    HistoryEntry,
+    HistoryKind,
+    Joined,
+    Kicked,
+    Left,
+    Notice,
+    Renamed,
+    Replayed,
+    ReplayEnd,
+    Said,
+)
+from chatroom.core.ports import HistoryStore, MemberRecord
+from chatroom.core.room import Feature, Room
+from chatroom.limits import AttemptLimiter
+from chatroom.names import name_problem
+
+# The most entries one /history answers with, and the default.
+MAX_PAGE = 100
+DEFAULT_PAGE = 50
+# Characters of text one replay sends at most (the newest entries that fit):
+# well under the send-queue cap however long the stored lines are.
+REPLAY_BUDGET = 256 * 1024
+# What one line costs besides its text and sender (time, kind, id, args).
+LINE_OVERHEAD = 64
+# /history calls per member in a window of seconds: each may send a
+# hundred lines and read the disk.
+HISTORY_LIMIT = (5, 10.0)
+
+HISTORY = CommandSpec(
+    "history",
+    "[N] | before <timestamp|#id> [N]",
+    f"show the last N stored messages (at most {MAX_PAGE}), or those before a time or message id",
+    0,
+    3,
+)
+PURGE = CommandSpec("purge", "<user>", "remove every stored message of a name (admins only)", 1, 1)
+
+# Each event the history keeps, as its entry's (kind, sender, text, target).
+RECORDERS: dict[type[Event], Callable[[Any], tuple[HistoryKind, str, str, str]]] = {
+    Said: lambda e: (HistoryKind.SAID, e.sender, e.text, ""),
+    Acted: lambda e: (HistoryKind.ACTED, e.sender, e.text, ""),
+    Joined: lambda e: (HistoryKind.JOINED, e.name, "", ""),
+    Left: lambda e: (HistoryKind.LEFT, e.name, e.reason, ""),
+    Renamed: lambda e: (HistoryKind.RENAMED, e.old, "", e.new),
+    Kicked: lambda e: (HistoryKind.KICKED, e.by, e.reason, e.victim),
+}
+
+
+@dataclass
+class HistorySettings:
+    """
+    How a room keeps its history.
+
+    @ivar store: Where the entries are kept.
+    @ivar on_join: How many entries a member gets on joining (0: none).
+    """
+
+    store: HistoryStore
+    on_join: int = 50
+
+
+def parse_before(text: str) -> tuple[float | None, int | None]:
+    """
+    A C{/history before} argument: an ISO 8601 time (as on server lines;
+    UTC unless it says otherwise) or C{#id}.
+
+    @return: The time, or the message id.
+    @raise ChatError: If it is neither.
+    """
+    if text.startswith("#"):
+        if not text[1:].isdigit() or len(text) > 19:
+            raise ChatError(f"bad message id {text}: give #<number>, as in #1234")
+        return None, int(text[1:])
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ChatError(
+            f"bad time {text}: give an ISO 8601 time such as 2026-11-22T10:15:03Z, or #<message id>"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp(), None
+
+
+def parse_count(text: str) -> int:
+    """
+    A C{/history} count: 1 to L{MAX_PAGE}.
+
+    @raise ChatError: If it is not.
+    """
+    if not text.isdigit() or len(text) > 4 or not 1 <= int(text) <= MAX_PAGE:
+        raise ChatError(f"bad count {text}: give a number from 1 to {MAX_PAGE}")
+    return int(text)
+
+
+class History(Feature):
+    """
+    The stored history of one room, and the commands that read and purge it.
+    """
+
+    log = Logger()
+
+    def __init__(self, room: Room, settings: HistorySettings) -> None:
+        self.room = room
+        self.settings = settings
+        self.store = settings.store
+        self._limiter = AttemptLimiter(room.clock, *HISTORY_LIMIT)
+        room.observe(self.record)
+
+    def register(self, commands: CommandRegistry) -> None:
+        commands.add(HISTORY, self.history)
+        commands.add(PURGE, self.purge)
+
+    # Recording
+
+    def record(self, event: Event) -> None:
+        """
+        Store C{event} if it is one the history keeps.
+        """
+        recorder = RECORDERS.get(type(event))
+        if recorder is not None:
+            kind, sender, text, target = recorder(event)
+            self.store.append(event.at, kind, sender, text, target)
+
+    # Replaying
+
+    def welcomed(self, member: MemberRecord) -> None:
+        count = self.settings.on_join
+        if count <= 0:
+            return
+        entries = self.store.latest(count, self.room.now())
+        if entries:
+            self._replay(entries, member, count)
+
+    def _replay(self, entries: list[HistoryEntry], member: MemberRecord, asked: int) -> None:
+        if member not in self.room.members:
+            # It left while the page was read.
+            return
+        budget = REPLAY_BUDGET
+        first = len(entries)
+        while first > 0 and budget >= 0:
+            entry = entries[first - 1]
+            budget -= len(entry.text) + len(entry.sender) + len(entry.target) + LINE_OVERHEAD
+            if budget >= 0:
+                first -= 1
+        truncated = first > 0
+        entries = entries[first:]
+        sent = 0
+        for entry in entries:
+            if (
+                member.filters
+                and entry.kind in CHAT_HISTORY
+                and entry.sender != member.name
+                and member.hides(entry.filtered_text)
+            ):
+                continue
+            self.room.tell(member, Replayed(entry.at, entry))
+            sent += 1
+        # A full page may have older entries behind it.
+        oldest = entries[0].id if entries and (truncated or len(entries) >= asked) else None
+        self.room.tell(member, ReplayEnd(self.room.now(), sent, oldest))
+
+    def history(self, member: MemberRecord, args: tuple[str, ...]) -> Deferred[None]:
+        before: float | None = None
+        before_id: int | None = None
+        count = DEFAULT_PAGE
+        if args and args[0].lower() == "before":
+            if len(args) < 2:
+                raise ChatError(f"missing argument: usage {HISTORY.usage}")
+            before, before_id = parse_before(args[1])
+            if len(args) > 2:
+                count = parse_count(args[2])
+        elif len(args) > 1:
+            raise ChatError(f"too many arguments: usage {HISTORY.usage}")
+        elif args:
+            count = parse_count(args[0])
+        wait = self._limiter.wait(member.id)
+        if wait > 0:
+            raise ChatError(f"too many /history requests: try again in {wait:.0f}s")
+        self._limiter.record(member.id)
+        reading = self.store.page(count, self.room.now(), before, before_id)
+        return reading.addCallbacks(
+            self._replay, self._unreadable, callbackArgs=(member, count), errbackArgs=(member,)
+        )
+
+    def _unreadable(self, failure: Failure, member: MemberRecord) -> None:
+        self.log.failure("reading the history for {name} failed", failure, name=member.name)
+        raise ChatError("the history cannot be read right now")
+
+    # Purging
+
+    def purge(self, member: MemberRecord, args: tuple[str, ...]) -> Deferred[None]:
+        if not member.is_admin:
+            raise ChatError("permission denied: only an admin can purge the history")
+        (name,) = args
+        problem = name_problem(name)
+        if problem is not None:
+            raise ChatError(f"invalid name {name!r}: {problem}")
+        return self.store.purge(name).addCallbacks(
+            self._purged, self._purge_failed, callbackArgs=(member, name), errbackArgs=(member, name)
+        )
+
+    def _purged(self, count: int, member: MemberRecord, name: str) -> None:
+        self.log.info(
+            "{admin} purged {count} stored messages of {name}", admin=member.name, count=count, name=name
+        )
+        self.room.tell(member, Notice(self.room.now(), f"removed {count} stored messages of {name}"))
+
+    def _purge_failed(self, failure: Failure, member: MemberRecord, name: str) -> None:
+        self.log.failure("purging the history of {name} failed", failure, name=name)
+        raise ChatError(f"the messages of {name} could not be removed: see the server log")
