@@ -12,11 +12,14 @@ import pytest
 
 from chatroom.bans import BanList
 from chatroom.core.events import EVERYONE, Said, Sealed
+from chatroom.core.memory import InMemoryHistory
+from chatroom.features.history import HistorySettings
 from chatroom.features.moderation import ModerationSettings
 from chatroom.limits import ClientLimits, ConnectionLimits
 from chatroom.passwd import hash_password
 from chatroom.stores.files import DocumentBanStore, load_topic
 from chatroom.transports.irc.codec import mask_target, split_text
+from chatroom.wire import format_timestamp
 from tests.helpers import FakeClient, Server, connect_named, make_server
 from tests.irc_helpers import IRCClient, Message, irc_factory
 
@@ -673,3 +676,29 @@ def test_replies_quoting_long_input_fit_one_line() -> None:
     replies = alice.messages()
     assert [m.command for m in replies] == ["432", "401"]
     assert all(m.text.endswith("\u2026") for m in replies)
+
+
+def test_a_client_with_server_time_gets_the_history_on_joining_with_its_times() -> None:
+    server = make_server(history=HistorySettings(InMemoryHistory(100), 50))
+    (bob,) = connect_named(server.factory, "bob")
+    bob.send("earlier words")
+    bob.send("/me waves")
+    said_at = format_timestamp(server.clock.seconds())
+    server.clock.advance(60)
+    alice = IRCClient(irc_factory(server))
+    alice.register("alice", caps="server-time")
+    alice.send("JOIN #chatroom")
+    replayed = [m for m in alice.messages() if m.command in ("PRIVMSG", "NOTICE") and "#chatroom" in m.raw]
+    texts = [m.raw.partition(" ")[2] for m in replayed]
+    assert texts[:4] == [
+        ":chatroom.irc NOTICE #chatroom :[history] guest1 joined",
+        ":chatroom.irc NOTICE #chatroom :[history] guest1 is now known as bob",
+        ":bob!bob@127.0.0.1 PRIVMSG #chatroom :earlier words",
+        ":bob!bob@127.0.0.1 PRIVMSG #chatroom :\x01ACTION waves\x01",
+    ]
+    assert replayed[2].tags == f"time={said_at}"
+    # Without server-time a client would take the old lines for new ones: none.
+    carol = IRCClient(irc_factory(server), port=50002)
+    carol.register("carol")
+    carol.send("JOIN #chatroom")
+    assert not [m for m in carol.messages() if m.command == "PRIVMSG"]

@@ -29,10 +29,12 @@ from chatroom.core.events import (
     BanSet,
     ErrorReply,
     Event,
+    HistoryKind,
     Joined,
     Kicked,
     Left,
     Renamed,
+    Replayed,
     Said,
     TextReply,
     TopicChanged,
@@ -173,6 +175,7 @@ class IRCCodec:
         self._shared: dict[type[Any], Callable[[Any], list[bytes]]] = {
             Said: self._said,
             Acted: self._acted,
+            Replayed: self._replayed,
             Whispered: self._whispered,
             Joined: lambda e: [self.prefix(e.name) + b" JOIN " + self._channel],
             Left: lambda e: [_fit(self.prefix(e.name) + b" QUIT :", e.reason)],
@@ -231,6 +234,25 @@ class IRCCodec:
         tail = b"\x01" if ctcp else b""
         budget = MAX_LINE - len(CRLF) - len(head) - len(tail)
         return [head + _safe(piece) + tail for piece in split_text(text, budget)]
+
+    def _replayed(self, e: Replayed) -> list[bytes]:
+        # Stored chat as the chat it was (the time tag carries its time);
+        # stored notices as a server NOTICE, not as joins and parts a
+        # client would take for the channel's state now.
+        entry = e.entry
+        if entry.kind is HistoryKind.SAID:
+            return self._chat(entry.sender, self._channel, entry.text)
+        if entry.kind is HistoryKind.ACTED:
+            return self._chat(entry.sender, self._channel, entry.text, b"ACTION")
+        notice = {
+            HistoryKind.JOINED: f"{entry.sender} joined",
+            HistoryKind.LEFT: f"{entry.sender} left ({entry.text})",
+            HistoryKind.RENAMED: f"{entry.sender} is now known as {entry.target}",
+            HistoryKind.KICKED: f"{entry.sender} kicked {entry.target}"
+            + (f": {entry.text}" if entry.text else ""),
+        }[entry.kind]
+        head = f":{self.server} NOTICE ".encode() + self._channel + b" :[history] "
+        return [head + _safe(piece) for piece in split_text(notice, MAX_LINE - len(CRLF) - len(head))]
 
     def _said(self, e: Said) -> list[bytes]:
         return self._chat(e.sender, self._channel, e.text)

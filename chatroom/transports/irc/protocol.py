@@ -622,6 +622,10 @@ class IRCProtocol(LineReceiver):
                 self.write(self.codec.prefix(self.nick) + b" JOIN " + self.channel.encode() + CRLF)
                 self._run(Command("topic"))
                 self._run(Command("list"))
+                if self._tagged and self.session.room.commands.handler("history") is not None:
+                    # Earlier chat, with its own times: only for a client
+                    # that shows server-time tags (others would take it for new).
+                    self._run(Command("history"))
 
     def irc_PART(self, params: list[str]) -> None:
         if not self._need("PART", params, 1):
