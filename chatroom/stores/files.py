@@ -15,10 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.python.failure import Failure
 
-from chatroom.bans import Ban, BanList
+from chatroom.bans import BanList
+from chatroom.core.memory import InMemoryBans, InMemoryTopic
 from chatroom.core.ports import Topic
 from chatroom.state import StateError, read_json
 
@@ -73,10 +74,11 @@ def load_topic(path: Path) -> Topic | None:
         raise StateError.corrupt(path, e) from e
 
 
-class DocumentBanStore:
+class DocumentBanStore(InMemoryBans, InMemoryTopic):
     """
     A ban list (and the room topic: a L{chatroom.core.ports.TopicStore}
-    too) saved as one document through C{write} after every change.
+    too), kept in memory as the in-memory stores keep them, and saved as one
+    document through C{write} after every change.
 
     @param write: Writes the state document (C{write_json} bound to the
         state file, in the daemon); it may block, and runs through C{run}.
@@ -90,8 +92,8 @@ class DocumentBanStore:
         run: Runner = run_inline,
         topic: Topic | None = None,
     ) -> None:
-        self.bans = bans
-        self._topic = topic
+        InMemoryBans.__init__(self, bans)
+        InMemoryTopic.__init__(self, topic)
         self._write = write
         self._run = run
         self._writing = False
@@ -99,34 +101,14 @@ class DocumentBanStore:
         self._next: Any = None
         self._waiting: list[Deferred[None]] = []
 
-    def active(self, now: float) -> list[Ban]:
-        return self.bans.active(now)
-
-    def for_name(self, name: str, now: float) -> Ban | None:
-        return self.bans.for_name(name, now)
-
-    def for_host(self, host: str, now: float) -> Ban | None:
-        return self.bans.for_host(host, now)
-
-    def add(self, ban: Ban, now: float) -> Deferred[None]:
-        self.bans.add(ban, now)
-        return self.save(now)
-
-    def remove(self, target: str, now: float) -> tuple[list[Ban], Deferred[None]]:
-        removed = self.bans.remove(target, now)
-        return removed, self.save(now) if removed else succeed(None)
-
-    def topic(self) -> Topic | None:
-        return self._topic
-
     def set_topic(self, topic: Topic | None, now: float) -> Deferred[None]:
-        self._topic = topic
+        InMemoryTopic.set_topic(self, topic, now)
         return self.save(now)
 
     def save(self, now: float) -> Deferred[None]:
         # The document is made now, on the reactor thread, so it is the
         # state as of this change; only the (slow) writing goes to the runner.
-        topic = self._topic
+        topic = self.topic()
         saved = None if topic is None else {"text": topic.text, "by": topic.by, "at": topic.at}
         self._next = {"version": STATE_VERSION, "bans": self.bans.to_json(now), "topic": saved}
         done: Deferred[None] = Deferred()
