@@ -32,7 +32,7 @@ from chatroom.core.events import Notice
 from chatroom.core.session import Sessions
 from chatroom.features.e2e import E2E_LINE_PREFIX, E2E_MAX_LINE_BYTES, E2EFeature
 from chatroom.features.moderation import Moderation, ModerationSettings, PasswordCheck
-from chatroom.limits import ClientLimits, ConnectionLimits
+from chatroom.limits import ClientLimits, ConnectionLimits, RoomLimits
 from chatroom.passwd import read_hash_file
 from chatroom.state import StateError, clean_temporary_files, write_json
 from chatroom.stores.files import STATE_FILE, DocumentBanStore, load_bans
@@ -53,11 +53,12 @@ DEFAULT_CERT_DIR = Path("certs")
 DEFAULT_PORT = 6697
 CLIENT_DEFAULTS = ClientLimits()
 CONNECTION_DEFAULTS = ConnectionLimits()
+ROOM_DEFAULTS = RoomLimits()
 TRANSPORTS = ("line",)
 
 # (option, defaults, field, help): every limit is a twistd option whose
 # default is the dataclass default; 0 disables a limit.
-LIMIT_OPTIONS: list[tuple[str, ClientLimits | ConnectionLimits, str, str]] = [
+LIMIT_OPTIONS: list[tuple[str, ClientLimits | ConnectionLimits | RoomLimits, str, str]] = [
     (
         "send-queue",
         CLIENT_DEFAULTS,
@@ -77,10 +78,61 @@ LIMIT_OPTIONS: list[tuple[str, ClientLimits | ConnectionLimits, str, str]] = [
     ),
     ("bad-input-rate", CLIENT_DEFAULTS, "bad_input_rate", "Bad lines per second forgiven."),
     ("handshake-timeout", CLIENT_DEFAULTS, "handshake_timeout", "Seconds to finish the TLS handshake."),
-    ("first-line-timeout", CLIENT_DEFAULTS, "first_line_timeout", "Seconds from joining to the first line."),
-    ("ping-interval", CLIENT_DEFAULTS, "ping_interval", "Seconds of silence before the server pings."),
+    (
+        "first-line-timeout",
+        CLIENT_DEFAULTS,
+        "first_line_timeout",
+        "Seconds from the end of the handshake to joining the room.",
+    ),
+    (
+        "ping-interval",
+        CLIENT_DEFAULTS,
+        "ping_interval",
+        "Seconds of silence before the server pings a client that has sent /pong once.",
+    ),
     ("ping-timeout", CLIENT_DEFAULTS, "ping_timeout", "Seconds a pinged client has to answer."),
+    ("keepalive-idle", CLIENT_DEFAULTS, "keepalive_idle", "Seconds of silence before TCP keepalive probes."),
+    ("keepalive-interval", CLIENT_DEFAULTS, "keepalive_interval", "Seconds between TCP keepalive probes."),
+    (
+        "keepalive-count",
+        CLIENT_DEFAULTS,
+        "keepalive_count",
+        "Unanswered TCP keepalive probes before a peer is taken for gone.",
+    ),
+    (
+        "byte-rate",
+        CLIENT_DEFAULTS,
+        "byte_rate",
+        "Bytes per second a client may send (after normalisation), sustained.",
+    ),
+    ("byte-burst", CLIENT_DEFAULTS, "byte_burst", "Bytes a client may send in a burst."),
+    (
+        "address-byte-rate",
+        CLIENT_DEFAULTS,
+        "address_byte_rate",
+        "Bytes per second all clients of one address may send, sustained.",
+    ),
+    ("address-byte-burst", CLIENT_DEFAULTS, "address_byte_burst", "Bytes they may send in a burst."),
+    (
+        "answer-rate",
+        CLIENT_DEFAULTS,
+        "answer_rate",
+        "Bytes per second of answers to a client's own commands; past the burst its commands wait.",
+    ),
+    ("answer-burst", CLIENT_DEFAULTS, "answer_burst", "Bytes of answers a client may get at once."),
+    (
+        "memory-budget",
+        CLIENT_DEFAULTS,
+        "memory_budget",
+        "Bytes all send queues and partial lines may hold; past it the largest are dropped.",
+    ),
     ("max-connections", CONNECTION_DEFAULTS, "total", "Connections at once, in all."),
+    (
+        "max-handshakes",
+        CONNECTION_DEFAULTS,
+        "handshakes",
+        "Connections at once still in the TLS handshake; past it the oldest is closed.",
+    ),
     (
         "max-per-address",
         CONNECTION_DEFAULTS,
@@ -89,6 +141,17 @@ LIMIT_OPTIONS: list[tuple[str, ClientLimits | ConnectionLimits, str, str]] = [
     ),
     ("connect-rate", CONNECTION_DEFAULTS, "rate", "New connections per address per --connect-window."),
     ("connect-window", CONNECTION_DEFAULTS, "window", "Seconds of the --connect-rate window."),
+    ("notice-rate", ROOM_DEFAULTS, "notice_rate", "Join and leave lines per second, sustained."),
+    (
+        "notice-burst",
+        ROOM_DEFAULTS,
+        "notice_burst",
+        "Join and leave lines in a burst; past it they are summed up in arrivals lines.",
+    ),
+    ("notice-interval", ROOM_DEFAULTS, "notice_interval", "Seconds between arrivals lines."),
+    ("oper-checks", ROOM_DEFAULTS, "oper_checks", "Admin password checks per --oper-window, in all."),
+    ("oper-window", ROOM_DEFAULTS, "oper_window", "Seconds of the --oper-checks window."),
+    ("bans-page", ROOM_DEFAULTS, "bans_page", "Bans per /bans answer."),
 ]
 
 
@@ -238,6 +301,9 @@ class Options(usage.Options):
         self["connection_limits"] = ConnectionLimits(
             **connection_fields, exempt_loopback=not self["limit-loopback"]
         )
+        self["room_limits"] = RoomLimits(**{f: self[o] for o, d, f, _ in LIMIT_OPTIONS if d is ROOM_DEFAULTS})
+        if self["connection_limits"].handshakes > self["connection_limits"].total > 0:
+            raise usage.UsageError("--max-handshakes must be at most --max-connections")
         if not self["listen"]:
             interface = self["interface"].replace(":", "\\:")
             where = f":interface={interface}" if interface else ""
@@ -358,12 +424,13 @@ def compose(
     limits: ClientLimits | None = None,
     connection_limits: ConnectionLimits | None = None,
     e2e: bool = True,
+    room_limits: RoomLimits | None = None,
 ) -> tuple[Sessions, Moderation]:
     """
     The daemon's room on C{clock}: the chat commands, moderation and (with
     C{e2e}) end-to-end encryption, and the sessions of its connections.
     """
-    room = new_room(clock)
+    room = new_room(clock, limits=room_limits)
     feature = Moderation(room, moderation)
     room.add_feature(feature)
     if e2e:
@@ -437,7 +504,13 @@ def build_service(config: Options, reactor: Any, run_in_thread: Callable[..., De
         first_admin=password is None or bool(config["first-admin"]),
         run_check=run_check,
     )
-    sessions, moderation = compose(reactor, settings, config["client_limits"], config["connection_limits"])
+    sessions, moderation = compose(
+        reactor,
+        settings,
+        config["client_limits"],
+        config["connection_limits"],
+        room_limits=config["room_limits"],
+    )
     service = ChatService(
         reactor,
         sessions,

@@ -23,7 +23,7 @@ from chatroom.core.events import (
 from chatroom.core.memory import InMemoryMembers
 from chatroom.core.ports import FanOut, MemberDirectory, MemberRecord
 from chatroom.core.room import Feature, Room
-from chatroom.names import name_problem
+from chatroom.limits import RoomLimits
 
 MAX_FILTERS = 32
 MAX_FILTER_LENGTH = 100
@@ -71,14 +71,9 @@ class ChatCommands(Feature):
 
     def nick(self, member: MemberRecord, args: tuple[str, ...]) -> Deferred[None] | None:
         (new_name,) = args
-        problem = name_problem(new_name)
+        problem = self.room.rename_problem(member, new_name)
         if problem is not None:
-            raise ChatError(f"invalid name {new_name!r}: {problem}")
-        refusal = self.room.name_refusal(new_name)
-        if refusal is not None:
-            raise ChatError(refusal)
-        if new_name == member.name:
-            raise ChatError(f"you are already called {new_name}")
+            raise ChatError(problem)
         old_name = member.name
 
         def renamed(other: MemberRecord | None) -> None:
@@ -125,14 +120,14 @@ class ChatCommands(Feature):
             raise ChatError(f'you already filter "{word}"')
         if len(member.filters) >= MAX_FILTERS:
             raise ChatError(f"you have {MAX_FILTERS} filters already: /unfilter one first")
-        member.filters.append(word)
+        member.add_filter(word)
         self._reply(member, f'chat containing "{word}" is now hidden from you')
 
     def unfilter(self, member: MemberRecord, args: tuple[str, ...]) -> None:
         word = args[0].casefold()
         if word not in member.filters:
             raise ChatError(f'you have no filter "{word}": type /filter to list yours')
-        member.filters.remove(word)
+        member.remove_filter(word)
         self._reply(member, f'chat containing "{word}" is shown again')
 
     def _reply(self, member: MemberRecord, text: str) -> None:
@@ -155,11 +150,14 @@ class ChatCommands(Feature):
 
 
 def new_room(
-    clock: IReactorTime, members: MemberDirectory | None = None, fanout: FanOut | None = None
+    clock: IReactorTime,
+    members: MemberDirectory | None = None,
+    fanout: FanOut | None = None,
+    limits: RoomLimits | None = None,
 ) -> Room:
     """
     A room with the chat commands, on C{clock}; in-memory stores by default.
     """
-    room = Room(clock, members if members is not None else InMemoryMembers(), fanout)
+    room = Room(clock, members if members is not None else InMemoryMembers(), fanout, limits)
     room.add_feature(ChatCommands(room))
     return room

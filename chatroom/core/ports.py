@@ -10,6 +10,7 @@ reads come from what the store keeps locally.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -45,13 +46,43 @@ class MemberRecord:
     last_active: float = 0.0
     is_admin: bool = False
     filters: list[str] = field(default_factory=list)
+    # All filters in one pattern, made again when they change: one pass
+    # over a message however many filters there are.
+    _matcher: re.Pattern[str] | None = field(default=None, repr=False, compare=False)
 
     def hides(self, text: str) -> bool:
         """
         Whether one of this member's filters hides chat text C{text}.
         """
-        folded = text.casefold()
-        return any(word in folded for word in self.filters)
+        return self.hides_folded(text.casefold())
+
+    def hides_folded(self, folded: str) -> bool:
+        """
+        Whether one of this member's filters hides chat text whose
+        casefolded form is C{folded} (fold once per message, not per member).
+        """
+        if not self.filters:
+            return False
+        matcher = self._matcher
+        if matcher is None:
+            # Longest first, so a word is never cut short by one it starts with.
+            words = sorted(self.filters, key=len, reverse=True)
+            matcher = self._matcher = re.compile("|".join(map(re.escape, words)))
+        return matcher.search(folded) is not None
+
+    def add_filter(self, word: str) -> None:
+        """
+        Hide chat holding C{word} (casefolded) from now on.
+        """
+        self.filters.append(word)
+        self._matcher = None
+
+    def remove_filter(self, word: str) -> None:
+        """
+        Show chat holding C{word} again.
+        """
+        self.filters.remove(word)
+        self._matcher = None
 
     @property
     def address(self) -> str:

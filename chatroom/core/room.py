@@ -13,15 +13,17 @@ L{Room.add_feature}; the chat commands themselves are such a feature
 from __future__ import annotations
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from chatroom.core.commands import Command, CommandRegistry
 from chatroom.core.errors import ChatError
-from chatroom.core.events import EVERYONE, Event, Joined, Left, Listed, Welcome, one
+from chatroom.core.events import EVERYONE, Arrivals, Event, Joined, Left, Listed, Welcome, one
 from chatroom.core.memory import InMemoryMembers, LocalFanOut
 from chatroom.core.ports import FanOut, MemberDirectory, MemberRecord, Recipient
+from chatroom.limits import RoomLimits, TokenBucket
+from chatroom.names import name_problem
 
-# How many names one list event carries.
+# How many names one list event (or one side of an arrivals summary) carries.
 LIST_CHUNK = 100
 
 
@@ -66,6 +68,7 @@ class Room:
     @ivar members: The member directory.
     @ivar fanout: Where the room's events go.
     @ivar commands: Every command the room serves.
+    @ivar limits: The room's limits (the budget of join and leave lines).
     """
 
     def __init__(
@@ -73,12 +76,19 @@ class Room:
         clock: IReactorTime,
         members: MemberDirectory | None = None,
         fanout: FanOut | None = None,
+        limits: RoomLimits | None = None,
     ) -> None:
         self.clock = clock
         self.members: MemberDirectory = members if members is not None else InMemoryMembers()
         self.fanout: FanOut = fanout if fanout is not None else LocalFanOut(self.members)
         self.commands = CommandRegistry()
+        self.limits = limits = limits if limits is not None else RoomLimits()
         self._features: list[Feature] = []
+        self._notices = TokenBucket(clock, limits.notice_rate, limits.notice_burst)
+        # Arrivals and departures past the budget, until the next summary.
+        self._arrived: dict[str, MemberRecord] = {}
+        self._departed: list[str] = []
+        self._summary: IDelayedCall | None = None
 
     def add_feature(self, feature: Feature) -> None:
         """
@@ -138,7 +148,8 @@ class Room:
                 break
         self.fanout.subscribe(member.id, recipient)
         self.tell(member, Welcome(now, member.name))
-        self.broadcast(Joined(now, member.name, member.address))
+        if not self._collapse(member, joined=True):
+            self.broadcast(Joined(now, member.name, member.address))
         for feature in self._features:
             feature.joined(member)
         self.list_members(member)
@@ -159,15 +170,56 @@ class Room:
             self.fanout.disconnect(member.id)
         else:
             self.fanout.unsubscribe(member.id)
-        self.broadcast(Left(self.now(), member.name, reason))
+        if not self._collapse(member, joined=False):
+            self.broadcast(Left(self.now(), member.name, reason))
         for feature in self._features:
             feature.left(member)
+
+    def _collapse(self, member: MemberRecord, joined: bool) -> bool:
+        """
+        Whether to leave C{member}'s join (or leave) line out, past the
+        budget of notices, for the next L{Arrivals} summary.
+        """
+        if self._summary is None and self._notices.take():
+            return False
+        if joined:
+            self._arrived[member.id] = member
+        else:
+            # Named as departed even if its arrival was never announced: a
+            # client may have learnt the name from a rename line since.
+            self._arrived.pop(member.id, None)
+            self._departed.append(member.name)
+        if self._summary is None:
+            self._summary = self.clock.callLater(self.limits.notice_interval, self._summarise)
+        return True
+
+    def _summarise(self) -> None:
+        self._summary = None
+        arrived, self._arrived = self._arrived, {}
+        departed, self._departed = self._departed, []
+        joined = [(m.name, m.is_admin) for m in arrived.values() if m in self.members]
+        # A departed name someone present has taken since (and was
+        # announced under) is not gone; departures come first, so a name
+        # that left and was taken by a newcomer ends up present.
+        left = [
+            name
+            for name in dict.fromkeys(departed)
+            if (present := self.members.find(name)) is None or present.id in arrived
+        ]
+        now = self.now()
+        for start in range(0, len(left), LIST_CHUNK):
+            self.broadcast(Arrivals(now, (), tuple(left[start : start + LIST_CHUNK])))
+        for start in range(0, len(joined), LIST_CHUNK):
+            self.broadcast(Arrivals(now, tuple(joined[start : start + LIST_CHUNK]), ()))
 
     def close(self, event: Event) -> None:
         """
         Tell everyone C{event}, then close every member's connection without
         announcing each departure (nobody stays to hear it).
         """
+        if self._summary is not None and self._summary.active():
+            self._summary.cancel()
+        self._summary = None
         self.broadcast(event)
         for member in self.members:
             self.members.remove(member)
@@ -189,6 +241,25 @@ class Room:
             # A command the parser knows but this room does not serve.
             raise ChatError(f"/{command.name} is not available on this server")
         return handler(member, command.args)
+
+    def rename_problem(self, member: MemberRecord, new_name: str) -> str | None:
+        """
+        Why C{member} cannot be renamed C{new_name} now (the error text), if so.
+        """
+        problem = name_problem(new_name)
+        if problem is not None:
+            return f"invalid name {new_name!r}: {problem}"
+        refusal = self.name_refusal(new_name)
+        if refusal is not None:
+            return refusal
+        if new_name == member.name:
+            return f"you are already called {new_name}"
+        other = self.members.clash(new_name, ignore=member)
+        if other is not None:
+            same = other.name.casefold() == new_name.casefold()
+            why = "is taken" if same else f"looks too much like {other.name}"
+            return f"the name {new_name} {why}: choose another"
+        return None
 
     def find(self, name: str) -> MemberRecord:
         """
