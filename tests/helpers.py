@@ -17,7 +17,7 @@ from twisted.python.failure import Failure
 from chatroom.core.room import Room
 from chatroom.core.session import Sessions
 from chatroom.features.moderation import Moderation, ModerationSettings
-from chatroom.limits import ClientLimits, ConnectionLimits
+from chatroom.limits import ClientLimits, ConnectionLimits, RoomLimits
 from chatroom.tap import compose, line_factory
 from chatroom.transports.line.protocol import LineFactory, LineProtocol
 from chatroom.transports.line.writer import TurnFlusher
@@ -48,6 +48,7 @@ def make_server(
     e2e: bool = True,
     clock: Clock | None = None,
     flusher: TurnFlusher | None = None,
+    room_limits: RoomLimits | None = None,
 ) -> Server:
     """
     The room as the daemon composes it (moderation, E2E unless C{e2e} is
@@ -57,7 +58,9 @@ def make_server(
     if clock is None:
         clock = Clock()
         clock.advance(START)
-    sessions, feature = compose(clock, moderation or ModerationSettings(), limits, connection_limits, e2e)
+    sessions, feature = compose(
+        clock, moderation or ModerationSettings(), limits, connection_limits, e2e, room_limits
+    )
     return Server(clock, sessions.room, sessions, feature, line_factory(sessions, flusher, e2e))
 
 
