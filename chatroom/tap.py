@@ -9,7 +9,10 @@ L{ChatService}. L{makeService}, which twistd calls, takes the reactor.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import datetime
+import gc
 import signal
 from collections.abc import Callable, Generator
 from functools import partial
@@ -22,6 +25,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import SSL4ServerEndpoint, serverFromString
 from twisted.internet.interfaces import IListeningPort, IReactorThreads, IReactorTime, IStreamServerEndpoint
 from twisted.internet.protocol import Factory
+from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python import usage
@@ -153,6 +157,54 @@ LIMIT_OPTIONS: list[tuple[str, ClientLimits | ConnectionLimits | RoomLimits, str
     ("oper-window", ROOM_DEFAULTS, "oper_window", "Seconds of the --oper-checks window."),
     ("bans-page", ROOM_DEFAULTS, "bans_page", "Bans per /bans answer."),
 ]
+
+
+# Seconds between looks at whether memory the sessions let go can go back
+# to the system, and how much must have been let go for it to be worth it.
+TRIM_INTERVAL = 5.0
+TRIM_WORTH = 4 * 1024 * 1024
+
+
+def malloc_trim() -> bool:
+    """
+    Hand the C heap's free pages back to the system (glibc's
+    C{malloc_trim}); freed send queues otherwise stay in the process's
+    resident memory. Whether it was there to call.
+    """
+    # Closed connections can sit in reference cycles holding their buffers
+    # until the oldest generation is collected, which may take a long time.
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    trim = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+    if trim is None:
+        return False
+    trim(0)
+    return True
+
+
+class MemoryTrimmer:
+    """
+    Calls C{trim} once the sessions have let go of at least L{TRIM_WORTH}
+    bytes since their highest point.
+    """
+
+    def __init__(self, sessions: Sessions, trim: Callable[[], object] = malloc_trim) -> None:
+        self.sessions = sessions
+        self.trim = trim
+        self._high = 0
+
+    log = Logger()
+
+    def check(self) -> None:
+        held = self.sessions.held
+        self._high = max(self._high, self.sessions.take_peak())
+        if self._high - held >= TRIM_WORTH:
+            self.log.info(
+                "sessions let go of {freed} bytes: returning free memory to the system",
+                freed=self._high - held,
+            )
+            self.trim()
+            self._high = held
 
 
 class StartupError(Exception):
@@ -364,6 +416,12 @@ class ChatService(MultiService):
         self.tls = tls
         self.grace = grace
         self.password_file = password_file
+        self._trimming = LoopingCall(MemoryTrimmer(sessions).check)
+        self._trimming.clock = reactor
+
+    def startService(self) -> None:
+        super().startService()
+        self._trimming.start(TRIM_INTERVAL, now=False)
 
     def listen(self, endpoint: IStreamServerEndpoint, factory: Factory, kind: str) -> None:
         """
@@ -401,6 +459,8 @@ class ChatService(MultiService):
 
     @inlineCallbacks
     def stopService(self) -> Generator[Deferred[Any], Any, None]:
+        if self._trimming.running:
+            self._trimming.stop()
         # The listeners first: nobody new joins a room that is closing.
         yield super().stopService()
         count = len(self.sessions.open)

@@ -254,3 +254,23 @@ def test_a_tab_is_a_space() -> None:
     alice, bob = connect_named(server.factory, "alice", "bob")
     alice.send("def f():\tpass")
     assert [(line.kind, line.text) for line in bob.lines()] == [("message", "def f(): pass")]
+
+
+def test_memory_is_handed_back_once_sessions_let_go_of_enough() -> None:
+    from chatroom.tap import TRIM_WORTH, MemoryTrimmer
+
+    limits = ClientLimits(flood_rate=0, byte_rate=0, send_queue=0, memory_budget=0)
+    server = make_server(limits)
+    trims: list[None] = []
+    trimmer = MemoryTrimmer(server.sessions, lambda: trims.append(None))
+    alice, stalled = connect_named(server.factory, "alice", "stalled")
+    stalled.transport.producer.pauseProducing()
+    for _ in range(TRIM_WORTH // 4000 + 10):
+        alice.send("q" * 4000)
+    trimmer.check()
+    assert trims == [] and server.sessions.held > TRIM_WORTH
+    stalled.disconnect()
+    assert server.sessions.held == 0
+    trimmer.check()
+    trimmer.check()
+    assert len(trims) == 1

@@ -492,6 +492,7 @@ class Sessions:
         self.connections = ConnectionCounter(clock, self.connection_limits)
         self.open: set[Session] = set()
         self.held = 0
+        self._peak = 0
         self._enforcing = False
         # Oldest first: the one closed when too many are in their handshake.
         self._handshaking: dict[Session, None] = {}
@@ -564,6 +565,8 @@ class Sessions:
         largest holders.
         """
         self.held += delta
+        if self.held > self._peak:
+            self._peak = self.held
         budget = self.limits.memory_budget
         if not budget or self.held <= budget or self._enforcing:
             return
@@ -582,6 +585,13 @@ class Sessions:
                 session.release()
         finally:
             self._enforcing = False
+
+    def take_peak(self) -> int:
+        """
+        The most L{held} has been since the last call.
+        """
+        peak, self._peak = self._peak, self.held
+        return peak
 
     def forget(self, session: Session) -> None:
         """
