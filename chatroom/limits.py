@@ -51,8 +51,7 @@ class TokenBucket:
         """
         if self.rate > 0:
             self._refill()
-            # Bounded debt: one charge never costs more than a full bucket's worth of waiting.
-            self._tokens = max(self._tokens - cost, -self.burst)
+            self._tokens -= cost
 
     def wait(self, cost: float = 0.0) -> float:
         """
@@ -229,7 +228,7 @@ class ClientLimits:
     address_byte_rate: float = 32768.0
     address_byte_burst: float = 280000.0
     answer_rate: float = 16384.0
-    answer_burst: float = 131072.0
+    answer_burst: float = 262144.0
     memory_budget: int = 256 * 1024 * 1024
 
 

@@ -43,6 +43,10 @@ DROP_GRACE = 10.0
 # Commands waiting while an earlier one of the same member finishes (a
 # store round trip, a password check); flood control keeps it far lower.
 MAX_WAITING = 100
+# Commands that build a member's filter pattern again, and what each of its
+# characters costs in answer bytes (compiling is slower than sending).
+FILTER_COMMANDS = frozenset({"filter", "unfilter"})
+FILTER_COST = 8
 
 
 class Session:
@@ -300,6 +304,11 @@ class Session:
             result = None
         finally:
             self._answering = False
+        if command.name in FILTER_COMMANDS:
+            # The member's filter pattern was built again: charged like an
+            # answer of a few times its size, so changing filters over and
+            # over is paid for by the one who does it.
+            self._answered += FILTER_COST * sum(map(len, member.filters))
         # A command costs what its answers weigh.
         self._answer_bucket.charge(self._answered)
         if result is None:
