@@ -174,3 +174,35 @@ def test_hostnames_go_into_the_local_certificate_and_bind_the_reload(
 def test_a_bad_hostname_is_refused() -> None:
     with pytest.raises(usage.UsageError, match="--hostname"):
         options("--hostname", "not a name")
+
+
+def test_the_readme_table_gives_every_limit_and_its_default() -> None:
+    from chatroom.tap import LIMIT_OPTIONS
+
+    readme = (Path(__file__).resolve().parent.parent / "README.rst").read_text(encoding="utf-8")
+    rows = {line.split()[0]: line.split()[1] for line in readme.splitlines() if line.startswith("``--")}
+    for option, defaults, field, _ in LIMIT_OPTIONS:
+        default = getattr(defaults, field)
+        assert f"``--{option}``" in rows, option
+        assert float(rows[f"``--{option}``"]) == default, option
+
+
+def test_the_protocol_names_every_limit_a_client_can_meet() -> None:
+    protocol = (Path(__file__).resolve().parent.parent / "docs" / "protocol.rst").read_text(encoding="utf-8")
+    for option in (
+        "byte-rate",
+        "address-byte-rate",
+        "answer-rate",
+        "answer-burst",
+        "memory-budget",
+        "max-handshakes",
+        "notice-rate",
+        "notice-interval",
+        "bans-page",
+        "keepalive-idle",
+        "keepalive-interval",
+        "keepalive-count",
+        "first-line-timeout",
+        "send-queue",
+    ):
+        assert f"``--{option}``" in protocol, option
