@@ -44,6 +44,12 @@ class TokenBucket:
             return True
         return False
 
+    def full(self) -> bool:
+        """
+        Whether the bucket holds all C{burst} tokens (as if never used).
+        """
+        return self.rate <= 0 or self._refill() >= self.burst
+
     def charge(self, cost: float) -> None:
         """
         Take C{cost} tokens whether or not there are enough: the bucket may

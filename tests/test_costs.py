@@ -274,3 +274,34 @@ def test_memory_is_handed_back_once_sessions_let_go_of_enough() -> None:
     trimmer.check()
     trimmer.check()
     assert len(trims) == 1
+
+
+def test_reconnecting_does_not_refill_an_address_budget() -> None:
+    limits = ClientLimits(flood_rate=0, nick_rate=0, address_byte_rate=1000, address_byte_burst=10_000)
+    server = make_server(limits)
+    listener = FakeClient(server.factory, 5)
+    for port in (1, 2):
+        sender = FakeClient(server.factory, port, "10.1.2.3")
+        sender.send("y" * 4000)
+        sender.disconnect()
+    sender = FakeClient(server.factory, 3, "10.1.2.3")
+    sender.send("y" * 4000)
+    assert sender.lines()[-1].text == "flood: slow down, at most 1000 bytes per second from your address"
+    assert [line.kind for line in listener.lines()].count("message") == 2
+    # Once full again and unused, the budget is forgotten (when another address comes).
+    sender.disconnect()
+    server.clock.advance(10)
+    for n in range(4):
+        FakeClient(server.factory, 10 + n, f"10.7.7.{n}").send("hi")
+    assert server.sessions.address_budgets <= 4
+
+
+def test_a_flood_of_bytes_is_told_once() -> None:
+    limits = ClientLimits(flood_rate=0, nick_rate=0, byte_rate=100, byte_burst=5_000)
+    server = make_server(limits)
+    (alice,) = connect_named(server.factory, "alice")
+    for _ in range(5):
+        alice.send("x" * 4000)
+    assert [line.text for line in alice.lines() if line.kind == "error"] == [
+        "flood: slow down, at most 100 bytes per second"
+    ]

@@ -14,6 +14,7 @@ closes them all at shutdown.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import deque
 from collections.abc import Callable
@@ -186,7 +187,6 @@ class Session:
             self._set_timer(self.limits.ping_interval, self._ping)
         if not self._lines_bucket.take():
             return self._flood(f"at most {self.limits.flood_rate:g} lines per second")
-        self._flooding = 0
         return True
 
     def text_received(self, size: int) -> bool:
@@ -206,6 +206,8 @@ class Session:
             return self._flood(
                 f"at most {self.limits.address_byte_rate:g} bytes per second from your address"
             )
+        # Within every budget: the next refusal is a new flood, told once.
+        self._flooding = 0
         return True
 
     def _flood(self, limit: str) -> bool:
@@ -552,11 +554,30 @@ class Sessions:
         key = address_key(host)
         bucket = self._address_buckets.get(key)
         if bucket is None:
+            self._forget_address_buckets(2)
             limits = self.limits
             bucket = self._address_buckets[key] = TokenBucket(
                 self.clock, limits.address_byte_rate, limits.address_byte_burst
             )
         return bucket
+
+    @property
+    def address_budgets(self) -> int:
+        """
+        How many addresses' byte budgets are kept.
+        """
+        return len(self._address_buckets)
+
+    def _forget_address_buckets(self, most: int) -> None:
+        # A bucket outlives its address's connections until it is full again
+        # (reconnecting does not refill it); the oldest few are looked at
+        # whenever one is made, so there are about as many as addresses.
+        buckets = self._address_buckets
+        for key in list(itertools.islice(buckets, most)):
+            bucket = buckets.pop(key)
+            if not bucket.full() or self.connections.open_from(key) > 0:
+                # Still in use: to the back of the line.
+                buckets[key] = bucket
 
     def folded(self, event: ChatEvent) -> str:
         """
@@ -609,7 +630,10 @@ class Sessions:
         self.open.discard(session)
         self._handshaking.pop(session, None)
         if self._address_buckets and self.connections.open_from(session.host) == 0:
-            self._address_buckets.pop(address_key(session.host), None)
+            key = address_key(session.host)
+            bucket = self._address_buckets.get(key)
+            if bucket is not None and bucket.full():
+                del self._address_buckets[key]
         if not self.open:
             waiting, self._drained = self._drained, []
             for d in waiting:
