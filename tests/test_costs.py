@@ -302,6 +302,10 @@ def test_a_flood_of_bytes_is_told_once() -> None:
     (alice,) = connect_named(server.factory, "alice")
     for _ in range(5):
         alice.send("x" * 4000)
-    assert [line.text for line in alice.lines() if line.kind == "error"] == [
-        "flood: slow down, at most 100 bytes per second"
-    ]
+    told = ["flood: slow down, at most 100 bytes per second"]
+    assert [line.text for line in alice.lines() if line.kind == "error"] == told
+    # Within the budget again, then over it: a new flood, told again.
+    server.clock.advance(50)
+    alice.send("x" * 4000)
+    alice.send("x" * 4000)
+    assert [(line.kind, line.text) for line in alice.lines()] == [("message", "x" * 4000), ("error", told[0])]

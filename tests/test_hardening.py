@@ -5,7 +5,7 @@ Per-connection limits, timeouts and keepalive, on StringTransports and a fake cl
 from __future__ import annotations
 
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.testing import StringTransport
 from zope.interface import alsoProvides
@@ -125,9 +125,12 @@ def test_a_silent_reader_stays_longer_than_every_deadline() -> None:
 
 def test_pings_only_for_clients_that_answer_them() -> None:
     room, clock, factory = make_room(DEFAULTS)
+    chatter = FakeClient(factory, 1)
+    chatter.send("a human on openssl, who never typed /pong")
     talker = FakeClient(factory, 2)
     talker.send("/pong")  # what a client that answers pings says once it joins
     talker.lines()
+    chatter.lines()
     clock.advance(DEFAULTS.ping_interval)
     ping = talker.lines()[-1]
     assert ping.kind == "ping"
@@ -139,7 +142,8 @@ def test_pings_only_for_clients_that_answer_them() -> None:
     assert talker.lines()[-1].kind == "ping"
     clock.advance(DEFAULTS.ping_timeout)
     assert talker.transport.disconnecting
-    assert len(room.members) == 0
+    assert [line.kind for line in chatter.lines()] == ["leave"]
+    assert not chatter.transport.disconnecting and len(room.members) == 1
 
 
 def test_the_join_deadline_holds_only_before_joining() -> None:
@@ -236,3 +240,20 @@ def test_close_all_aborts_what_does_not_drain_in_time() -> None:
     assert alice.transport.disconnected
     alice.disconnect()
     assert done == [None]
+
+
+def test_a_rename_the_store_refuses_late_costs_nothing() -> None:
+    # A shared store can find a clash the local check could not see (a
+    # member of another process took the name in between).
+    server = make_server(DEFAULTS)
+    alice, _ = connect_named(server.factory, "alice", "bob")
+    real_rename = server.room.members.rename
+    other = next(m for m in server.room.members if m.name == "bob")
+    server.room.members.rename = lambda record, name: succeed(other)  # type: ignore[method-assign]
+    for n in range(5):
+        alice.send(f"/nick taken{n}")
+        assert alice.lines()[-1].text == f"the name taken{n} looks too much like bob: choose another"
+    server.room.members.rename = real_rename  # type: ignore[method-assign]
+    for n in range(2):
+        alice.send(f"/nick free{n}")
+        assert alice.lines()[-1].kind == "rename"
