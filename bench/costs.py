@@ -15,9 +15,10 @@ Scenarios (each prints one or more ``name: figure`` lines):
 
 - filters: 1000 members with 32 filters of 100 characters each, one 4 KB
   message: milliseconds of CPU to deliver it to all (item 3);
-- answers: 50 members asking C{/e2e keys} (1000 members with keys), C{/list}
-  or C{/help} at the allowed line rate for 60 s: bytes per second the
-  server sends them (item 4);
+- answers: 50 members (admins) asking C{/e2e keys} (1000 members with
+  keys), C{/list}, C{/help}, C{/bans} (1000 bans with 200-character
+  reasons) or C{/whois} at the allowed line rate for 60 s: bytes per second
+  the server sends them (item 4);
 - bytes: ten connections from one address at the allowed line rate, lines
   of 4096 bytes of U+1D160 (12,288 once normalised): bytes per second each
   member receives; whether a member dropped for a full send queue is told
@@ -53,8 +54,10 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 import chatroom
+from chatroom.bans import Ban, BanList
 from chatroom.core.chat import new_room
 from chatroom.core.events import Said
+from chatroom.core.memory import InMemoryBans
 from chatroom.core.session import Sessions
 from chatroom.e2e.keys import KeyBundle
 from chatroom.features.e2e import E2EFeature, InMemoryKeyDirectory
@@ -89,7 +92,7 @@ class Bench:
     The daemon's room (chat, moderation, E2E) on a fake clock.
     """
 
-    def __init__(self, password: bool = False, **limits: Any) -> None:
+    def __init__(self, password: bool = False, bans: int = 0, **limits: Any) -> None:
         self.clock = Clock()
         self.clock.advance(START)
         self.room = new_room(self.clock)
@@ -99,7 +102,11 @@ class Bench:
             self.checks += 1
             return succeed(False)
 
+        ban_list = BanList()
+        for n in range(bans):
+            ban_list.add(Ban(f"troll{n}", None, "root", START, None, "r" * 200), START)
         settings = ModerationSettings(
+            bans=InMemoryBans(ban_list),
             password=hash_password("a long enough password", n=2**4, r=1, p=1) if password else None,
             run_check=run_check,
         )
@@ -155,8 +162,8 @@ def filters(quick: bool) -> None:
 
 
 def answers(quick: bool) -> None:
-    for command in ("/e2e keys", "/list", "/help"):
-        bench = Bench()
+    for command in ("/e2e keys", "/list", "/help", "/bans", "/whois guest1"):
+        bench = Bench(bans=1000 if command == "/bans" else 0)
         members = 200 if quick else 1000
         for _ in range(members):
             protocol, _ = bench.connect()
@@ -165,6 +172,10 @@ def answers(quick: bool) -> None:
             bundle = KeyBundle(os.urandom(32), os.urandom(32), os.urandom(64))
             bench.keys.register(member.id, bundle)
         askers = [bench.connect() for _ in range(50)]
+        for protocol, _ in askers:
+            member = protocol.session.member
+            assert member is not None
+            bench.room.members.set_admin(member, True)
         for _, transport in askers:
             transport.written = 0
         seconds = 20 if quick else 60

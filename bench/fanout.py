@@ -139,8 +139,9 @@ def start_chatroom(work: Path, certs: Path, cpu: int | None, scenario: Scenario)
     command += ["--pidfile=", "-n", "chatroom", "--port", "0", "--interface", "127.0.0.1"]
     command += ["--cert", str(certs / "server.pem"), "--key", str(certs / "server-key.pem")]
     command += ["--state", str(work / "state")]
-    # Flood control off, as for ngircd (MaxPenaltyTime = 0); the other limits stay.
-    command += ["--flood-rate", "0"]
+    # Flood control off, as for ngircd (MaxPenaltyTime = 0): lines, bytes and
+    # answers; the other limits stay.
+    command += ["--flood-rate", "0", "--byte-rate", "0", "--address-byte-rate", "0", "--answer-rate", "0"]
     env = dict(
         os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     )

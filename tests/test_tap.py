@@ -206,3 +206,17 @@ def test_the_protocol_names_every_limit_a_client_can_meet() -> None:
         "send-queue",
     ):
         assert f"``--{option}``" in protocol, option
+
+
+def test_new_limits_are_options() -> None:
+    config = options(
+        "--byte-rate", "100", "--answer-burst", "5000", "--max-handshakes", "7", "--notice-interval", "2",
+        "--oper-checks", "3", "--bans-page", "10", "--keepalive-idle", "30", "--memory-budget", "1000000",
+    )  # fmt: skip
+    client, connection, room = config["client_limits"], config["connection_limits"], config["room_limits"]
+    assert (client.byte_rate, client.answer_burst, client.keepalive_idle) == (100, 5000, 30)
+    assert client.memory_budget == 1_000_000
+    assert connection.handshakes == 7
+    assert (room.notice_interval, room.oper_checks, room.bans_page) == (2, 3, 10)
+    with pytest.raises(usage.UsageError, match="--max-handshakes must be at most --max-connections"):
+        options("--max-connections", "10", "--max-handshakes", "20")
