@@ -309,3 +309,30 @@ def test_a_flood_of_bytes_is_told_once() -> None:
     alice.send("x" * 4000)
     alice.send("x" * 4000)
     assert [(line.kind, line.text) for line in alice.lines()] == [("message", "x" * 4000), ("error", told[0])]
+
+
+def test_changing_filters_over_and_over_is_paid_for() -> None:
+    limits = ClientLimits(flood_rate=0, nick_rate=0, answer_rate=1000, answer_burst=20_000)
+    server = make_server(limits)
+    alice, bob = connect_named(server.factory, "alice", "bob")
+    words = [f"{n:02d}" + "w" * 98 for n in range(31)]
+    for word in words:
+        alice.send(f"/filter {word}")
+    alice.lines()
+    # Each change builds a pattern of about 3,200 characters again.
+    for _ in range(5):
+        alice.send("/filter again" + "x" * 90)
+        alice.send("/unfilter again" + "x" * 90)
+    alice.send("done")
+    assert "done" not in [line.text for line in bob.lines()]
+    # About 400 KB of patterns built at 1000 bytes per second.
+    server.clock.pump([1.0] * 300)
+    assert bob.lines() == []
+    server.clock.pump([1.0] * 1000)
+    assert [line.text for line in bob.lines()] == ["done"]
+    # Listing them builds nothing, and costs only its answer.
+    alice.lines()
+    alice.send("/filter")
+    alice.send("/filter")
+    alice.send("listed")
+    assert bob.lines()[-1].text == "listed"

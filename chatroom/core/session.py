@@ -295,6 +295,7 @@ class Session:
                 self._set_timer(self.limits.ping_interval, self._ping)
             return
         renaming = command.name == "nick"
+        filters = len(member.filters) if command.name in FILTER_COMMANDS else None
         self._answering, self._answered = True, 0
         try:
             if renaming:
@@ -306,7 +307,7 @@ class Session:
             result = None
         finally:
             self._answering = False
-        if command.name in FILTER_COMMANDS:
+        if filters is not None and filters != len(member.filters):
             # The member's filter pattern was built again: charged like an
             # answer of a few times its size, so changing filters over and
             # over is paid for by the one who does it.
