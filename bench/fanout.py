@@ -155,8 +155,9 @@ def start_chatroom(
         command += ["--listen", "irc:ssl:0:interface=127.0.0.1", "--irc-channel", "#bench"]
     command += ["--cert", str(certs / "server.pem"), "--key", str(certs / "server-key.pem")]
     command += ["--state", str(work / "state")]
-    # Flood control off, as for ngircd (MaxPenaltyTime = 0); the other limits stay.
-    command += ["--flood-rate", "0"]
+    # Flood control off, as for ngircd (MaxPenaltyTime = 0): lines, bytes and
+    # answers; the other limits stay.
+    command += ["--flood-rate", "0", "--byte-rate", "0", "--address-byte-rate", "0", "--answer-rate", "0"]
     # The history is on, as by default, unless the arguments say otherwise.
     command += list(scenario.daemon_args)
     env = dict(

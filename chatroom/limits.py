@@ -27,19 +27,47 @@ class TokenBucket:
         self._tokens = burst
         self._updated = clock.seconds()
 
+    def _refill(self) -> float:
+        now = self.clock.seconds()
+        self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
+        self._updated = now
+        return self._tokens
+
     def take(self, cost: float = 1.0) -> bool:
         """
         Take C{cost} tokens if there are enough; say whether there were.
         """
         if self.rate <= 0:
             return True
-        now = self.clock.seconds()
-        self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
-        self._updated = now
-        if self._tokens >= cost:
+        if self._refill() >= cost:
             self._tokens -= cost
             return True
         return False
+
+    def full(self) -> bool:
+        """
+        Whether the bucket holds all C{burst} tokens (as if never used).
+        """
+        return self.rate <= 0 or self._refill() >= self.burst
+
+    def charge(self, cost: float) -> None:
+        """
+        Take C{cost} tokens whether or not there are enough: the bucket may
+        go into debt, which L{wait} then says how long takes to repay.
+        """
+        if self.rate > 0:
+            self._refill()
+            self._tokens -= cost
+
+    def wait(self, cost: float = 0.0) -> float:
+        """
+        Seconds until C{cost} tokens are there (more than none: until the
+        bucket is out of debt); 0 if they are now.
+        """
+        if self.rate <= 0:
+            return 0.0
+        short = cost - self._refill()
+        return max(short, 0.0) / self.rate if short > 0 else 0.0
 
 
 def address_key(host: str) -> str:
@@ -74,10 +102,14 @@ class ConnectionLimits:
     @ivar per_address: Connections at once from one address (or IPv6 /64).
     @ivar rate: New connections from one address per C{window} seconds.
     @ivar window: The window of the rate limit, in seconds.
+    @ivar handshakes: Connections at once still in their (TLS) handshake,
+        below C{total}: past it the oldest of them is closed, so sockets
+        that never start TLS cannot fill the server.
     @ivar exempt_loopback: Whether loopback addresses skip the per-address limits.
     """
 
     total: int = 10000
+    handshakes: int = 1000
     per_address: int = 10
     rate: int = 20
     window: float = 60.0
@@ -121,6 +153,12 @@ class ConnectionCounter:
         self._open[key] = self._open.get(key, 0) + 1
         return None
 
+    def open_from(self, host: str) -> int:
+        """
+        How many admitted connections from C{host}'s address are open.
+        """
+        return self._open.get(address_key(host), 0)
+
     def release(self, host: str) -> None:
         """
         Forget one connection from C{host} that L{admit} admitted.
@@ -152,9 +190,28 @@ class ClientLimits:
         forgiven every C{1 / bad_input_rate} seconds.
     @ivar bad_input_rate: See C{bad_input_burst}.
     @ivar handshake_timeout: Seconds to finish the TLS handshake.
-    @ivar first_line_timeout: Seconds from connecting to the first line.
-    @ivar ping_interval: Seconds of silence before the server pings.
+    @ivar first_line_timeout: Seconds from the end of the handshake to
+        joining the room (a member that only reads is never timed out).
+    @ivar ping_interval: Seconds of silence before the server pings a
+        client that answers pings (one that has sent C{/pong} once).
     @ivar ping_timeout: Seconds a pinged client has to answer.
+    @ivar keepalive_idle: Seconds of silence before TCP keepalive probes start.
+    @ivar keepalive_interval: Seconds between TCP keepalive probes.
+    @ivar keepalive_count: Unanswered probes before the peer is taken for
+        gone: a vanished peer is found within C{keepalive_idle +
+        keepalive_interval * keepalive_count} seconds.
+    @ivar byte_rate: Bytes per second a client may send, sustained, counted
+        after normalisation (which can make a line longer).
+    @ivar byte_burst: Bytes a client may send at once (two full E2E lines).
+    @ivar address_byte_rate: Bytes per second all clients of one address
+        (or IPv6 /64) may send together, sustained.
+    @ivar address_byte_burst: Bytes they may send at once.
+    @ivar answer_rate: Bytes per second of answers to a client's own
+        commands (C{/list}, C{/help}, C{/e2e keys}...); past the burst its
+        next commands wait (fake lag) until the answers are paid for.
+    @ivar answer_burst: Bytes of answers a client may get at once.
+    @ivar memory_budget: Bytes all send queues and partial lines together
+        may hold; past it the largest are dropped first.
     """
 
     send_queue: int = 1024 * 1024
@@ -169,6 +226,40 @@ class ClientLimits:
     first_line_timeout: float = 60.0
     ping_interval: float = 90.0
     ping_timeout: float = 60.0
+    keepalive_idle: int = 60
+    keepalive_interval: int = 15
+    keepalive_count: int = 4
+    byte_rate: float = 16384.0
+    byte_burst: float = 140000.0
+    address_byte_rate: float = 32768.0
+    address_byte_burst: float = 280000.0
+    answer_rate: float = 16384.0
+    answer_burst: float = 262144.0
+    memory_budget: int = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RoomLimits:
+    """
+    Limits of the room as a whole; a rate of 0 disables one.
+
+    @ivar notice_rate: Join and leave lines per second, sustained; past the
+        burst, arrivals and departures are collapsed into one C{arrivals}
+        line every C{notice_interval} seconds.
+    @ivar notice_burst: Join and leave lines at once.
+    @ivar notice_interval: Seconds between C{arrivals} summaries.
+    @ivar oper_checks: Admin password checks per C{oper_window} seconds,
+        from all addresses together.
+    @ivar oper_window: See C{oper_checks}.
+    @ivar bans_page: Bans per C{/bans} answer.
+    """
+
+    notice_rate: float = 5.0
+    notice_burst: float = 20.0
+    notice_interval: float = 5.0
+    oper_checks: int = 20
+    oper_window: float = 60.0
+    bans_page: int = 50
 
 
 class AttemptLimiter:

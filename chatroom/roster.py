@@ -17,8 +17,8 @@ _LIST_RANGE = re.compile(r"users (\d+)-(\d+) of (\d+)")
 class Roster:
     """
     Who is in the room: filled by C{list} lines, updated by C{join},
-    C{leave}, C{rename} and C{admin}; a C{welcome} (a new connection)
-    empties it.
+    C{leave}, C{arrivals}, C{rename} and C{admin}; a C{welcome} (a new
+    connection) empties it.
 
     A long list comes in chunks (C{users 1-100 of 250}, ...); the roster
     replaces its members when the last chunk arrives, and drops a list
@@ -87,6 +87,15 @@ class Roster:
             return True
         if kind == Kind.LEAVE:
             return self._members.pop(line.source.casefold(), None) is not None
+        if kind == Kind.ARRIVALS:
+            # A summary: "-name" left, "+name" / "+@name" joined, in that order.
+            for arg in line.args:
+                name = arg[1:].removeprefix(ADMIN_MARK)
+                if arg.startswith("-"):
+                    self._members.pop(name.casefold(), None)
+                elif arg.startswith("+"):
+                    self._members[name.casefold()] = (name, arg[1:].startswith(ADMIN_MARK))
+            return bool(line.args)
         if kind == Kind.ADMIN and line.args:
             key = line.args[0].casefold()
             if key not in self._members:

@@ -9,7 +9,10 @@ L{ChatService}. L{makeService}, which twistd calls, takes the reactor.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import datetime
+import gc
 import signal
 from collections.abc import Callable, Generator
 from functools import partial
@@ -23,6 +26,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import SSL4ServerEndpoint, serverFromString
 from twisted.internet.interfaces import IListeningPort, IReactorThreads, IReactorTime, IStreamServerEndpoint
 from twisted.internet.protocol import Factory
+from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python import usage
@@ -46,7 +50,7 @@ from chatroom.features.e2e import (
 )
 from chatroom.features.history import History, HistorySettings
 from chatroom.features.moderation import Moderation, ModerationSettings, PasswordCheck
-from chatroom.limits import ClientLimits, ConnectionLimits
+from chatroom.limits import ClientLimits, ConnectionLimits, RoomLimits
 from chatroom.metrics import ChatMetrics, MeteredFanOut, Sampler
 from chatroom.passwd import read_hash_file
 from chatroom.state import StateError, clean_temporary_files, write_json
@@ -72,11 +76,12 @@ DEFAULT_HISTORY = 10_000
 MAX_ON_JOIN = 1000
 CLIENT_DEFAULTS = ClientLimits()
 CONNECTION_DEFAULTS = ConnectionLimits()
+ROOM_DEFAULTS = RoomLimits()
 TRANSPORTS = ("line", "irc")
 
 # (option, defaults, field, help): every limit is a twistd option whose
 # default is the dataclass default; 0 disables a limit.
-LIMIT_OPTIONS: list[tuple[str, ClientLimits | ConnectionLimits, str, str]] = [
+LIMIT_OPTIONS: list[tuple[str, ClientLimits | ConnectionLimits | RoomLimits, str, str]] = [
     (
         "send-queue",
         CLIENT_DEFAULTS,
@@ -96,10 +101,61 @@ LIMIT_OPTIONS: list[tuple[str, ClientLimits | ConnectionLimits, str, str]] = [
     ),
     ("bad-input-rate", CLIENT_DEFAULTS, "bad_input_rate", "Bad lines per second forgiven."),
     ("handshake-timeout", CLIENT_DEFAULTS, "handshake_timeout", "Seconds to finish the TLS handshake."),
-    ("first-line-timeout", CLIENT_DEFAULTS, "first_line_timeout", "Seconds from joining to the first line."),
-    ("ping-interval", CLIENT_DEFAULTS, "ping_interval", "Seconds of silence before the server pings."),
+    (
+        "first-line-timeout",
+        CLIENT_DEFAULTS,
+        "first_line_timeout",
+        "Seconds from the end of the handshake to joining the room.",
+    ),
+    (
+        "ping-interval",
+        CLIENT_DEFAULTS,
+        "ping_interval",
+        "Seconds of silence before the server pings a client that has sent /pong once.",
+    ),
     ("ping-timeout", CLIENT_DEFAULTS, "ping_timeout", "Seconds a pinged client has to answer."),
+    ("keepalive-idle", CLIENT_DEFAULTS, "keepalive_idle", "Seconds of silence before TCP keepalive probes."),
+    ("keepalive-interval", CLIENT_DEFAULTS, "keepalive_interval", "Seconds between TCP keepalive probes."),
+    (
+        "keepalive-count",
+        CLIENT_DEFAULTS,
+        "keepalive_count",
+        "Unanswered TCP keepalive probes before a peer is taken for gone.",
+    ),
+    (
+        "byte-rate",
+        CLIENT_DEFAULTS,
+        "byte_rate",
+        "Bytes per second a client may send (after normalisation), sustained.",
+    ),
+    ("byte-burst", CLIENT_DEFAULTS, "byte_burst", "Bytes a client may send in a burst."),
+    (
+        "address-byte-rate",
+        CLIENT_DEFAULTS,
+        "address_byte_rate",
+        "Bytes per second all clients of one address may send, sustained.",
+    ),
+    ("address-byte-burst", CLIENT_DEFAULTS, "address_byte_burst", "Bytes they may send in a burst."),
+    (
+        "answer-rate",
+        CLIENT_DEFAULTS,
+        "answer_rate",
+        "Bytes per second of answers to a client's own commands; past the burst its commands wait.",
+    ),
+    ("answer-burst", CLIENT_DEFAULTS, "answer_burst", "Bytes of answers a client may get at once."),
+    (
+        "memory-budget",
+        CLIENT_DEFAULTS,
+        "memory_budget",
+        "Bytes all send queues and partial lines may hold; past it the largest are dropped.",
+    ),
     ("max-connections", CONNECTION_DEFAULTS, "total", "Connections at once, in all."),
+    (
+        "max-handshakes",
+        CONNECTION_DEFAULTS,
+        "handshakes",
+        "Connections at once still in the TLS handshake; past it the oldest is closed.",
+    ),
     (
         "max-per-address",
         CONNECTION_DEFAULTS,
@@ -108,6 +164,17 @@ LIMIT_OPTIONS: list[tuple[str, ClientLimits | ConnectionLimits, str, str]] = [
     ),
     ("connect-rate", CONNECTION_DEFAULTS, "rate", "New connections per address per --connect-window."),
     ("connect-window", CONNECTION_DEFAULTS, "window", "Seconds of the --connect-rate window."),
+    ("notice-rate", ROOM_DEFAULTS, "notice_rate", "Join and leave lines per second, sustained."),
+    (
+        "notice-burst",
+        ROOM_DEFAULTS,
+        "notice_burst",
+        "Join and leave lines in a burst; past it they are summed up in arrivals lines.",
+    ),
+    ("notice-interval", ROOM_DEFAULTS, "notice_interval", "Seconds between arrivals lines."),
+    ("oper-checks", ROOM_DEFAULTS, "oper_checks", "Admin password checks per --oper-window, in all."),
+    ("oper-window", ROOM_DEFAULTS, "oper_window", "Seconds of the --oper-checks window."),
+    ("bans-page", ROOM_DEFAULTS, "bans_page", "Bans per /bans answer."),
 ]
 
 
@@ -127,6 +194,54 @@ def number(option: str, kind: type[int] | type[float]) -> Callable[[str], int | 
             raise ValueError(f"--{option} takes {what}, not {text!r}") from None
 
     return coerce
+
+
+# Seconds between looks at whether memory the sessions let go can go back
+# to the system, and how much must have been let go for it to be worth it.
+TRIM_INTERVAL = 5.0
+TRIM_WORTH = 4 * 1024 * 1024
+
+
+def malloc_trim() -> bool:
+    """
+    Hand the C heap's free pages back to the system (glibc's
+    C{malloc_trim}); freed send queues otherwise stay in the process's
+    resident memory. Whether it was there to call.
+    """
+    # Closed connections can sit in reference cycles holding their buffers
+    # until the oldest generation is collected, which may take a long time.
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    trim = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+    if trim is None:
+        return False
+    trim(0)
+    return True
+
+
+class MemoryTrimmer:
+    """
+    Calls C{trim} once the sessions have let go of at least L{TRIM_WORTH}
+    bytes since their highest point.
+    """
+
+    def __init__(self, sessions: Sessions, trim: Callable[[], object] = malloc_trim) -> None:
+        self.sessions = sessions
+        self.trim = trim
+        self._high = 0
+
+    log = Logger()
+
+    def check(self) -> None:
+        held = self.sessions.held
+        self._high = max(self._high, self.sessions.take_peak())
+        if self._high - held >= TRIM_WORTH:
+            self.log.info(
+                "sessions let go of {freed} bytes: returning free memory to the system",
+                freed=self._high - held,
+            )
+            self.trim()
+            self._high = held
 
 
 class StartupError(Exception):
@@ -364,6 +479,9 @@ class Options(usage.Options):
         self["connection_limits"] = ConnectionLimits(
             **connection_fields, exempt_loopback=not self["limit-loopback"]
         )
+        self["room_limits"] = RoomLimits(**{f: self[o] for o, d, f, _ in LIMIT_OPTIONS if d is ROOM_DEFAULTS})
+        if self["connection_limits"].handshakes > self["connection_limits"].total > 0:
+            raise usage.UsageError("--max-handshakes must be at most --max-connections")
         if not self["listen"]:
             interface = self["interface"].replace(":", "\\:")
             where = f":interface={interface}" if interface else ""
@@ -434,6 +552,8 @@ class ChatService(MultiService):
         self.tls = tls
         self.grace = grace
         self.password_file = password_file
+        self._trimming = LoopingCall(MemoryTrimmer(sessions).check)
+        self._trimming.clock = reactor
 
     def listen(self, endpoint: IStreamServerEndpoint, factory: Factory, kind: str) -> None:
         """
@@ -450,6 +570,7 @@ class ChatService(MultiService):
 
     def startService(self) -> None:
         super().startService()
+        self._trimming.start(TRIM_INTERVAL, now=False)
         if self.sampler is not None:
             self.sampler.start()
 
@@ -485,6 +606,8 @@ class ChatService(MultiService):
     def stopService(self) -> Generator[Deferred[Any], Any, None]:
         if self.sampler is not None:
             self.sampler.stop()
+        if self._trimming.running:
+            self._trimming.stop()
         # The listeners first: nobody new joins a room that is closing.
         yield super().stopService()
         count = len(self.sessions.open)
@@ -520,6 +643,7 @@ def compose(
     members: MemberDirectory | None = None,
     fanout: FanOut | None = None,
     history: HistorySettings | None = None,
+    room_limits: RoomLimits | None = None,
 ) -> tuple[Sessions, Moderation]:
     """
     The daemon's room on C{clock}: the chat commands, moderation and (with
@@ -538,7 +662,7 @@ def compose(
         fanout = LocalFanOut(members)
     if metrics is not None:
         fanout = MeteredFanOut(fanout, metrics)
-    room = new_room(clock, members, fanout, cloak=cloak)
+    room = new_room(clock, members, fanout, cloak=cloak, limits=room_limits)
     feature = Moderation(room, moderation)
     room.add_feature(feature)
     if e2e:
@@ -668,6 +792,7 @@ def build_service(
         metrics=metrics,
         keys=keys,
         history=history,
+        room_limits=config["room_limits"],
     )
     if metrics is not None:
         open_sessions = sessions.open

@@ -43,6 +43,7 @@ class Kind(StrEnum):
     ACTION = "action"
     JOIN = "join"
     LEAVE = "leave"
+    ARRIVALS = "arrivals"
     RENAME = "rename"
     LIST = "list"
     WHOIS = "whois"

@@ -19,7 +19,7 @@ from chatroom.core.room import Room
 from chatroom.core.session import Sessions
 from chatroom.features.history import HistorySettings
 from chatroom.features.moderation import Moderation, ModerationSettings
-from chatroom.limits import ClientLimits, ConnectionLimits
+from chatroom.limits import ClientLimits, ConnectionLimits, RoomLimits
 from chatroom.tap import compose, line_factory
 from chatroom.transports.line.protocol import LineFactory, LineProtocol
 from chatroom.transports.line.writer import TurnFlusher
@@ -52,6 +52,7 @@ def make_server(
     flusher: TurnFlusher | None = None,
     history: HistorySettings | None = None,
     cloak: Callable[[str], str] | None = None,
+    room_limits: RoomLimits | None = None,
 ) -> Server:
     """
     The room as the daemon composes it (moderation, E2E unless C{e2e} is
@@ -70,6 +71,7 @@ def make_server(
         e2e,
         history=history,
         cloak=cloak,
+        room_limits=room_limits,
     )
     return Server(clock, sessions.room, sessions, feature, line_factory(sessions, flusher, e2e))
 

@@ -150,7 +150,7 @@ def test_memory_stayed_within_bounds(daemon: Daemon, pair: Pair) -> None:
 
 def test_stalled_reader_is_dropped_and_memory_stays_flat(tmp_path: Path) -> None:
     # Flood control off, so one sender can push megabytes quickly.
-    with running_daemon(tmp_path, "--flood-rate", "0", "--send-queue", "65536") as daemon:
+    with running_daemon(tmp_path, "--flood-rate", "0", "--byte-rate", "0", "--send-queue", "65536") as daemon:
         pair = Pair(daemon)
         pair.still_chat()
         raw = socket.socket()

@@ -28,3 +28,16 @@ def test_smoke_run_of_the_benchmark() -> None:
         assert rows == {"chatroom", "chatroom-irc", "ngircd", "words"}, table
     assert "chatroom / ngircd: deliveries_per_s x" in run.stdout
     assert "chatroom-irc / ngircd: deliveries_per_s x" in run.stdout
+
+
+def test_smoke_run_of_the_cost_benchmark() -> None:
+    # It runs and prints a figure per scenario; it asserts no figure.
+    run = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "costs.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    names = [line.split(":")[0] for line in run.stdout.splitlines()[1:]]
+    assert sorted(set(names)) == ["answers", "bytes", "filters", "joins", "memory", "oper"]

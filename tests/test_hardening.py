@@ -5,6 +5,7 @@ Per-connection limits, timeouts and keepalive, on StringTransports and a fake cl
 from __future__ import annotations
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.testing import StringTransport
 from zope.interface import alsoProvides
@@ -45,10 +46,29 @@ def test_nick_changes_have_their_own_slower_limit() -> None:
     alice.send("/nick alice3")
     alice.send("/nick alice4")
     last = alice.lines()[-1]
-    assert (last.kind, last.text) == ("error", "too many name changes: wait a little before the next")
+    assert (last.kind, last.text) == ("error", "too many name changes: wait 10s before the next")
+    # The real problem with a name is still said when the allowance is used up.
+    alice.send("/nick 9lives")
+    assert alice.lines()[-1].text.startswith("invalid name '9lives'")
     clock.advance(1 / DEFAULTS.nick_rate)
     alice.send("/nick alice4")
     assert alice.lines()[-1].kind == "rename"
+
+
+def test_failed_renames_do_not_use_up_the_allowance() -> None:
+    _, clock, factory = make_room(DEFAULTS)
+    alice, _ = connect_named(factory, "alice", "bob")  # one change each
+    for attempt in ("bob", "BOB", "b0b", "9x", "alice", "b" * 30):
+        alice.send(f"/nick {attempt}")
+        assert alice.lines()[-1].kind == "error"
+    for name in ("alice2", "alice3"):
+        alice.send(f"/nick {name}")
+        assert alice.lines()[-1].kind == "rename"
+    alice.send("/nick alice4")
+    assert alice.lines()[-1].text == "too many name changes: wait 10s before the next"
+    clock.advance(4)
+    alice.send("/nick alice4")
+    assert alice.lines()[-1].text == "too many name changes: wait 6s before the next"
 
 
 def test_persistent_bad_input_is_dropped() -> None:
@@ -84,17 +104,33 @@ def test_handshake_deadline() -> None:
     assert not quick_transport.disconnecting and quick.session.member is not None
 
 
-def test_first_line_deadline_and_keepalive() -> None:
-    room, clock, factory = make_room()
-    silent = FakeClient(factory, 1)
+def test_a_silent_reader_stays_longer_than_every_deadline() -> None:
+    server = make_server(DEFAULTS)
+    room, clock, factory = server.room, server.clock, server.factory
+    reader = FakeClient(factory, 1)
     talker = FakeClient(factory, 2)
-    clock.advance(DEFAULTS.first_line_timeout - 1)
-    talker.send("/nick talker")
-    clock.advance(1)
-    assert silent.transport.disconnecting
-    assert silent.lines()[-1].text == "disconnected: no line received in time"
-    assert talker.lines()[-1].text == "guest1 left (no line received in time)"
+    longest = max(
+        DEFAULTS.first_line_timeout,
+        DEFAULTS.handshake_timeout,
+        DEFAULTS.ping_interval + DEFAULTS.ping_timeout,
+    )
+    for _ in range(10):
+        clock.advance(longest)
+        talker.send("still here")
+    assert not reader.transport.disconnecting and reader.member_name == "guest1"
+    # It got every line, and no ping asking a human to type /pong.
+    assert [line.text for line in reader.lines() if line.kind == "message"] == ["still here"] * 10
+    assert len(room.members) == 2
 
+
+def test_pings_only_for_clients_that_answer_them() -> None:
+    room, clock, factory = make_room(DEFAULTS)
+    chatter = FakeClient(factory, 1)
+    chatter.send("a human on openssl, who never typed /pong")
+    talker = FakeClient(factory, 2)
+    talker.send("/pong")  # what a client that answers pings says once it joins
+    talker.lines()
+    chatter.lines()
     clock.advance(DEFAULTS.ping_interval)
     ping = talker.lines()[-1]
     assert ping.kind == "ping"
@@ -106,7 +142,21 @@ def test_first_line_deadline_and_keepalive() -> None:
     assert talker.lines()[-1].kind == "ping"
     clock.advance(DEFAULTS.ping_timeout)
     assert talker.transport.disconnecting
-    assert len(room.members) == 0
+    assert [line.kind for line in chatter.lines()] == ["leave"]
+    assert not chatter.transport.disconnecting and len(room.members) == 1
+
+
+def test_the_join_deadline_holds_only_before_joining() -> None:
+    server = make_server(DEFAULTS)
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 1))
+    alsoProvides(transport, ISSLTransport)
+    protocol = server.factory.buildProtocol(None)
+    protocol.makeConnection(transport)
+    # The room never answers this join (a shared store that hangs).
+    server.room.members.claim = lambda record: Deferred()  # type: ignore[method-assign]
+    protocol.handshakeCompleted()
+    server.clock.advance(DEFAULTS.first_line_timeout)
+    assert transport.disconnecting
 
 
 def test_a_client_that_stops_reading_is_dropped_at_the_cap() -> None:
@@ -122,9 +172,12 @@ def test_a_client_that_stops_reading_is_dropped_at_the_cap() -> None:
         alice.send(message)
         sent += 1
         assert sent < 1000
+    final = b":disconnected: send queue over 10000 bytes: not reading\r\n"
     queued = len(stalled.transport.value()) - before
-    # Everything up to the cap was kept; the line that would pass it was not.
-    assert 10_000 - 200 < queued <= 10_000
+    # Everything up to the cap was kept; the line that would pass it was
+    # not, only the short one that says why (past the cap).
+    assert stalled.transport.value().endswith(final)
+    assert 10_000 - 200 < queued - 100 <= 10_000
     assert bob.lines()[-1].text == "stalled left (send queue over 10000 bytes: not reading)"
     alice.send("carry on")
     assert bob.lines()[-1].text == "carry on"
@@ -187,3 +240,20 @@ def test_close_all_aborts_what_does_not_drain_in_time() -> None:
     assert alice.transport.disconnected
     alice.disconnect()
     assert done == [None]
+
+
+def test_a_rename_the_store_refuses_late_costs_nothing() -> None:
+    # A shared store can find a clash the local check could not see (a
+    # member of another process took the name in between).
+    server = make_server(DEFAULTS)
+    alice, _ = connect_named(server.factory, "alice", "bob")
+    real_rename = server.room.members.rename
+    other = next(m for m in server.room.members if m.name == "bob")
+    server.room.members.rename = lambda record, name: succeed(other)  # type: ignore[method-assign]
+    for n in range(5):
+        alice.send(f"/nick taken{n}")
+        assert alice.lines()[-1].text == f"the name taken{n} looks too much like bob: choose another"
+    server.room.members.rename = real_rename  # type: ignore[method-assign]
+    for n in range(2):
+        alice.send(f"/nick free{n}")
+        assert alice.lines()[-1].kind == "rename"

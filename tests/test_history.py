@@ -25,7 +25,7 @@ def history_server(
     store = InMemoryHistory(keep, max_age)
     server = make_server(
         # No pings: the tests move the clock by days.
-        ClientLimits(flood_rate=0, nick_rate=0, ping_interval=0),
+        ClientLimits(flood_rate=0, nick_rate=0, byte_rate=0, answer_rate=0, ping_interval=0),
         moderation=ModerationSettings(first_admin=True),
         history=HistorySettings(store, on_join),
     )

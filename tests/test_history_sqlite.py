@@ -64,7 +64,7 @@ def store_at(
 def server_on(store: SQLiteHistory, clock: Clock, on_join: int = 50) -> Server:
     return make_server(
         # No pings: the tests move the clock by days.
-        ClientLimits(flood_rate=0, nick_rate=0, ping_interval=0),
+        ClientLimits(flood_rate=0, nick_rate=0, byte_rate=0, answer_rate=0, ping_interval=0),
         moderation=ModerationSettings(first_admin=True),
         history=HistorySettings(store, on_join),
         clock=clock,

@@ -92,8 +92,11 @@ def test_drops_by_reason_and_flood_refusals() -> None:
     # Dropped: no longer a member, though the connection drains first.
     assert room.value("chatroom_members", transport="line") == 0
     bob = room.connect()
-    room.clock.advance(61)
-    assert room.value("chatroom_drops_total", transport="line", reason="first_line_timeout") == 1
+    # A client that answers pings, then stops: dropped for it.
+    bob.send("/pong")
+    room.clock.advance(ClientLimits().ping_interval)
+    room.clock.advance(ClientLimits().ping_timeout)
+    assert room.value("chatroom_drops_total", transport="line", reason="ping_timeout") == 1
     bob.disconnect()
     assert drop_reason("send queue over 1048576 bytes: not reading") == "send_queue"
     assert drop_reason("too much bad input (an over-long line)") == "bad_input"

@@ -235,3 +235,49 @@ def test_metrics_serve_on_their_own_endpoint(tmp_path: Path, monkeypatch: pytest
     assert build().sampler is None
     with pytest.raises(StartupError, match="--metrics nonsense:9"):
         build("--metrics", "nonsense:9")
+
+
+def test_the_readme_table_gives_every_limit_and_its_default() -> None:
+    from chatroom.tap import LIMIT_OPTIONS
+
+    readme = (Path(__file__).resolve().parent.parent / "README.rst").read_text(encoding="utf-8")
+    rows = {line.split()[0]: line.split()[1] for line in readme.splitlines() if line.startswith("``--")}
+    for option, defaults, field, _ in LIMIT_OPTIONS:
+        default = getattr(defaults, field)
+        assert f"``--{option}``" in rows, option
+        assert float(rows[f"``--{option}``"]) == default, option
+
+
+def test_the_protocol_names_every_limit_a_client_can_meet() -> None:
+    protocol = (Path(__file__).resolve().parent.parent / "docs" / "protocol.rst").read_text(encoding="utf-8")
+    for option in (
+        "byte-rate",
+        "address-byte-rate",
+        "answer-rate",
+        "answer-burst",
+        "memory-budget",
+        "max-handshakes",
+        "notice-rate",
+        "notice-interval",
+        "bans-page",
+        "keepalive-idle",
+        "keepalive-interval",
+        "keepalive-count",
+        "first-line-timeout",
+        "send-queue",
+    ):
+        assert f"``--{option}``" in protocol, option
+
+
+def test_new_limits_are_options() -> None:
+    config = options(
+        "--byte-rate", "100", "--answer-burst", "5000", "--max-handshakes", "7", "--notice-interval", "2",
+        "--oper-checks", "3", "--bans-page", "10", "--keepalive-idle", "30", "--memory-budget", "1000000",
+    )  # fmt: skip
+    client, connection, room = config["client_limits"], config["connection_limits"], config["room_limits"]
+    assert (client.byte_rate, client.answer_burst, client.keepalive_idle) == (100, 5000, 30)
+    assert client.memory_budget == 1_000_000
+    assert connection.handshakes == 7
+    assert (room.notice_interval, room.oper_checks, room.bans_page) == (2, 3, 10)
+    with pytest.raises(usage.UsageError, match="--max-handshakes must be at most --max-connections"):
+        options("--max-connections", "10", "--max-handshakes", "20")

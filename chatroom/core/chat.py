@@ -12,7 +12,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from chatroom.core.commands import SAY, CommandRegistry, CommandSpec, ParseError, spec_table
-from chatroom.core.errors import BAD_NAME, NAME_TAKEN, ChatError
+from chatroom.core.errors import NAME_TAKEN, ChatError
 from chatroom.core.events import (
     Acted,
     FilterReply,
@@ -26,7 +26,7 @@ from chatroom.core.events import (
 from chatroom.core.memory import InMemoryMembers
 from chatroom.core.ports import FanOut, MemberDirectory, MemberRecord
 from chatroom.core.room import Feature, Room
-from chatroom.names import name_problem
+from chatroom.limits import RoomLimits
 
 MAX_FILTERS = 32
 MAX_FILTER_LENGTH = 100
@@ -76,14 +76,9 @@ class ChatCommands(Feature):
 
     def nick(self, member: MemberRecord, args: tuple[str, ...]) -> Deferred[None] | None:
         (new_name,) = args
-        problem = name_problem(new_name)
+        problem = self.room.rename_problem(member, new_name)
         if problem is not None:
-            raise ChatError(f"invalid name {new_name!r}: {problem}", BAD_NAME)
-        refusal = self.room.name_refusal(new_name)
-        if refusal is not None:
-            raise ChatError(refusal, BAD_NAME)
-        if new_name == member.name:
-            raise ChatError(f"you are already called {new_name}")
+            raise problem
         old_name = member.name
 
         def renamed(other: MemberRecord | None) -> None:
@@ -141,14 +136,14 @@ class ChatCommands(Feature):
             raise ChatError(f'you already filter "{word}"')
         if len(member.filters) >= MAX_FILTERS:
             raise ChatError(f"you have {MAX_FILTERS} filters already: /unfilter one first")
-        member.filters.append(word)
+        member.add_filter(word)
         self._reply(member, f'chat containing "{word}" is now hidden from you')
 
     def unfilter(self, member: MemberRecord, args: tuple[str, ...]) -> None:
         word = args[0].casefold()
         if word not in member.filters:
             raise ChatError(f'you have no filter "{word}": type /filter to list yours')
-        member.filters.remove(word)
+        member.remove_filter(word)
         self._reply(member, f'chat containing "{word}" is shown again')
 
     def _reply(self, member: MemberRecord, text: str) -> None:
@@ -175,11 +170,14 @@ def new_room(
     members: MemberDirectory | None = None,
     fanout: FanOut | None = None,
     cloak: Callable[[str], str] | None = None,
+    limits: RoomLimits | None = None,
 ) -> Room:
     """
     A room with the chat commands, on C{clock}; in-memory stores by default;
     C{cloak} as in L{Room}.
     """
-    room = Room(clock, members if members is not None else InMemoryMembers(), fanout, cloak)
+    room = Room(
+        clock, members if members is not None else InMemoryMembers(), fanout, cloak=cloak, limits=limits
+    )
     room.add_feature(ChatCommands(room))
     return room

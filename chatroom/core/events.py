@@ -164,6 +164,18 @@ class Left(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class Arrivals(Event):
+    """
+    A summary of arrivals and departures past the room's budget of join
+    and leave lines: C{left} are gone, then C{joined} (with whether each is
+    admin) are here.
+    """
+
+    joined: tuple[tuple[str, bool], ...]
+    left: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Renamed(Event):
     """
     C{old} is now called C{new}.
@@ -318,10 +330,13 @@ class BanLifted(Event):
 @dataclass(frozen=True, slots=True)
 class BanCount(Event):
     """
-    The head of a ban list: how many bans are in force.
+    The head of a ban list: how many bans are in force, and which page
+    (from 1) of how many follows.
     """
 
     count: int
+    page: int = 1
+    pages: int = 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,15 +15,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from chatroom.core.commands import Command, CommandRegistry
-from chatroom.core.errors import NO_SUCH_MEMBER, ChatError
-from chatroom.core.events import EVERYONE, Event, Joined, Left, Listed, Members, Welcome, one
+from chatroom.core.errors import BAD_NAME, NAME_TAKEN, NO_SUCH_MEMBER, ChatError
+from chatroom.core.events import EVERYONE, Arrivals, Event, Joined, Left, Listed, Members, Welcome, one
 from chatroom.core.memory import InMemoryMembers, LocalFanOut
 from chatroom.core.ports import FanOut, MemberDirectory, MemberRecord, Recipient
+from chatroom.limits import RoomLimits, TokenBucket
+from chatroom.names import name_problem
 
-# How many names one list event carries.
+# How many names one list event (or one side of an arrivals summary) carries.
 LIST_CHUNK = 100
 
 
@@ -75,6 +77,7 @@ class Room:
     @ivar commands: Every command the room serves.
     @ivar cloak: Makes the cloak members see instead of an address (from
         the host); L{None}: every member sees every address.
+    @ivar limits: The room's limits (the budget of join and leave lines).
     """
 
     def __init__(
@@ -83,14 +86,21 @@ class Room:
         members: MemberDirectory | None = None,
         fanout: FanOut | None = None,
         cloak: Callable[[str], str] | None = None,
+        limits: RoomLimits | None = None,
     ) -> None:
         self.clock = clock
         self.cloak = cloak
         self.members: MemberDirectory = members if members is not None else InMemoryMembers()
         self.fanout: FanOut = fanout if fanout is not None else LocalFanOut(self.members)
         self.commands = CommandRegistry()
+        self.limits = limits = limits if limits is not None else RoomLimits()
         self._features: list[Feature] = []
         self._observers: list[Callable[[Event], None]] = []
+        self._notices = TokenBucket(clock, limits.notice_rate, limits.notice_burst)
+        # Arrivals and departures past the budget, until the next summary.
+        self._arrived: dict[str, MemberRecord] = {}
+        self._departed: list[str] = []
+        self._summary: IDelayedCall | None = None
 
     def observe(self, observer: Callable[[Event], None]) -> None:
         """
@@ -165,7 +175,8 @@ class Room:
         self.tell(member, Welcome(now, member.name))
         for feature in self._features:
             feature.welcomed(member)
-        self._announce(member, now)
+        if not self._collapse(member, joined=True):
+            self._announce(member, now)
         for feature in self._features:
             feature.joined(member)
         self.list_members(member)
@@ -207,15 +218,56 @@ class Room:
             self.fanout.disconnect(member.id)
         else:
             self.fanout.unsubscribe(member.id)
-        self.broadcast(Left(self.now(), member.name, reason))
+        if not self._collapse(member, joined=False):
+            self.broadcast(Left(self.now(), member.name, reason))
         for feature in self._features:
             feature.left(member)
+
+    def _collapse(self, member: MemberRecord, joined: bool) -> bool:
+        """
+        Whether to leave C{member}'s join (or leave) line out, past the
+        budget of notices, for the next L{Arrivals} summary.
+        """
+        if self._summary is None and self._notices.take():
+            return False
+        if joined:
+            self._arrived[member.id] = member
+        else:
+            # Named as departed even if its arrival was never announced: a
+            # client may have learnt the name from a rename line since.
+            self._arrived.pop(member.id, None)
+            self._departed.append(member.name)
+        if self._summary is None:
+            self._summary = self.clock.callLater(self.limits.notice_interval, self._summarise)
+        return True
+
+    def _summarise(self) -> None:
+        self._summary = None
+        arrived, self._arrived = self._arrived, {}
+        departed, self._departed = self._departed, []
+        joined = [(m.name, m.is_admin) for m in arrived.values() if m in self.members]
+        # A departed name someone present has taken since (and was
+        # announced under) is not gone; departures come first, so a name
+        # that left and was taken by a newcomer ends up present.
+        left = [
+            name
+            for name in dict.fromkeys(departed)
+            if (present := self.members.find(name)) is None or present.id in arrived
+        ]
+        now = self.now()
+        for start in range(0, len(left), LIST_CHUNK):
+            self.broadcast(Arrivals(now, (), tuple(left[start : start + LIST_CHUNK])))
+        for start in range(0, len(joined), LIST_CHUNK):
+            self.broadcast(Arrivals(now, tuple(joined[start : start + LIST_CHUNK]), ()))
 
     def close(self, event: Event) -> None:
         """
         Tell everyone C{event}, then close every member's connection without
         announcing each departure (nobody stays to hear it).
         """
+        if self._summary is not None and self._summary.active():
+            self._summary.cancel()
+        self._summary = None
         self.broadcast(event)
         for member in self.members:
             self.members.remove(member)
@@ -237,6 +289,26 @@ class Room:
             # A command the parser knows but this room does not serve.
             raise ChatError(f"/{command.name} is not available on this server")
         return handler(member, command.args)
+
+    def rename_problem(self, member: MemberRecord, new_name: str) -> ChatError | None:
+        """
+        Why C{member} cannot be renamed C{new_name} now, if so (as the error
+        to raise: its text is the reply).
+        """
+        problem = name_problem(new_name)
+        if problem is not None:
+            return ChatError(f"invalid name {new_name!r}: {problem}", BAD_NAME)
+        refusal = self.name_refusal(new_name)
+        if refusal is not None:
+            return ChatError(refusal, BAD_NAME)
+        if new_name == member.name:
+            return ChatError(f"you are already called {new_name}")
+        other = self.members.clash(new_name, ignore=member)
+        if other is not None:
+            same = other.name.casefold() == new_name.casefold()
+            why = "is taken" if same else f"looks too much like {other.name}"
+            return ChatError(f"the name {new_name} {why}: choose another", NAME_TAKEN)
+        return None
 
     def find(self, name: str) -> MemberRecord:
         """

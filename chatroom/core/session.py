@@ -3,15 +3,19 @@ The per-connection policy every transport shares.
 
 A transport frames and decodes its protocol and hands each client line to a
 L{Session}; the session does everything else: admission, the handshake and
-first-line deadlines, keepalive pings, flood control (lines, names, bad
-input), the send-queue cap, joining and leaving the room, running commands
-in order, and turning every broken rule into one error reply, in one place.
+join deadlines, keepalive pings (for clients that answer them), flood
+control (lines, bytes, names, bad input), the cost of answers (fake lag),
+the send-queue cap, joining and leaving the room, running commands in
+order, and turning every broken rule into one error reply, in one place.
 L{Sessions} keeps the open sessions of one process, counts connections per
-address and closes them all at shutdown.
+address and handshakes, bounds the memory of all of them together and
+closes them all at shutdown.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -23,17 +27,28 @@ from twisted.python.failure import Failure
 
 from chatroom.core.commands import Command
 from chatroom.core.errors import ChatError
-from chatroom.core.events import ChatEvent, ErrorReply, Event, Ping
+from chatroom.core.events import ChatEvent, ErrorReply, Event, Ping, Sealed
 from chatroom.core.metering import Meter, NoMeter
 from chatroom.core.ports import Connection, MemberRecord
 from chatroom.core.room import Room
-from chatroom.limits import ClientLimits, ConnectionCounter, ConnectionLimits, TokenBucket
+from chatroom.limits import (
+    ClientLimits,
+    ConnectionCounter,
+    ConnectionLimits,
+    TokenBucket,
+    address_key,
+    is_loopback,
+)
 
 # Seconds a dropped client's last lines get to drain before the connection is aborted.
 DROP_GRACE = 10.0
 # Commands waiting while an earlier one of the same member finishes (a
 # store round trip, a password check); flood control keeps it far lower.
 MAX_WAITING = 100
+# Commands that build a member's filter pattern again, and what each of its
+# characters costs in answer bytes (compiling is slower than sending).
+FILTER_COMMANDS = frozenset({"filter", "unfilter"})
+FILTER_COST = 8
 
 
 class Session:
@@ -46,7 +61,15 @@ class Session:
 
     log = Logger()
 
-    def __init__(self, sessions: Sessions, connection: Connection, transport: str = "unknown") -> None:
+    def __init__(
+        self, sessions: Sessions, connection: Connection, transport: str = "unknown", pings: bool = False
+    ) -> None:
+        """
+        @param transport: The transport's kind, for the metrics.
+        @param pings: Whether the transport's protocol answers pings by
+            itself (IRC's PING); otherwise only a client that once answered
+            one (C{/pong}) is pinged.
+        """
         self.sessions = sessions
         self.transport = transport
         self.meter = sessions.meter
@@ -62,11 +85,23 @@ class Session:
         self._lines_bucket = TokenBucket(clock, limits.flood_rate, limits.flood_burst)
         self._nick_bucket = TokenBucket(clock, limits.nick_rate, limits.nick_burst)
         self._bad_bucket = TokenBucket(clock, limits.bad_input_rate, limits.bad_input_burst)
+        self._bytes_bucket = TokenBucket(clock, limits.byte_rate, limits.byte_burst)
+        self._answer_bucket = TokenBucket(clock, limits.answer_rate, limits.answer_burst)
         self._timer: IDelayedCall | None = None
+        self._lag: IDelayedCall | None = None
         self._running = False
+        self._pumping = False
         self._waiting: deque[Command] = deque()
         self._dropped = False
         self._closing = False
+        # Whether the client has answered a ping (sent /pong): only then is it pinged.
+        self._answers_pings = pings
+        # Bytes of answers to the command being carried out, while it runs.
+        self._answering = False
+        self._answered = 0
+        # Bytes this session holds: its send queue and its partial line.
+        self.held = 0
+        self._partial = 0
 
     # The connection's life, as its transport reports it
 
@@ -89,6 +124,8 @@ class Session:
             self.connection.close()
             return False
         self._admitted = True
+        if handshake:
+            self.sessions.handshake_started(self)
         return True
 
     def ready(self) -> None:
@@ -96,8 +133,11 @@ class Session:
         The connection can carry lines (its handshake is done): join the
         room, unless the address is banned.
         """
+        self.sessions.handshake_done(self)
         if not self._admitted or self.member is not None or self._closing:
             return
+        # Joining takes a store round trip; it must not take for ever.
+        self._set_timer(self.limits.first_line_timeout, self._time_out, "could not join in time")
         refusal = self.room.refusal(self.host)
         if refusal is not None:
             self.log.info("refused a connection from banned {host}", host=self.host)
@@ -119,7 +159,13 @@ class Session:
             member_id=member.id,
             address=member.address,
         )
-        self._set_timer(self.limits.first_line_timeout, self._time_out, "no line received in time")
+        # A member may only read: no deadline for its first line, and no
+        # pings until it has shown it answers them (TCP keepalive finds a
+        # vanished peer), unless its protocol always does (IRC).
+        if self._answers_pings:
+            self._set_timer(self.limits.ping_interval, self._ping)
+        else:
+            self._set_timer(0, None)
 
     def _join_failed(self, failure: Failure) -> None:
         self.log.failure("joining {host} to the room failed", failure, host=self.host)
@@ -133,10 +179,13 @@ class Session:
         self._closing = True
         self._waiting.clear()
         self._set_timer(0, None)
-        self.sessions.forget(self)
+        self._stop_lag()
+        self._partial = 0
+        self._account(0)
         if self._admitted:
             self._admitted = False
             self.sessions.connections.release(self.host)
+        self.sessions.forget(self)
         member, self.member = self.member, None
         if member is not None:
             self.meter.member_left(self.transport)
@@ -155,18 +204,68 @@ class Session:
         member = self.member
         if member is None or self._closing:
             return False
-        # Any line shows the client is alive: the keepalive starts over.
-        self._set_timer(self.limits.ping_interval, self._ping)
+        if self._answers_pings:
+            # Any line shows the client is alive: the keepalive starts over.
+            self._set_timer(self.limits.ping_interval, self._ping)
         if not self._lines_bucket.take():
-            self.meter.flood_refused(self.transport)
-            self._flooding += 1
-            if self.limits.flood_kick and self._flooding >= self.limits.flood_kick:
-                self.drop("kicked for flooding")
-            elif self._flooding == 1:
-                self.reply(f"flood: slow down, at most {self.limits.flood_rate:g} lines per second")
+            return self._flood(f"at most {self.limits.flood_rate:g} lines per second")
+        return True
+
+    def text_received(self, size: int) -> bool:
+        """
+        Count C{size} bytes of one line's text, as normalised (after
+        L{line_received} let the line through).
+
+        @return: Whether to go on with it: neither this connection nor its
+            address has sent more bytes than it may.
+        """
+        if self.member is None or self._closing:
             return False
+        if not self._bytes_bucket.take(size):
+            return self._flood(f"at most {self.limits.byte_rate:g} bytes per second")
+        address = self.sessions.address_bucket(self.host)
+        if address is not None and not address.take(size):
+            return self._flood(
+                f"at most {self.limits.address_byte_rate:g} bytes per second from your address"
+            )
+        # Within every budget: the next refusal is a new flood, told once.
         self._flooding = 0
         return True
+
+    def _flood(self, limit: str) -> bool:
+        self.meter.flood_refused(self.transport)
+        self._flooding += 1
+        if self.limits.flood_kick and self._flooding >= self.limits.flood_kick:
+            self.drop("kicked for flooding")
+        elif self._flooding == 1:
+            self.reply(f"flood: slow down, {limit}")
+        return False
+
+    def buffering(self, size: int) -> None:
+        """
+        The transport holds C{size} bytes of a partial line from the client.
+        """
+        self._partial = size
+        self._account(self.connection.queued())
+
+    def drained(self) -> None:
+        """
+        The connection's send queue has drained.
+        """
+        self._account(0)
+
+    def release(self) -> None:
+        """
+        The connection was aborted: what it held is let go.
+        """
+        self._partial = 0
+        self._account(0)
+
+    def _account(self, queued: int) -> None:
+        held = queued + self._partial
+        if held != self.held:
+            before, self.held = self.held, held
+            self.sessions.held_changed(held - before)
 
     def bad_input(self, reply: str, what: str) -> None:
         """
@@ -191,40 +290,93 @@ class Session:
         """
         if self.member is None or self._closing:
             return
-        if self._running:
-            if len(self._waiting) >= MAX_WAITING:
-                self.reply("too many commands at once: wait for the answers")
-                return
-            self._waiting.append(command)
+        if len(self._waiting) >= MAX_WAITING:
+            self.reply("too many commands at once: wait for the answers")
             return
-        self._execute(command)
-        while self._waiting and not self._running and self.member is not None and not self._closing:
-            self._execute(self._waiting.popleft())
+        self._waiting.append(command)
+        self._pump()
+
+    def _pump(self) -> None:
+        # Commands run one at a time, in order: later ones wait while one is
+        # under way (a store or a password check takes a round trip) or
+        # while the answers so far are paid for (fake lag).
+        if self._pumping:
+            return
+        self._pumping = True
+        try:
+            while self._waiting and not self._running and self.member is not None and not self._closing:
+                self._execute(self._waiting.popleft())
+        finally:
+            self._pumping = False
 
     def _execute(self, command: Command) -> None:
         member = self.member
         assert member is not None
         if command.name == "pong":
+            if not self._answers_pings:
+                self._answers_pings = True
+                self._set_timer(self.limits.ping_interval, self._ping)
             return
+        renaming = command.name == "nick"
+        filters = len(member.filters) if command.name in FILTER_COMMANDS else None
+        self._answering, self._answered = True, 0
         try:
-            if command.name == "nick" and not self._nick_bucket.take():
-                raise ChatError("too many name changes: wait a little before the next")
+            if renaming:
+                self._check_rename(member, command.args[0])
             result = self.room.execute(member, command)
         except Exception:
             self._failed(Failure(), command, member)
-            return
+            renaming = False
+            result = None
+        finally:
+            self._answering = False
+        if filters is not None and filters != len(member.filters):
+            # The member's filter pattern was built again: charged like an
+            # answer of a few times its size, so changing filters over and
+            # over is paid for by the one who does it.
+            self._answered += FILTER_COST * sum(map(len, member.filters))
+        # A command costs what its answers weigh.
+        self._answer_bucket.charge(self._answered)
         if result is None:
+            if renaming:
+                self._nick_bucket.take()
+            self._lag_if_owed()
             return
-        # Commands run one at a time: later ones wait until this one is done
-        # (at once, unless a store or a password check takes a round trip).
         self._running = True
+        if renaming:
+            # Only a rename that happens uses up the allowance.
+            result.addCallback(lambda ignored: self._nick_bucket.take())
         result.addErrback(self._failed, command, member)
         result.addBoth(self._finished)
 
+    def _check_rename(self, member: MemberRecord, name: str) -> None:
+        problem = self.room.rename_problem(member, name)
+        if problem is not None:
+            raise problem
+        wait = self._nick_bucket.wait(1.0)
+        if wait > 0:
+            raise ChatError(f"too many name changes: wait {math.ceil(wait)}s before the next")
+
     def _finished(self, result: object) -> None:
         self._running = False
-        if self._waiting and self.member is not None and not self._closing:
-            self.run(self._waiting.popleft())
+        self._lag_if_owed()
+        self._pump()
+
+    def _lag_if_owed(self) -> None:
+        wait = self._answer_bucket.wait()
+        if wait > 0 and not self._closing:
+            self._running = True
+            self._lag = self.clock.callLater(wait, self._lag_over)
+
+    def _lag_over(self) -> None:
+        self._lag = None
+        self._running = False
+        self._pump()
+
+    def _stop_lag(self) -> None:
+        if self._lag is not None and self._lag.active():
+            self._lag.cancel()
+        self._lag = None
 
     def _failed(self, failure: Failure, command: Command, member: MemberRecord) -> None:
         if failure.check(ChatError):
@@ -252,18 +404,23 @@ class Session:
             and member.filters
             and isinstance(event, ChatEvent)
             and event.sender != member.name
-            and member.hides(event.filtered_text)
+            and member.hides_folded(self.sessions.folded(event))
         ):
             return
         connection = self.connection
         data = connection.encode(event)
         cap = self.limits.send_queue
-        if cap and connection.queued() + len(data) > cap:
+        queued = connection.queued()
+        if cap and queued + len(data) > cap and member is not None:
             # The client is not reading: drop it rather than buffer forever.
-            self.drop(f"send queue over {cap} bytes: not reading", at_once=True)
+            self.drop(f"send queue over {cap} bytes: not reading", past_cap=True)
             return
+        if self._answering and not isinstance(event, ChatEvent | Sealed):
+            self._answered += len(data)
         connection.write(data)
         self.meter.delivered(self.transport, len(data))
+        if queued or self.held:
+            self._account(connection.queued())
 
     def _send(self, event: Event) -> None:
         # Outside the room (a refusal): no member, no cap to mind.
@@ -280,21 +437,30 @@ class Session:
 
     # Ending it
 
-    def drop(self, reason: str, at_once: bool = False) -> None:
+    def drop(self, reason: str, at_once: bool = False, past_cap: bool = False) -> None:
         """
         Remove the client from the room, telling it and everyone why, and
         close the connection: after its output drains (within
-        L{DROP_GRACE} seconds), or C{at_once} for a client that is not
-        reading anyway.
+        L{DROP_GRACE} seconds), or C{at_once} (then only the others are
+        told).
+
+        @param past_cap: The send queue is full: the line that says why is
+            written past the cap, the last one the client gets.
         """
         if self._dropped:
+            if at_once:
+                self.abort()
             return
         self._dropped = True
         self.meter.dropped(self.transport, reason)
         member = self.member
         if member is not None:
             self.meter.member_left(self.transport)
-            if not at_once:
+            if past_cap:
+                self.connection.write(
+                    self.connection.encode(ErrorReply(self.clock.seconds(), f"disconnected: {reason}"))
+                )
+            elif not at_once:
                 self.reply(f"disconnected: {reason}")
             self.member = None
             self.room.leave(member, reason)
@@ -310,6 +476,7 @@ class Session:
         Close the connection at once, dropping unsent output.
         """
         self._closing = True
+        self._stop_lag()
         self.connection.abort()
 
     # Timeouts and keepalive
@@ -328,7 +495,7 @@ class Session:
             self.drop(reason)
 
     def _ping(self) -> None:
-        if self.member is None:
+        if self.member is None or not self._answers_pings:
             return
         token = f"{self.clock.seconds():.0f}"
         self.receive(Ping(self.clock.seconds(), token))
@@ -339,8 +506,17 @@ class Sessions:
     """
     The open sessions of one daemon process, on every transport.
 
+    Memory: every session's send queue (past what its socket holds) and
+    partial line count against one budget, C{limits.memory_budget}. Past
+    it, the sessions holding the most are dropped at once, largest first,
+    until the total is back under nine tenths of the budget; what a single
+    client may hold is bounded by the send-queue cap and the line length.
+
     @ivar open: Every session whose connection is not yet lost, joined or not.
+    @ivar held: Bytes all sessions hold together (send queues and partial lines).
     """
+
+    log = Logger()
 
     def __init__(
         self,
@@ -354,21 +530,132 @@ class Sessions:
         self.clock = clock
         self.meter: Meter = meter if meter is not None else NoMeter()
         self.limits = limits if limits is not None else ClientLimits()
-        self.connections = ConnectionCounter(clock, connection_limits or ConnectionLimits())
+        self.connection_limits = connection_limits or ConnectionLimits()
+        self.connections = ConnectionCounter(clock, self.connection_limits)
         self.open: set[Session] = set()
+        self.held = 0
+        self._peak = 0
+        self._enforcing = False
+        # Oldest first: the one closed when too many are in their handshake.
+        self._handshaking: dict[Session, None] = {}
+        self._address_buckets: dict[str, TokenBucket] = {}
+        self._folded_event: Event | None = None
+        self._folded = ""
         self._drained: list[Deferred[None]] = []
 
-    def session(self, connection: Connection, transport: str = "unknown") -> Session:
+    def session(self, connection: Connection, transport: str = "unknown", pings: bool = False) -> Session:
         """
-        A new session for C{connection} of transport kind C{transport};
-        call its L{Session.opened} next.
+        A new session for C{connection} of transport kind C{transport}
+        (see L{Session.__init__}); call its L{Session.opened} next.
         """
-        return Session(self, connection, transport)
+        return Session(self, connection, transport, pings)
 
     def opened(self, session: Session) -> None:
         if session not in self.open:
             self.meter.connection_opened(session.transport)
         self.open.add(session)
+
+    def handshake_started(self, session: Session) -> None:
+        """
+        C{session} is admitted and starts its handshake; past the cap of
+        handshakes at once, the oldest still in its handshake is closed.
+        """
+        cap = self.connection_limits.handshakes
+        while cap and len(self._handshaking) >= cap:
+            oldest = next(iter(self._handshaking))
+            del self._handshaking[oldest]
+            self.log.info("{host}: too many handshakes at once, closed the oldest", host=oldest.host)
+            oldest.abort()
+        self._handshaking[session] = None
+
+    def handshake_done(self, session: Session) -> None:
+        self._handshaking.pop(session, None)
+
+    @property
+    def handshaking(self) -> int:
+        """
+        How many connections are in their handshake.
+        """
+        return len(self._handshaking)
+
+    def address_bucket(self, host: str) -> TokenBucket | None:
+        """
+        The byte budget all connections from C{host}'s address share, or
+        L{None} if the address is exempt.
+        """
+        if self.connection_limits.exempt_loopback and is_loopback(host):
+            return None
+        key = address_key(host)
+        bucket = self._address_buckets.get(key)
+        if bucket is None:
+            self._forget_address_buckets(2)
+            limits = self.limits
+            bucket = self._address_buckets[key] = TokenBucket(
+                self.clock, limits.address_byte_rate, limits.address_byte_burst
+            )
+        return bucket
+
+    @property
+    def address_budgets(self) -> int:
+        """
+        How many addresses' byte budgets are kept.
+        """
+        return len(self._address_buckets)
+
+    def _forget_address_buckets(self, most: int) -> None:
+        # A bucket outlives its address's connections until it is full again
+        # (reconnecting does not refill it); the oldest few are looked at
+        # whenever one is made, so there are about as many as addresses.
+        buckets = self._address_buckets
+        for key in list(itertools.islice(buckets, most)):
+            bucket = buckets.pop(key)
+            if not bucket.full() or self.connections.open_from(key) > 0:
+                # Still in use: to the back of the line.
+                buckets[key] = bucket
+
+    def folded(self, event: ChatEvent) -> str:
+        """
+        C{event}'s filtered text, casefolded: once per event, however many
+        members' filters look at it.
+        """
+        if event is not self._folded_event:
+            self._folded = event.filtered_text.casefold()
+            self._folded_event = event
+        return self._folded
+
+    def held_changed(self, delta: int) -> None:
+        """
+        A session holds C{delta} more bytes; past the budget, drop the
+        largest holders.
+        """
+        self.held += delta
+        if self.held > self._peak:
+            self._peak = self.held
+        budget = self.limits.memory_budget
+        if not budget or self.held <= budget or self._enforcing:
+            return
+        self._enforcing = True
+        try:
+            for session in sorted(self.open, key=lambda s: s.held, reverse=True):
+                if self.held <= budget * 0.9 or session.held == 0:
+                    break
+                self.log.warn(
+                    "memory budget of {budget} bytes exceeded: dropping {host}, holding {held}",
+                    budget=budget,
+                    host=session.host,
+                    held=session.held,
+                )
+                session.drop(f"server memory budget exceeded: you held {session.held} bytes", at_once=True)
+                session.release()
+        finally:
+            self._enforcing = False
+
+    def take_peak(self) -> int:
+        """
+        The most L{held} has been since the last call.
+        """
+        peak, self._peak = self._peak, self.held
+        return peak
 
     def forget(self, session: Session) -> None:
         """
@@ -377,6 +664,12 @@ class Sessions:
         if session in self.open:
             self.meter.connection_closed(session.transport)
         self.open.discard(session)
+        self._handshaking.pop(session, None)
+        if self._address_buckets and self.connections.open_from(session.host) == 0:
+            key = address_key(session.host)
+            bucket = self._address_buckets.get(key)
+            if bucket is not None and bucket.full():
+                del self._address_buckets[key]
         if not self.open:
             waiting, self._drained = self._drained, []
             for d in waiting:

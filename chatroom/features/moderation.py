@@ -59,6 +59,9 @@ from chatroom.wire import format_timestamp
 OPER_CONNECTION_LIMIT = (1, 5.0)
 OPER_ADDRESS_LIMIT = (5, 60.0)
 
+# The one key of the server-wide budget of password checks.
+GLOBAL_KEY = "*"
+
 OPER = CommandSpec("oper", "<password>", "become an admin with the admin password", 1, 1)
 OP = CommandSpec("op", "<user>", "make a user an admin (admins only)", 1, 1)
 DEOP = CommandSpec("deop", "<user>", "take a user's admin rights away (admins only)", 1, 1)
@@ -73,7 +76,7 @@ BAN = CommandSpec(
     2,
 )
 UNBAN = CommandSpec("unban", "<name|address|CIDR>", "lift a ban (admins only)", 1, 1)
-BANS = CommandSpec("bans", "", "list the bans: who set each, when, why, until when (admins only)", 0, 0)
+BANS = CommandSpec("bans", "[page]", "list the bans: who set each, when, why, until when (admins only)", 0, 1)
 TOPIC = CommandSpec(
     "topic", "[text|-]", "show the room's topic; set it, or clear it with - (admins only)", 0, 1
 )
@@ -152,6 +155,10 @@ class Moderation(Feature):
         self.bans = settings.bans
         self._oper_by_connection = AttemptLimiter(room.clock, *OPER_CONNECTION_LIMIT)
         self._oper_by_address = AttemptLimiter(room.clock, *OPER_ADDRESS_LIMIT)
+        # One budget for the whole server: neither guessing nor hashing load
+        # grows with the number of addresses.
+        limits = room.limits
+        self._oper_checks = AttemptLimiter(room.clock, limits.oper_checks, limits.oper_window)
 
     def register(self, commands: CommandRegistry) -> None:
         for spec, handler in (
@@ -278,10 +285,16 @@ class Moderation(Feature):
         wait = max(self._oper_by_connection.wait(member.address), self._oper_by_address.wait(address))
         if wait > 0:
             raise ChatError(f"too many /oper attempts: try again in {math.ceil(wait)}s")
+        checking_all = bool(self.room.limits.oper_checks)
+        wait = self._oper_checks.wait(GLOBAL_KEY) if checking_all else 0.0
+        if wait > 0:
+            raise ChatError(f"too many /oper attempts on this server: try again in {math.ceil(wait)}s")
         # Every try counts, not only failures: a guesser cannot get several
         # checks going before the first one fails.
         self._oper_by_connection.record(member.address)
         self._oper_by_address.record(address)
+        if checking_all:
+            self._oper_checks.record(GLOBAL_KEY)
         (guess,) = args
         checking = self.settings.run_check(lambda: password.matches(guess))
         return checking.addCallbacks(
@@ -431,11 +444,20 @@ class Moderation(Feature):
 
     def list_bans(self, member: MemberRecord, args: tuple[str, ...]) -> None:
         self._require_admin(member, "list the bans")
+        size = self.room.limits.bans_page or None
+        try:
+            page = int(args[0]) if args else 1
+        except ValueError:
+            page = 0
         now = self.room.now()
         bans = self.bans.active(now)
+        pages = max(1, math.ceil(len(bans) / size)) if size else 1
+        if not 1 <= page <= pages:
+            raise ChatError(f"no page {args[0]} of the bans: give a page from 1 to {pages}")
         audience = one(member.id)
-        self.room.fanout.publish(BanCount(now, len(bans)), audience)
-        for ban in bans:
+        shown = bans[(page - 1) * size : page * size] if size else bans
+        self.room.fanout.publish(BanCount(now, len(bans), page, pages), audience)
+        for ban in shown:
             self.room.fanout.publish(BanEntry(now, ban), audience)
 
     # The topic

@@ -193,7 +193,8 @@ class IRCProtocol(LineReceiver):
         self._writer = flusher.writer(transport) if flusher else LineWriter(transport)
         peer: Any = transport.getPeer()
         self.host, self.port = getattr(peer, "host", "?"), getattr(peer, "port", 0)
-        self.session: Session = self.factory.sessions.session(self)
+        # IRC clients answer PING by themselves.
+        self.session: Session = self.factory.sessions.session(self, "irc", pings=True)
         # IRC registration is the handshake: the session's handshake timeout
         # bounds it (with TLS's own handshake), and the room is joined after.
         if not self.session.opened(handshake=True):

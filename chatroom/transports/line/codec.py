@@ -18,6 +18,7 @@ from chatroom.core.events import (
     Acted,
     AdminChanged,
     AdminReason,
+    Arrivals,
     BanCount,
     BanEntry,
     BanLifted,
@@ -166,6 +167,28 @@ def _replay_end(e: ReplayEnd) -> Parts:
     return Kind.HISTORY_END, SERVER_SOURCE, text, (f"count={e.count}", *more)
 
 
+def _arrivals(e: Arrivals) -> Parts:
+    # "-name" left, "+name" (or "+@name" for an admin) joined: a name never
+    # starts with "+" or "-".
+    joined = tuple("+" + ("@" if admin else "") + name for name, admin in e.joined)
+    left = tuple("-" + name for name in e.left)
+    parts = []
+    if e.joined:
+        parts.append(f"joined: {', '.join(name for name, _ in e.joined)}")
+    if e.left:
+        parts.append(f"left: {', '.join(e.left)}")
+    return Kind.ARRIVALS, SERVER_SOURCE, "; ".join(parts), left + joined
+
+
+def _ban_count(e: BanCount) -> Parts:
+    in_force = f"{e.count} {'ban' if e.count == 1 else 'bans'} in force"
+    if e.pages == 1:
+        return Kind.BANLIST, S, in_force, (f"count={e.count}",)
+    more = f": /bans {e.page + 1} for more" if e.page < e.pages else ""
+    text = f"{in_force} (page {e.page} of {e.pages}{more})"
+    return Kind.BANLIST, S, text, (f"count={e.count}", f"page={e.page}", f"pages={e.pages}")
+
+
 S = SERVER_SOURCE
 ENCODERS: dict[type[Any], Callable[[Any], Parts]] = {
     Said: lambda e: (Kind.MESSAGE, e.sender, e.text, ()),
@@ -179,6 +202,7 @@ ENCODERS: dict[type[Any], Callable[[Any], Parts]] = {
     ),
     Joined: _joined,
     Left: lambda e: (Kind.LEAVE, e.name, f"{e.name} left ({e.reason})", ()),
+    Arrivals: _arrivals,
     Renamed: lambda e: (Kind.RENAME, e.old, f"{e.old} is now known as {e.new}", (e.new,)),
     Listed: _listed,
     WhoisReply: _whois,
@@ -196,12 +220,7 @@ ENCODERS: dict[type[Any], Callable[[Any], Parts]] = {
     Kicked: lambda e: (Kind.KICK, e.by, f"{e.by} kicked {e.victim}{_because(e.reason)}", (e.victim,)),
     BanSet: _ban_set,
     BanLifted: lambda e: (Kind.UNBAN, e.by, f"{e.by} lifted the ban on {e.target}", (e.target,)),
-    BanCount: lambda e: (
-        Kind.BANLIST,
-        S,
-        f"{e.count} {'ban' if e.count == 1 else 'bans'} in force",
-        (f"count={e.count}",),
-    ),
+    BanCount: _ban_count,
     BanEntry: lambda e: (Kind.BANLIST, S, e.ban.reason, _ban_fields(e.ban)),
     BannedNotice: _banned,
     TopicChanged: lambda e: (

@@ -1,28 +1,36 @@
 """
-The line transport: a thin C{LineReceiver} adapter between a socket and a
-core L{Session}.
+The line transport: a thin adapter between a socket and a core L{Session}.
 
 L{LineProtocol} frames and decodes client lines, parses them against the
 room's command registry and hands each one to its session; the session does
 everything else (limits, timeouts, the room, error replies). Events come
 back through the protocol's L{Connection} side, encoded once per event by
 the shared L{LineCodec} and written through the per-turn writer.
+
+Framing keeps a partial line to at most L{MAX_LINE_BYTES} (plus a line
+ending) until its first bytes show it is an end-to-end line (the factory's
+C{long_prefix}); only then may it grow to the longer limit. The transport
+also turns on TCP keepalive with the session's limits, so a peer that
+vanished without closing is found although it never has to type.
 """
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IHandshakeListener, IPushProducer, ISSLTransport
+from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.internet.protocol import ServerFactory, connectionDone
-from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from chatroom.core.commands import ParseError
 from chatroom.core.events import Event
 from chatroom.core.session import Session, Sessions
+from chatroom.limits import ClientLimits
 from chatroom.transports.line.codec import LineCodec
 from chatroom.transports.line.writer import LineWriter, TurnFlusher
 from chatroom.wire import has_control_characters, normalize_text
@@ -49,6 +57,44 @@ class _Transport(Protocol):
     def unregisterProducer(self) -> None: ...
 
 
+def keep_alive(transport: Any, limits: ClientLimits) -> bool:
+    """
+    Turn TCP keepalive on for C{transport}'s socket (for TLS, the TCP
+    transport under it), probing after C{limits.keepalive_idle} seconds of
+    silence, every C{keepalive_interval} seconds, C{keepalive_count} times;
+    unacknowledged output gets the same time (C{TCP_USER_TIMEOUT}).
+
+    @return: Whether the options were set on a socket.
+    """
+    if limits.keepalive_idle <= 0:
+        return False
+    # Over TLS, the TCP transport the TLS protocol wraps holds the socket.
+    tcp = getattr(transport, "transport", None) if ISSLTransport.providedBy(transport) else None
+    tcp = tcp or transport
+    set_keep_alive = getattr(tcp, "setTcpKeepAlive", None)
+    get_handle = getattr(tcp, "getHandle", None)
+    if set_keep_alive is None or get_handle is None:
+        return False
+    handle = get_handle()
+    if not isinstance(handle, socket.socket):
+        return False
+    set_keep_alive(True)
+    options = [
+        ("TCP_KEEPIDLE", limits.keepalive_idle),
+        ("TCP_KEEPINTVL", max(limits.keepalive_interval, 1)),
+        ("TCP_KEEPCNT", max(limits.keepalive_count, 1)),
+        (
+            "TCP_USER_TIMEOUT",
+            1000 * (limits.keepalive_idle + limits.keepalive_interval * limits.keepalive_count),
+        ),
+    ]
+    for name, value in options:
+        option = getattr(socket, name, None)
+        if option is not None:
+            handle.setsockopt(socket.IPPROTO_TCP, option, value)
+    return True
+
+
 @implementer(IPushProducer)
 class _SendQueueWatch:
     """
@@ -58,23 +104,26 @@ class _SendQueueWatch:
     @ivar queued: Bytes written while paused.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, drained: Callable[[], None]) -> None:
         self.paused = False
         self.queued = 0
+        self._drained = drained
 
     def pauseProducing(self) -> None:
         self.paused = True
 
     def resumeProducing(self) -> None:
         self.paused = False
-        self.queued = 0
+        if self.queued:
+            self.queued = 0
+            self._drained()
 
     def stopProducing(self) -> None:
         self.resumeProducing()
 
 
 @implementer(IHandshakeListener)
-class LineProtocol(LineReceiver):
+class LineProtocol(TwistedProtocol):
     """
     One client connection speaking the line protocol.
 
@@ -87,12 +136,11 @@ class LineProtocol(LineReceiver):
 
     def __init__(self, factory: LineFactory) -> None:
         self.factory = factory
-        self.MAX_LENGTH = factory.max_frame
         self.host = "?"
         self.port = 0
         self._discarding = False
-        self._leftover = b""
-        self._watch = _SendQueueWatch()
+        self._buffer = b""
+        self._watch = _SendQueueWatch(self._drained)
         self._codec = factory.codec
         self._producing = False
 
@@ -113,6 +161,8 @@ class LineProtocol(LineReceiver):
         if set_no_delay is not None:
             # Without it Nagle's algorithm and delayed ACKs hold back lines.
             set_no_delay(True)
+        # A member that only reads is never asked to type: the kernel finds a vanished peer.
+        keep_alive(transport, self.session.limits)
         transport.registerProducer(self._watch, True)
         self._producing = True
         if not tls:
@@ -123,7 +173,11 @@ class LineProtocol(LineReceiver):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._writer.discard()
+        self._buffer = b""
         self.session.lost(clean=reason.check(ConnectionDone) is not None)
+
+    def _drained(self) -> None:
+        self.session.drained()
 
     # The Connection port, for the session
 
@@ -154,27 +208,38 @@ class LineProtocol(LineReceiver):
     # Framing
 
     def dataReceived(self, data: bytes) -> None:
-        while data:
+        buffer = self._buffer + data if self._buffer else data
+        start = 0
+        delimiter = self.delimiter
+        while True:
+            end = buffer.find(delimiter, start)
             if self._discarding:
                 # The rest of an over-long line: drop it up to its end.
-                end = data.find(self.delimiter)
                 if end < 0:
-                    return
+                    start = len(buffer)
+                    break
                 self._discarding = False
-                data = data[end + 1 :]
-                continue
-            super().dataReceived(data)
-            data, self._leftover = self._leftover, b""
-
-    def lineLengthExceeded(self, line: bytes) -> None:
-        # Either the buffer filled up with no line end (drop until one
-        # comes), or a complete line was too long (go on after it).
-        end = line.find(self.delimiter)
-        if end < 0:
+            elif end < 0:
+                break
+            else:
+                self.lineReceived(buffer[start:end])
+            start = end + 1
+        rest = buffer[start:] if start else buffer
+        if len(rest) > self._partial_limit(rest):
+            # A partial line already too long: drop it up to its end.
+            rest = b""
             self._discarding = True
-        else:
-            self._leftover = line[end + 1 :]
-        self.session.bad_input(self.factory.too_long, "an over-long line")
+            self.session.bad_input(self.factory.too_long, "an over-long line")
+        self._buffer = rest
+        self.session.buffering(len(rest))
+
+    def _partial_limit(self, partial: bytes) -> int:
+        # The plain allowance, until the line is known to be a long (E2E) one.
+        factory = self.factory
+        prefix = factory.long_prefix
+        if prefix and len(partial) >= len(prefix) and partial[: len(prefix)].lower() == prefix:
+            return int(factory.max_frame)
+        return MAX_LINE_BYTES + 1
 
     def lineReceived(self, line: bytes) -> None:
         session = self.session
@@ -194,11 +259,21 @@ class LineProtocol(LineReceiver):
         except UnicodeDecodeError:
             session.bad_input("invalid UTF-8: send text encoded as UTF-8", "invalid UTF-8")
             return
+        # A pasted tab is a space, not a control character.
+        text = text.replace("\t", " ")
         if has_control_characters(text):
             session.bad_input("control characters are not allowed in a line", "control characters")
             return
+        if text.isascii():
+            size = len(text)
+        else:
+            # Counted as normalised: normalisation can make a line longer.
+            text = normalize_text(text)
+            size = len(text.encode("utf-8"))
+        if not session.text_received(size):
+            return
         try:
-            command = session.room.commands.parse(normalize_text(text))
+            command = session.room.commands.parse(text)
         except ParseError as e:
             session.reply(str(e))
             return
