@@ -1,5 +1,6 @@
 """
-The line transport: a thin adapter between a socket and a core L{Session}.
+The line transport: a thin C{LineReceiver} adapter between a socket and a
+core L{Session}.
 
 L{LineProtocol} frames and decodes client lines, parses them against the
 room's command registry and hands each one to its session; the session does
@@ -7,9 +8,11 @@ everything else (limits, timeouts, the room, error replies). Events come
 back through the protocol's L{Connection} side, encoded once per event by
 the shared L{LineCodec} and written through the per-turn writer.
 
-Framing keeps a partial line to at most L{MAX_LINE_BYTES} (plus a line
-ending) until its first bytes show it is an end-to-end line (the factory's
-C{long_prefix}); only then may it grow to the longer limit. The transport
+C{LineReceiver} frames lines up to the longest line there is (an
+end-to-end line); the protocol keeps a partial line to at most
+L{MAX_LINE_BYTES} (plus a line ending) until its first bytes show it is an
+end-to-end line (the factory's C{long_prefix}), and drops the rest of a
+line that grew past what it may be. The transport
 also turns on TCP keepalive with the session's limits, so a peer that
 vanished without closing is found although it never has to type.
 """
@@ -22,8 +25,8 @@ from typing import Any, Protocol
 
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IHandshakeListener, IPushProducer, ISSLTransport
-from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.internet.protocol import ServerFactory, connectionDone
+from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -123,7 +126,7 @@ class _SendQueueWatch:
 
 
 @implementer(IHandshakeListener)
-class LineProtocol(TwistedProtocol):
+class LineProtocol(LineReceiver):
     """
     One client connection speaking the line protocol.
 
@@ -136,10 +139,17 @@ class LineProtocol(TwistedProtocol):
 
     def __init__(self, factory: LineFactory) -> None:
         self.factory = factory
+        # LineReceiver frames the longest line there is; _allowance() holds
+        # every other line to the plain limit while it is still partial.
+        self.MAX_LENGTH = factory.max_frame
         self.host = "?"
         self.port = 0
         self._discarding = False
-        self._buffer = b""
+        self._leftover = b""
+        self._exceeded = False
+        # The partial line LineReceiver holds: its size and first bytes.
+        self._partial = 0
+        self._head = b""
         self._watch = _SendQueueWatch(self._drained)
         self._codec = factory.codec
         self._producing = False
@@ -173,7 +183,7 @@ class LineProtocol(TwistedProtocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._writer.discard()
-        self._buffer = b""
+        self.clearLineBuffer()
         self.session.lost(clean=reason.check(ConnectionDone) is not None)
 
     def _drained(self) -> None:
@@ -208,38 +218,61 @@ class LineProtocol(TwistedProtocol):
     # Framing
 
     def dataReceived(self, data: bytes) -> None:
-        buffer = self._buffer + data if self._buffer else data
-        start = 0
-        delimiter = self.delimiter
-        while True:
-            end = buffer.find(delimiter, start)
+        while data:
             if self._discarding:
                 # The rest of an over-long line: drop it up to its end.
+                end = data.find(self.delimiter)
                 if end < 0:
-                    start = len(buffer)
-                    break
+                    return
                 self._discarding = False
-            elif end < 0:
-                break
-            else:
-                self.lineReceived(buffer[start:end])
-            start = end + 1
-        rest = buffer[start:] if start else buffer
-        if len(rest) > self._partial_limit(rest):
-            # A partial line already too long: drop it up to its end.
-            rest = b""
-            self._discarding = True
-            self.session.bad_input(self.factory.too_long, "an over-long line")
-        self._buffer = rest
-        self.session.buffering(len(rest))
+                data = data[end + 1 :]
+                continue
+            self._exceeded = False
+            super().dataReceived(data)
+            if self._exceeded:
+                # lineLengthExceeded took LineReceiver's buffer: go on after it.
+                data, self._leftover = self._leftover, b""
+                continue
+            self._track(data)
+            if self._partial > self._allowance():
+                # A partial line already too long for what it is.
+                self.clearLineBuffer()
+                self._partial, self._head = 0, b""
+                self._discarding = True
+                self.session.bad_input(self.factory.too_long, "an over-long line")
+            self.session.buffering(self._partial)
+            return
 
-    def _partial_limit(self, partial: bytes) -> int:
+    def _track(self, data: bytes) -> None:
+        # What LineReceiver now holds of a line: what followed the last line end.
+        end = data.rfind(self.delimiter)
+        head = len(self.factory.long_prefix)
+        if end >= 0:
+            self._partial = len(data) - end - 1
+            self._head = data[end + 1 : end + 1 + head]
+        else:
+            self._partial += len(data)
+            if len(self._head) < head:
+                self._head = (self._head + data)[:head]
+
+    def _allowance(self) -> int:
         # The plain allowance, until the line is known to be a long (E2E) one.
-        factory = self.factory
-        prefix = factory.long_prefix
-        if prefix and len(partial) >= len(prefix) and partial[: len(prefix)].lower() == prefix:
-            return int(factory.max_frame)
+        prefix = self.factory.long_prefix
+        if prefix and self._head.lower() == prefix:
+            return int(self.MAX_LENGTH)
         return MAX_LINE_BYTES + 1
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        # Either the buffer filled up with no line end (drop until one
+        # comes), or a complete line was too long (go on after it).
+        self._exceeded = True
+        self._partial, self._head = 0, b""
+        end = line.find(self.delimiter)
+        if end < 0:
+            self._discarding = True
+        else:
+            self._leftover = line[end + 1 :]
+        self.session.bad_input(self.factory.too_long, "an over-long line")
 
     def lineReceived(self, line: bytes) -> None:
         session = self.session
