@@ -21,7 +21,13 @@ setup(
         "twisted.plugins",
     ],
     package_data={"twisted": ["plugins/chatroom_plugin.py"]},
-    install_requires=["twisted>=24.7", "pyopenssl>=24", "service-identity>=24", "cryptography>=47"],
+    install_requires=[
+        "twisted>=24.7",
+        "pyopenssl>=24",
+        "service-identity>=24",
+        "cryptography>=47",
+        "vodozemac>=0.10,<0.11",
+    ],
     entry_points={"console_scripts": ["chatroom-client = chatroom.client.app:main"]},
     extras_require={"test": ["pytest", "hypothesis", "ruff", "mypy"]},
 )

@@ -63,6 +63,7 @@ class Kind(StrEnum):
     KEYS = "keys"
     KEYDROP = "keydrop"
     E2E = "e2e"
+    GROUP = "e2e-group"
 
 
 class WireError(ValueError):

@@ -336,9 +336,11 @@ def test_two_windows_chat_end_to_end_and_a_third_sees_a_key_change(
     daemon.stop()
     log = bytes(daemon.output)
     assert b"alice" in log  # the daemon's real log, with the joins in it
-    # What the server received: envelopes, and never /verify or /trust.
+    # What the server received: group messages, the key shares of the two
+    # group sessions (alice's, carol's), and never /verify or /trust.
     sent = b"\n".join(alice_sent + carol_sent)
-    assert sum(line.startswith(b"/e2e send ") for line in alice_sent + carol_sent) == 3
+    assert sum(line.startswith(b"/e2e group ") for line in alice_sent + carol_sent) == 3
+    assert sum(line.startswith(b"/e2e send ") for line in alice_sent + carol_sent) == 2
     assert b"/verify" not in sent and b"/trust" not in sent
     for plaintext in (secret, "welcome back bob", "smiles", "are you still there"):
         assert plaintext.encode() not in log

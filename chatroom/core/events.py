@@ -359,3 +359,14 @@ class Sealed(Event):
 
     sender: str
     envelope: str
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSealed(Event):
+    """
+    A room message from C{sender} encrypted with its group session,
+    forwarded as it came to every member with keys.
+    """
+
+    sender: str
+    message: str

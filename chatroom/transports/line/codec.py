@@ -27,6 +27,7 @@ from chatroom.core.events import (
     ErrorReply,
     Event,
     FilterReply,
+    GroupSealed,
     HelpReply,
     Joined,
     KeyAnnounced,
@@ -160,6 +161,7 @@ ENCODERS: dict[type[Any], Callable[[Any], Parts]] = {
     KeyCount: lambda e: (Kind.KEYS, S, f"{e.count} members have end-to-end keys", (f"count={e.count}",)),
     KeyDropped: lambda e: (Kind.KEYDROP, e.name, f"{e.name} has no end-to-end key now", ()),
     Sealed: lambda e: (Kind.E2E, e.sender, "", (e.envelope,)),
+    GroupSealed: lambda e: (Kind.GROUP, e.sender, "", (e.message,)),
 }
 
 
