@@ -179,6 +179,7 @@ class HostileServer:
         for member in members:
             assert member.client.secure, member.name
             member.take()
+            member.outbox()
         return members
 
     def deliver(self, sender: Member, envelope: str, *to: Member) -> None:

@@ -587,8 +587,8 @@ class E2EClient:
         """
         Encrypt a room message with this client's group session: a new one
         when a session it was shared with is no longer in the room (a leave,
-        kick, ban or new key), after L{ROTATE_AFTER_MESSAGES} messages or
-        L{ROTATE_AFTER_MS}; shared first with every member who lacks it
+        kick, ban or new key), after L{GROUP_ROTATE_AFTER_MESSAGES}
+        messages or L{GROUP_ROTATE_AFTER_MS}; shared first with every member who lacks it
         (a newcomer gets the current state, so no earlier message).
         """
         assert self.room is not None
@@ -650,7 +650,10 @@ class E2EClient:
 
     def _keep_inbound(self, group: InboundGroup) -> None:
         groups = self._inbound.setdefault(group.sender_session, OrderedDict())
-        groups.pop(group.group_id, None)
+        if group.group_id in groups:
+            # A session is shared once: never back to an earlier state of
+            # one already held (what it read or skipped stays gone).
+            return
         groups[group.group_id] = group
         while len(groups) > MAX_GROUPS_PER_SENDER:
             groups.popitem(last=False)
@@ -809,6 +812,11 @@ class E2EClient:
         parses lines itself).
         """
         events = self._rotate()
+        if self._locked:
+            # Keep the view as it is before this line changes it: messages
+            # sent under it may still be on their way (computed only when
+            # the directory changed, and never while keys are being listed).
+            self._view_hash()
         handler = self._handlers.get(line.kind)
         events += [Show(line)] if handler is None else handler(self, line)
         return self._with_lock(events)

@@ -60,8 +60,8 @@ GROUP_PREFIX = "/e2e group "
 MEMBERS_CONTEXT = b"chatroom-e2e/2 members\x00"
 # A new outbound session after this many messages or this long (Megolm's
 # default is 100 messages; a week, which is long for a chat room).
-ROTATE_AFTER_MESSAGES = 100
-ROTATE_AFTER_MS = 3600 * 1000
+GROUP_ROTATE_AFTER_MESSAGES = 100
+GROUP_ROTATE_AFTER_MS = 3600 * 1000
 MEMBER_HASH_BYTES = 16
 GROUP_ID_BYTES = PUBLIC_KEY_BYTES
 # Megolm's overhead: version, protobuf index and ciphertext headers, up to
@@ -243,10 +243,13 @@ class OutboundGroup:
 
     def worn_out(self, now_ms: int) -> bool:
         """
-        Whether it has sent L{ROTATE_AFTER_MESSAGES} messages or is
-        L{ROTATE_AFTER_MS} old.
+        Whether it has sent L{GROUP_ROTATE_AFTER_MESSAGES} messages or is
+        L{GROUP_ROTATE_AFTER_MS} old.
         """
-        return self.message_index >= ROTATE_AFTER_MESSAGES or now_ms - self.created_ms >= ROTATE_AFTER_MS
+        return (
+            self.message_index >= GROUP_ROTATE_AFTER_MESSAGES
+            or now_ms - self.created_ms >= GROUP_ROTATE_AFTER_MS
+        )
 
     def encrypt(self, plain: GroupPlain) -> bytes:
         """
