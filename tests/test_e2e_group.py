@@ -12,7 +12,14 @@ import pytest
 
 from chatroom.e2e import group as group_module
 from chatroom.e2e.client import Alert, Event, Rejected, Secure
-from chatroom.e2e.envelope import E2E_MAX_LINE_BYTES, MAX_RECIPIENTS, SEND_PREFIX, Envelope, EnvelopeKind
+from chatroom.e2e.envelope import (
+    E2E_MAX_LINE_BYTES,
+    MAX_RECIPIENTS,
+    SEND_PREFIX,
+    Envelope,
+    EnvelopeKind,
+    seal,
+)
 from chatroom.e2e.group import (
     GROUP_PREFIX,
     GROUP_ROTATE_AFTER_MESSAGES,
@@ -423,3 +430,34 @@ def test_the_daemon_refuses_group_lines_it_must_not_forward() -> None:
         got = only(alice.lines())
         assert got.kind == "error" and reason in got.text, (reason, got.text)
     assert bob.lines() == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [("sender", "alice", "signed as"), ("room", "elsewhere", "another room"), ("timestamp_ms", 0, "stale")],
+)
+def test_what_a_member_signs_inside_a_group_message_is_checked(
+    field: str, value: object, reason: str
+) -> None:
+    server = HostileServer()
+    alice, bob = server.room("alice", "bob")
+    now_ms = int(server.clock.seconds() * 1000)
+    # Bob's own client, misbehaving: a group session of its listed session.
+    outbound = OutboundGroup(bob.bundle.session_id, now_ms)
+    share = seal(
+        bob.client.session,
+        kind=EnvelopeKind.KEY_SHARE,
+        room="chatroom",
+        sender="bob",
+        text=outbound.session_key(),
+        recipients=[alice.bundle],
+        counter=1,
+        timestamp_ms=now_ms,
+    )
+    assert alice.hear(Kind.E2E, "bob", "", (share.encode(),)) == []
+    fields: dict[str, object] = {"sender": "bob", "timestamp_ms": now_ms, field: value}
+    message = outbound.encrypt(plain("i am alice", **fields))
+    line = GroupLine("bob", bob.identity.public, bob.bundle.session_id, outbound.group_id, message)
+    events = alice.hear(Kind.GROUP, "bob", "", (line.encode(),))
+    assert not any(isinstance(e, Secure) for e in events)
+    assert any(isinstance(e, Rejected) and reason in e.reason for e in events), events
