@@ -352,6 +352,17 @@ class ReplayGuard:
             del self._counters[stream]
 
 
+def _next_change(bundle: KeyBundle, now_ms: int, skew_ms: int) -> float:
+    """
+    When C{bundle} next becomes usable or unusable (L{KeyBundle.valid_at}).
+    """
+    if now_ms < bundle.issued_ms - skew_ms:
+        return bundle.issued_ms - skew_ms
+    if now_ms < bundle.expires_ms + skew_ms:
+        return bundle.expires_ms + skew_ms
+    return float("inf")
+
+
 def stream_of(kind: EnvelopeKind, target: str) -> str:
     """
     The counter stream of a message: the room's, the whispers to C{target},
@@ -454,6 +465,7 @@ class E2EClient:
         # time until which a message may still carry them.
         self._view: tuple[int, int, bytes] = (-1, 0, b"")
         self._recent_views: OrderedDict[bytes, float] = OrderedDict()
+        self._missing: tuple[tuple[int, int, bool, str, bytes], float, tuple[str, ...]] | None = None
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -473,13 +485,32 @@ class E2EClient:
         signed lifetime ("you" first if this client's own keys are not
         registered or no longer valid).
         """
-        names = sorted(
-            name
-            for name in self.roster.names()
-            if name.casefold() not in self.directory or not self._usable(self.directory[name.casefold()][1])
+        # Computed once per change of the members, the keys, or the time a
+        # key becomes usable or expires, not for every line.
+        now = self._now_ms()
+        key = (
+            self.roster.version,
+            self.directory.version,
+            self.registered,
+            self.name,
+            self.session.session_id,
         )
+        cached = self._missing
+        if cached is not None and cached[0] == key and now < cached[1]:
+            return list(cached[2])
+        skew = int(REPLAY_WINDOW_SECONDS * 1000)
+        until = _next_change(self.session.bundle, now, skew)
+        names = []
+        for name in self.roster.names():
+            entry = self.directory.get(name.casefold())
+            if entry is not None:
+                until = min(until, _next_change(entry[1], now, skew))
+            if entry is None or not self._usable(entry[1]):
+                names.append(name)
+        names.sort()
         if not self._ready:
             names = ["you", *(n for n in names if n.casefold() != self.name.casefold())]
+        self._missing = (key, until, tuple(names))
         return names
 
     @property
@@ -586,15 +617,16 @@ class E2EClient:
     def _send_group(self, kind: EnvelopeKind, body: str) -> list[Event]:
         """
         Encrypt a room message with this client's group session: a new one
-        when a session it was shared with is no longer in the room (a leave,
-        kick, ban or new key), after L{GROUP_ROTATE_AFTER_MESSAGES}
-        messages or L{GROUP_ROTATE_AFTER_MS}; shared first with every member who lacks it
-        (a newcomer gets the current state, so no earlier message).
+        when a session it was shared with is no longer in the room (a
+        leave, kick, ban or new key), after L{GROUP_ROTATE_AFTER_MESSAGES}
+        messages or L{GROUP_ROTATE_AFTER_MS}; shared first with every
+        member who lacks it (a newcomer gets the current state, so no
+        earlier message). The members are looked at only when the directory
+        changed since the last message.
         """
         assert self.room is not None
         now = self._now_ms()
         own = self.session.session_id
-        bundles = {bundle.session_id: bundle for _, bundle in self.directory.values()}
         count, member_hash = self._view_hash()
         plain = GroupPlain(kind, self.room, self.name, now, count, member_hash, body)
         try:
@@ -602,12 +634,12 @@ class E2EClient:
         except E2EError as e:
             return [Notice(f"not sent: {e}")]
         group = self._outbound
-        if (
-            group is None
-            or group.owner_session != own
-            or group.worn_out(now)
-            or not group.shared <= bundles.keys()
-        ):
+        if group is not None and (group.owner_session != own or group.worn_out(now)):
+            group = None
+        if group is not None and group.directory_version == self.directory.version:
+            return self._encrypt_group(group, plain, [])
+        bundles = {bundle.session_id: bundle for _, bundle in self.directory.values()}
+        if group is None or not group.shared <= bundles.keys():
             group = OutboundGroup(own, now)
             group.shared.add(own)
             self._keep_inbound(InboundGroup(self.identity.public, own, group.session_key()))
@@ -620,8 +652,13 @@ class E2EClient:
                 return shared
             events += shared
         group.shared.update(bundle.session_id for bundle in newcomers)
+        group.directory_version = self.directory.version
         self._outbound = group
-        line = GroupLine(self.name, self.identity.public, own, group.group_id, group.encrypt(plain))
+        return self._encrypt_group(group, plain, events)
+
+    def _encrypt_group(self, group: OutboundGroup, plain: GroupPlain, events: list[Event]) -> list[Event]:
+        message = group.encrypt(plain)
+        line = GroupLine(self.name, self.identity.public, group.owner_session, group.group_id, message)
         return [*events, Send(GROUP_PREFIX + line.encode())]
 
     def _view_hash(self) -> tuple[int, bytes]:

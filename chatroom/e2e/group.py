@@ -228,6 +228,9 @@ class OutboundGroup:
         self.owner_session = owner_session
         self.created_ms = now_ms
         self.shared: set[bytes] = set()
+        # The client's directory version when it was last shared (L{shared}
+        # is then the view, and nothing needs checking until it changes).
+        self.directory_version = -1
         self.group_id = _session_id(self.session.session_id)
 
     @property
