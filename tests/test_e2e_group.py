@@ -461,3 +461,16 @@ def test_what_a_member_signs_inside_a_group_message_is_checked(
     events = alice.hear(Kind.GROUP, "bob", "", (line.encode(),))
     assert not any(isinstance(e, Secure) for e in events)
     assert any(isinstance(e, Rejected) and reason in e.reason for e in events), events
+
+
+def test_a_key_that_expires_without_a_line_unlocks_the_room() -> None:
+    server = HostileServer()
+    alice, bob = server.room("alice", "bob")
+    alice.type("while the keys are good")
+    assert any(line.startswith(GROUP_PREFIX) for line in alice.outbox())
+    # No line arrives for a day: the keys' signed lifetimes end anyway.
+    server.clock.advance(25 * 3600)
+    assert not alice.client.secure and "bob" in alice.client.missing()
+    alice.type("a day later")
+    assert not any(line.startswith(GROUP_PREFIX) for line in alice.outbox())
+    del bob
