@@ -6,9 +6,14 @@ the daemon's forwarding of group lines.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
+import hmac
 
 import pytest
+import vodozemac
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from chatroom.e2e import group as group_module
 from chatroom.e2e.client import Alert, Event, Rejected, Secure
@@ -474,3 +479,73 @@ def test_a_key_that_expires_without_a_line_unlocks_the_room() -> None:
     alice.type("a day later")
     assert not any(line.startswith(GROUP_PREFIX) for line in alice.outbox())
     del bob
+
+
+# Known answers: the Megolm ratchet as its specification describes it
+# (matrix.org's megolm.md), computed here with HMAC-SHA-256 alone, against
+# vodozemac's; and the primitive it rests on, with RFC 4231's vectors.
+
+
+def megolm_advance(parts: list[bytes], index: int) -> tuple[list[bytes], int]:
+    """
+    One step of the Megolm ratchet from C{index}: the parts from the
+    highest one whose counter byte rolls over on are rehashed from it.
+    """
+    index += 1
+    part = next((h for h in range(4) if index % (1 << (8 * (3 - h))) == 0), 3)
+    source = parts[part]
+    parts = list(parts)
+    for j in range(3, part - 1, -1):
+        parts[j] = hmac.new(source, bytes([j]), hashlib.sha256).digest()
+    return parts, index
+
+
+def exported(index: int, ratchet: bytes, public: bytes) -> str:
+    # vodozemac's exported session key: version 1, index, ratchet, signing key.
+    return base64.b64encode(bytes([1]) + index.to_bytes(4, "big") + ratchet + public).decode().rstrip("=")
+
+
+def raw(text: str) -> bytes:
+    return base64.b64decode(text + "=" * (-len(text) % 4))
+
+
+def test_the_ratchet_advances_as_megolm_specifies() -> None:
+    public = Ed25519PrivateKey.from_private_bytes(bytes(32)).public_key().public_bytes_raw()
+    ratchet = bytes(range(128))
+    inbound = vodozemac.InboundGroupSession.import_session(
+        vodozemac.ExportedSessionKey(exported(0, ratchet, public))
+    )
+    first = raw(inbound.export_at(1).to_base64())[5:133]
+    # A fixed answer: parts 0 to 2 stay, part 3 is HMAC-SHA-256(R3, 0x03).
+    assert first == ratchet[:96] + bytes.fromhex(
+        "550744e334115fa1fd73d3b71176d4157288631cb37045a49fd62cd0608c8f5d"
+    )
+    parts, index = [ratchet[i : i + 32] for i in range(0, 128, 32)], 0
+    for target in (1, 255, 256, 257, 65535, 65536, 65537):
+        while index < target:
+            parts, index = megolm_advance(parts, index)
+        assert raw(inbound.export_at(target).to_base64())[5:133] == b"".join(parts), target
+
+
+@pytest.mark.parametrize(
+    ("key", "data", "digest"),
+    [
+        (
+            bytes([0x0B] * 20),
+            b"Hi There",
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7",
+        ),
+        (
+            b"Jefe",
+            b"what do ya want for nothing?",
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+        ),
+        (
+            bytes([0xAA] * 131),
+            b"Test Using Larger Than Block-Size Key - Hash Key First",
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54",
+        ),
+    ],
+)
+def test_hmac_sha256_gives_rfc_4231s_answers(key: bytes, data: bytes, digest: str) -> None:
+    assert hmac.new(key, data, hashlib.sha256).hexdigest() == digest
