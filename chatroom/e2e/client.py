@@ -20,10 +20,11 @@ The server is the adversary: it writes the member list, the key lines and
 decides what is delivered. So the client keeps its own view of the room
 (one L{Roster}, the same model the window shows), encrypts only to members
 of that view, pins members' keys only, refuses envelopes from a session not
-listed for their sender, compares every room message's recipients with its
-view, reports counter gaps, and never sends chat in the clear without the
-user's consent once the room was locked (or while its own keys are not
-registered).
+listed for their sender, shares its group session with the members of that
+view only (a new one after anyone leaves), compares every room message's
+member set with its view, reports index and counter gaps, and never sends
+chat in the clear without the user's consent once the room was locked (or
+while its own keys are not registered).
 """
 
 from __future__ import annotations
