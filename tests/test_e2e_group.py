@@ -16,7 +16,7 @@ import vodozemac
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from chatroom.e2e import group as group_module
-from chatroom.e2e.client import Alert, Event, Rejected, Secure
+from chatroom.e2e.client import MEMBERSHIP_GRACE_SECONDS, Alert, Event, Rejected, Secure
 from chatroom.e2e.envelope import (
     E2E_MAX_LINE_BYTES,
     MAX_RECIPIENTS,
@@ -39,7 +39,7 @@ from chatroom.e2e.keys import E2EError, Session, decode_b64, encode_b64
 from chatroom.wire import Kind, format_line
 from tests.e2e_helpers import Party, join, make_e2e_room, settle
 from tests.helpers import START, connect_named
-from tests.test_e2e_attacks import HostileServer, Outsider
+from tests.test_e2e_attacks import NONCE, ROOM, HostileServer, Member, Outsider
 from tests.test_e2e_server import new_session, only, register
 
 SENDER_KEY = bytes(range(32))
@@ -233,8 +233,10 @@ def test_a_departed_member_cannot_read_what_follows(command: str) -> None:
     assert readers(shares) == {sid(bob)}
     settle(alice, bob)
     assert [m.text for m in bob.take(Secure)] == ["after"]  # type: ignore[attr-defined]
-    # Carol's client, still holding the old session, is handed the line.
+    # Carol's client, still holding the old session, is handed the line
+    # (past the grace a newcomer has for messages sent before its key was known).
     carol.client.directory[alice.client.name.casefold()] = alice.client.directory["alice"]
+    clock.advance(MEMBERSHIP_GRACE_SECONDS + 1)
     events = hear_group(carol, "alice", line)
     assert not any(isinstance(e, Secure) for e in events)
     assert any(isinstance(e, Rejected) and "did not share" in e.reason for e in events), events
@@ -250,6 +252,7 @@ def test_a_newcomer_cannot_read_earlier_messages() -> None:
     assert readers(shares) == {sid(dave)}
     settle(alice, bob, dave)
     assert [m.text for m in dave.take(Secure)] == ["later"]  # type: ignore[attr-defined]
+    clock.advance(MEMBERSHIP_GRACE_SECONDS + 1)
     events = hear_group(dave, "alice", early)
     assert not any(isinstance(e, Secure) for e in events)
     assert any(isinstance(e, Rejected) for e in events)
@@ -549,3 +552,24 @@ def test_the_ratchet_advances_as_megolm_specifies() -> None:
 )
 def test_hmac_sha256_gives_rfc_4231s_answers(key: bytes, data: bytes, digest: str) -> None:
     assert hmac.new(key, data, hashlib.sha256).hexdigest() == digest
+
+
+def test_a_message_sent_before_the_sender_knew_a_newcomer_is_dropped_quietly_at_first() -> None:
+    server = HostileServer()
+    alice, bob = server.room("alice", "bob")
+    alice.type("before dave")
+    (line,) = [s.removeprefix(GROUP_PREFIX) for s in alice.outbox() if s.startswith(GROUP_PREFIX)]
+    dave = Member(server, "dave")
+    dave.hear(Kind.WELCOME, "*", "Welcome, you are dave", ("dave",))
+    dave.hear(Kind.LIST, "*", "users 1-3 of 3", ("alice", "bob", "dave"))
+    dave.hear(Kind.CHALLENGE, "*", "sign", (f"room={ROOM}", f"nonce={NONCE}"))
+    for member in (alice, bob, dave):
+        dave.hear(Kind.KEY, member.name, "key", (member.bundle.encode(),))
+    dave.take()
+    # Just registered: alice cannot have shared with dave yet.
+    assert dave.hear(Kind.GROUP, "alice", "", (line,)) == []
+    # Later, a message without its key share is the server withholding it.
+    server.clock.advance(31)
+    events = dave.hear(Kind.GROUP, "alice", "", (line,))
+    assert [type(e) for e in events] == [Rejected]
+    del bob

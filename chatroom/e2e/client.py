@@ -467,6 +467,7 @@ class E2EClient:
         self._view: tuple[int, int, bytes] = (-1, 0, b"")
         self._recent_views: OrderedDict[bytes, float] = OrderedDict()
         self._missing: tuple[tuple[int, int, bool, str, bytes], float, tuple[str, ...]] | None = None
+        self._registered_at = 0.0
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -972,6 +973,8 @@ class E2EClient:
 
     def _own_key(self, name: str, bundle: KeyBundle, me: bool) -> list[Event]:
         if me and bundle == self.session.bundle:
+            if not self.registered:
+                self._registered_at = self.clock()
             self.registered = True
             self.directory[name.casefold()] = (name, bundle)
             return []
@@ -1196,6 +1199,10 @@ class E2EClient:
         groups = self._inbound.get(message.sender_session)
         group = None if groups is None else groups.get(message.group_id)
         if group is None or group.sender_key != message.sender_key:
+            if self.clock() - self._registered_at < MEMBERSHIP_GRACE_SECONDS:
+                # Sent before the sender knew this client's key: the server
+                # hands a group message to every member with keys.
+                return []
             raise E2EError(
                 f"{message.sender} did not share that group session with you (sent before you joined, or"
                 " the server withheld the key)"
