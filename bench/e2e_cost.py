@@ -170,7 +170,10 @@ def main() -> None:
     options = parser.parse_args()
     text = "x" * min(options.text_bytes, MAX_TEXT_BYTES)
     sizes = [int(size) for size in options.sizes.split(",")]
-    print(f"plaintext {len(text)} bytes; per-message means over {options.messages} messages")
+    print(
+        f"plaintext {len(text)} bytes; CPU times; per message: the median of {BATCHES} batch means over"
+        f" {options.messages} messages"
+    )
     print(
         f"targets: <= {TARGET_MESSAGE_MS} ms per message (sender, receiver), line < {TARGET_LINE_BYTES}"
         f" bytes, rotation at 1,000 members < {TARGET_ROTATION_MS:.0f} ms sender CPU"
