@@ -34,6 +34,7 @@ from chatroom.e2e.group import (
     InboundGroup,
     OutboundGroup,
     member_set_hash,
+    parse_share,
 )
 from chatroom.e2e.keys import E2EError, Session, decode_b64, encode_b64
 from chatroom.wire import Kind, format_line
@@ -573,3 +574,40 @@ def test_a_message_sent_before_the_sender_knew_a_newcomer_is_dropped_quietly_at_
     events = dave.hear(Kind.GROUP, "alice", "", (line,))
     assert [type(e) for e in events] == [Rejected]
     del bob
+
+
+def test_the_last_messages_before_a_rotation_that_did_not_arrive_are_reported() -> None:
+    server = HostileServer()
+    alice, bob, carol = server.room("alice", "bob", "carol")
+    alice.type("one")
+    server.relay(alice, bob)
+    alice.type("two")
+    alice.type("three")
+    alice.outbox()  # both withheld from bob
+    # Carol leaves: alice's next message starts a new group session.
+    alice.hear(Kind.LEAVE, "carol", "carol left")
+    bob.hear(Kind.LEAVE, "carol", "carol left")
+    alice.type("four")
+    server.relay(alice, bob)
+    events = bob.take()
+    assert [e.text for e in events if isinstance(e, Secure)] == ["one", "four"]
+    (alert,) = [e.text for e in events if isinstance(e, Alert)]
+    assert alert.startswith("2 earlier room messages from alice did not reach you"), alert
+    del carol
+
+
+def test_a_key_share_text_is_parsed_strictly() -> None:
+    first = OutboundGroup(SENDER_SESSION, 0)
+    first.encrypt(plain("x"))
+    second = OutboundGroup(SENDER_SESSION, 0, first)
+    assert parse_share(first.share_text()) == (first.session_key(), None)
+    assert parse_share(second.share_text()) == (second.session_key(), (first.group_id, 1))
+    key = second.session_key()
+    for bad in (
+        f"{key} x 1",
+        f"{key} {encode_b64(first.group_id)} -1",
+        f"{key} {encode_b64(bytes(31))} 1",
+        f"{key} a b c",
+    ):
+        with pytest.raises(E2EError):
+            parse_share(bad)

@@ -54,6 +54,7 @@ from chatroom.e2e.group import (
     InboundGroup,
     OutboundGroup,
     member_set_hash,
+    parse_share,
 )
 from chatroom.e2e.keys import (
     SESSION_LIFETIME_MS,
@@ -635,21 +636,21 @@ class E2EClient:
             plain.encode()
         except E2EError as e:
             return [Notice(f"not sent: {e}")]
-        group = self._outbound
+        group = previous = self._outbound
         if group is not None and (group.owner_session != own or group.worn_out(now)):
             group = None
         if group is not None and group.directory_version == self.directory.version:
             return self._encrypt_group(group, plain, [])
         bundles = {bundle.session_id: bundle for _, bundle in self.directory.values()}
         if group is None or not group.shared <= bundles.keys():
-            group = OutboundGroup(own, now)
+            group = OutboundGroup(own, now, previous)
             group.shared.add(own)
             self._keep_inbound(InboundGroup(self.identity.public, own, group.session_key()))
         newcomers = [bundle for session_id, bundle in bundles.items() if session_id not in group.shared]
         events: list[Event] = []
         for start in range(0, len(newcomers), MAX_RECIPIENTS):
             batch = newcomers[start : start + MAX_RECIPIENTS]
-            shared = self._seal(EnvelopeKind.KEY_SHARE, group.session_key(), batch, "")
+            shared = self._seal(EnvelopeKind.KEY_SHARE, group.share_text(), batch, "")
             if not all(isinstance(event, Send) for event in shared):
                 return shared
             events += shared
@@ -686,6 +687,25 @@ class E2EClient:
             self._view = (self.directory.version, count, new)
             current = new
         return count, current
+
+    def _tail_gap(
+        self, sender: str, sender_session: bytes, previous: tuple[bytes, int] | None
+    ) -> list[Event]:
+        """
+        Report the last messages of a sender's replaced group session that
+        did not arrive (a gap the next message's index cannot show).
+        """
+        groups = self._inbound.get(sender_session)
+        old = None if previous is None or groups is None else groups.get(previous[0])
+        if old is None or previous is None or old.next_index >= previous[1]:
+            return []
+        gap, old.next_index = previous[1] - old.next_index, previous[1]
+        return [
+            Alert(
+                f"{gap} earlier room messages from {sender} did not reach you (its previous group session"
+                f" ended at index {previous[1]}): the server dropped or withheld them"
+            )
+        ]
 
     def _keep_inbound(self, group: InboundGroup) -> None:
         groups = self._inbound.setdefault(group.sender_session, OrderedDict())
@@ -1133,10 +1153,12 @@ class E2EClient:
         if mine is None:
             raise E2EError("not addressed to you")
         if envelope.kind is EnvelopeKind.KEY_SHARE:
-            group = InboundGroup(envelope.sender_key, envelope.sender_session, envelope.decrypt(mine))
+            session_key, previous = parse_share(envelope.decrypt(mine))
+            group = InboundGroup(envelope.sender_key, envelope.sender_session, session_key)
             self.guard.accept(envelope, now)
+            tail = self._tail_gap(envelope.sender, envelope.sender_session, previous)
             self._keep_inbound(group)
-            return []
+            return tail
         text = sanitize(envelope.decrypt(mine))
         gap = self.guard.accept(envelope, now)
         events: list[Event] = []

@@ -223,15 +223,23 @@ class OutboundGroup:
     @ivar shared: The key ids of the sessions it was shared with.
     """
 
-    def __init__(self, owner_session: bytes, now_ms: int) -> None:
+    def __init__(self, owner_session: bytes, now_ms: int, previous: OutboundGroup | None = None) -> None:
+        """
+        @param previous: The session this one replaces: its id and how many
+            messages it sent go with every share, so that a receiver can
+            tell that the last of them did not reach it.
+        """
         self.session = vodozemac.GroupSession()
+        self.previous: tuple[bytes, int] | None = (
+            None if previous is None else (previous.group_id, previous.message_index)
+        )
         self.owner_session = owner_session
         self.created_ms = now_ms
         self.shared: set[bytes] = set()
         # The client's directory version when it was last shared (L{shared}
         # is then the view, and nothing needs checking until it changes).
         self.directory_version = -1
-        self.group_id = _session_id(self.session.session_id)
+        self.group_id: bytes = _session_id(self.session.session_id)
 
     @property
     def message_index(self) -> int:
@@ -243,6 +251,16 @@ class OutboundGroup:
         by it: what a member needs to decrypt from the next message on.
         """
         return self.session.session_key.to_base64()
+
+    def share_text(self) -> str:
+        """
+        The text of a key share: the L{session_key}, then, if it replaces
+        one, that session's id and its number of messages.
+        """
+        if self.previous is None:
+            return self.session_key()
+        group_id, count = self.previous
+        return f"{self.session_key()} {encode_b64(group_id)} {count}"
 
     def worn_out(self, now_ms: int) -> bool:
         """
@@ -259,6 +277,25 @@ class OutboundGroup:
         Encrypt and sign one message, advancing the ratchet.
         """
         return self.session.encrypt(plain.encode()).to_bytes()
+
+
+def parse_share(text: str) -> tuple[str, tuple[bytes, int] | None]:
+    """
+    Split a key share's text (L{OutboundGroup.share_text}).
+
+    @return: The session key, and the replaced session's id and message
+        count, if any.
+    @raise E2EError: If it is not in that form.
+    """
+    parts = text.split(" ")
+    if len(parts) == 1:
+        return parts[0], None
+    if len(parts) != 3 or not parts[2].isdigit() or len(parts[2]) > 10:
+        raise E2EError("a malformed key share")
+    group_id = decode_b64(parts[1])
+    if len(group_id) != GROUP_ID_BYTES:
+        raise E2EError("a malformed key share")
+    return parts[0], (group_id, int(parts[2]))
 
 
 class InboundGroup:
