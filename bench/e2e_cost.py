@@ -4,7 +4,8 @@ What end-to-end encryption costs, measured on the real client code
 cost per room message (a group session already shared), one receiver's
 cost per message, the line sizes, and the cost of a rotation (a new group
 session shared with every member: one HPKE wrap per member, in envelopes
-of at most MAX_RECIPIENTS). Then the one-off costs: decoding a key bundle
+of 64 to MAX_RECIPIENTS members, and the bytes the server then delivers, as
+every member listed gets the whole envelope). Then the one-off costs: decoding a key bundle
 (what server and clients do per key line), a whisper (one HPKE envelope),
 a safety number and the key file's scrypt.
 
@@ -35,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from chatroom.e2e import group as group_module
 from chatroom.e2e.client import E2EClient, Secure, Send
-from chatroom.e2e.envelope import MAX_RECIPIENTS, MAX_TEXT_BYTES, SEND_PREFIX, EnvelopeKind, seal
-from chatroom.e2e.group import GROUP_PREFIX, GROUP_ROTATE_AFTER_MESSAGES, GroupLine
+from chatroom.e2e.envelope import MAX_TEXT_BYTES, SEND_PREFIX, Envelope, EnvelopeKind, seal
+from chatroom.e2e.group import GROUP_PREFIX, GROUP_ROTATE_AFTER_MESSAGES, GroupLine, share_batch
 from chatroom.e2e.keys import Identity, KeyBundle, Session, encode_b64, safety_number
 from chatroom.e2e.pins import PinStore
 from chatroom.wire import Kind, format_line, parse_line
@@ -116,8 +117,11 @@ def measure(count: int, text: str, messages: int) -> dict[str, float]:
     first = [e for e in alice.command(text) if isinstance(e, Send)]
     rotation = time.process_time() - cpu
     shares = [s for s in first if s.line.startswith(SEND_PREFIX)]
-    assert sum(1 for _ in shares) == -(-(count - 1) // MAX_RECIPIENTS), len(shares)
+    assert len(shares) == -(-(count - 1) // share_batch(count - 1)), len(shares)
     share_bytes = max(len(s.line) for s in shares)
+    # Every member listed in a share gets the whole envelope.
+    envelopes = [Envelope.decode(s.line.removeprefix(SEND_PREFIX)) for s in shares]
+    delivered = sum(len(s.line) * len(e.recipients) for s, e in zip(shares, envelopes, strict=True))
     for raw in deliver(first, "alice"):
         bob.receive(raw)
 
@@ -155,6 +159,7 @@ def measure(count: int, text: str, messages: int) -> dict[str, float]:
         "server line": len(lines[0]),
         "rotation": rotation,
         "share line": share_bytes,
+        "delivered": delivered,
         "shares": len(shares),
         "parse": parse,
         "line parse": line_parse,
@@ -182,7 +187,7 @@ def main() -> None:
     header = (
         f"{'members':>7} {'sender':>9} {'receiver':>9} {'line up':>8} {'line down':>9}"
         f" {'server parse':>12} {'rotation CPU':>12} {'shares':>6} {'share line':>10} {'amortised':>10}"
-        f" {'line parse':>10}"
+        f" {'line parse':>10} {'rotation bytes down':>19}"
     )
     print(header)
     print("-" * len(header))
@@ -193,7 +198,7 @@ def main() -> None:
             f"{count:>7} {f['sender'] * 1e3:>6.3f} ms {f['receiver'] * 1e3:>6.3f} ms {f['client line']:>8.0f}"
             f" {f['server line']:>9.0f} {f['parse'] * 1e6:>9.1f} us {f['rotation'] * 1e3:>9.1f} ms"
             f" {f['shares']:>6.0f} {f['share line']:>10.0f} {amortised * 1e3:>7.3f} ms"
-            f" {f['line parse'] * 1e3:>7.3f} ms"
+            f" {f['line parse'] * 1e3:>7.3f} ms {f['delivered'] / 1e6:>16.1f} MB"
         )
     one_off_costs(options.seconds, text)
 

@@ -35,6 +35,7 @@ from chatroom.e2e.group import (
     OutboundGroup,
     member_set_hash,
     parse_share,
+    share_batch,
 )
 from chatroom.e2e.keys import E2EError, Session, decode_b64, encode_b64
 from chatroom.wire import Kind, format_line
@@ -156,6 +157,19 @@ def test_group_lines_and_plaintexts_are_parsed_strictly() -> None:
             GroupPlain.decode(bad_plain)
     with pytest.raises(E2EError, match="at most"):
         plain("x" * 4097).encode()
+
+
+def test_key_shares_go_in_batches_of_64_to_465_in_about_12_lines() -> None:
+    assert [share_batch(n) for n in (1, 64, 65, 768, 769, 5000, 5580, 10_000)] == [
+        64,
+        64,
+        64,
+        64,
+        65,
+        417,
+        465,
+        465,
+    ]
 
 
 def test_an_outbound_session_wears_out_after_its_messages_or_its_time() -> None:
@@ -382,7 +396,8 @@ def test_a_room_larger_than_one_envelope_is_locked_and_shared_in_batches() -> No
     alice.type("hello everyone")
     *shares, line = alice.outbox()
     envelopes = [Envelope.decode(s.removeprefix(SEND_PREFIX)) for s in shares]
-    assert [len(e.recipients) for e in envelopes] == [MAX_RECIPIENTS, len(others) + 1 - MAX_RECIPIENTS]
+    # In batches of share_batch (64 here), within the line limit.
+    assert [len(e.recipients) for e in envelopes] == [64] * 7 + [len(others) + 1 - 7 * 64]
     assert all(len(s) <= E2E_MAX_LINE_BYTES for s in shares)
     assert readers(envelopes) == {bob.bundle.session_id, *(o.bundle.session_id for o in others)}
     assert len(line) < 1024

@@ -40,7 +40,6 @@ from typing import ClassVar
 from chatroom.core.chat import CLIENT_COMMANDS
 from chatroom.core.commands import ParseError, parse_command
 from chatroom.e2e.envelope import (
-    MAX_RECIPIENTS,
     SEND_PREFIX,
     Envelope,
     EnvelopeKind,
@@ -55,6 +54,7 @@ from chatroom.e2e.group import (
     OutboundGroup,
     member_set_hash,
     parse_share,
+    share_batch,
 )
 from chatroom.e2e.keys import (
     SESSION_LIFETIME_MS,
@@ -648,8 +648,9 @@ class E2EClient:
             self._keep_inbound(InboundGroup(self.identity.public, own, group.session_key()))
         newcomers = [bundle for session_id, bundle in bundles.items() if session_id not in group.shared]
         events: list[Event] = []
-        for start in range(0, len(newcomers), MAX_RECIPIENTS):
-            batch = newcomers[start : start + MAX_RECIPIENTS]
+        size = share_batch(len(newcomers))
+        for start in range(0, len(newcomers), size):
+            batch = newcomers[start : start + size]
             shared = self._seal(EnvelopeKind.KEY_SHARE, group.share_text(), batch, "")
             if not all(isinstance(event, Send) for event in shared):
                 return shared

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 
 import vodozemac
 
-from chatroom.e2e.envelope import MAX_NAME_BYTES, MAX_ROOM_BYTES, MAX_TEXT_BYTES, EnvelopeKind
+from chatroom.e2e.envelope import MAX_NAME_BYTES, MAX_RECIPIENTS, MAX_ROOM_BYTES, MAX_TEXT_BYTES, EnvelopeKind
 from chatroom.e2e.keys import KEY_ID_BYTES, PUBLIC_KEY_BYTES, E2EError, decode_b64, encode_b64
 
 GROUP_VERSION = 1
@@ -62,6 +62,12 @@ MEMBERS_CONTEXT = b"chatroom-e2e/2 members\x00"
 # default is 100 messages; a week, which is long for a chat room).
 GROUP_ROTATE_AFTER_MESSAGES = 100
 GROUP_ROTATE_AFTER_MS = 3600 * 1000
+# A key share goes to the members in envelopes of at least this many (and
+# at most MAX_RECIPIENTS), in as few as SHARE_LINES lines: every member gets
+# the whole envelope its wrap is in, so smaller envelopes cost the room fewer
+# bytes, and fewer lines stay within the server's flood burst.
+SHARE_BATCH = 64
+SHARE_LINES = 12
 MEMBER_HASH_BYTES = 16
 GROUP_ID_BYTES = PUBLIC_KEY_BYTES
 # Megolm's overhead: version, protobuf index and ciphertext headers, up to
@@ -81,6 +87,13 @@ __all__ = [
     "OutboundGroup",
     "member_set_hash",
 ]
+
+
+def share_batch(members: int) -> int:
+    """
+    How many members one key share envelope lists, for C{members} to share with.
+    """
+    return max(SHARE_BATCH, min(MAX_RECIPIENTS, -(-members // SHARE_LINES)))
 
 
 def member_set_hash(session_ids: Iterable[bytes]) -> bytes:
