@@ -30,6 +30,7 @@ setup(
         "service-identity>=24",
         "cryptography>=47",
         "prometheus_client>=0.20",
+        "vodozemac>=0.10,<0.11",
     ],
     entry_points={"console_scripts": ["chatroom-client = chatroom.client.app:main"]},
     extras_require={"test": ["pytest", "hypothesis", "ruff", "mypy"]},

@@ -26,7 +26,7 @@ from prometheus_client.registry import Collector
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 
-from chatroom.core.events import Acted, Audience, Event, Said, Sealed, Whispered
+from chatroom.core.events import Acted, Audience, Event, GroupSealed, Said, Sealed, Whispered
 from chatroom.core.ports import FanOut, Recipient
 
 SAMPLE_INTERVAL = 1.0
@@ -44,7 +44,13 @@ DROP_REASONS = (
     ("TLS handshake timeout", "handshake_timeout"),
 )
 
-MESSAGE_KINDS: dict[type[Event], str] = {Said: "say", Acted: "me", Whispered: "whisper", Sealed: "e2e"}
+MESSAGE_KINDS: dict[type[Event], str] = {
+    Said: "say",
+    Acted: "me",
+    Whispered: "whisper",
+    Sealed: "e2e",
+    GroupSealed: "e2e-group",
+}
 
 
 def drop_reason(reason: str) -> str:

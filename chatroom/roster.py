@@ -34,6 +34,8 @@ class Roster:
         self._expected: tuple[int, int] | None = None
         # Why the last member list line was refused, if one was.
         self.problem: str | None = None
+        # Counts the lines applied (a cheap test for "may have changed").
+        self.version = 0
 
     def __len__(self) -> int:
         return len(self._members)
@@ -68,6 +70,7 @@ class Roster:
         @return: Whether there were any.
         """
         changed = bool(self._members)
+        self.version += 1
         self._members.clear()
         return changed
 
@@ -78,6 +81,7 @@ class Roster:
         @return: Whether the members changed.
         """
         kind = line.kind
+        self.version += 1
         if kind == Kind.WELCOME:
             return self.clear()
         if kind == Kind.LIST:

@@ -68,6 +68,7 @@ class Kind(StrEnum):
     # Message history (chatroom.features.history).
     HISTORY = "history"
     HISTORY_END = "historyend"
+    GROUP = "e2e-group"
 
 
 class WireError(ValueError):

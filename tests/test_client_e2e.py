@@ -117,7 +117,8 @@ def test_two_clients_chat_end_to_end_and_the_server_sees_no_plaintext() -> None:
         (message,) = party.secure()
         assert (message.sender, message.text) == ("alice", "meet me at the old mill")
     assert b"old mill" not in alice.up + bob.down
-    assert alice.up.splitlines()[-1].startswith(b"/e2e send ")
+    assert alice.up.splitlines()[-2].startswith(b"/e2e send ")  # the key share
+    assert alice.up.splitlines()[-1].startswith(b"/e2e group ")
     # No plain chat line was shown for it.
     assert not any(line.kind == Kind.MESSAGE for line in bob.view.lines)
 

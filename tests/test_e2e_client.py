@@ -20,6 +20,7 @@ from chatroom.e2e.client import (
     Show,
 )
 from chatroom.e2e.envelope import SEND_PREFIX, Envelope, EnvelopeKind, seal
+from chatroom.e2e.group import GROUP_PREFIX
 from chatroom.e2e.keys import Identity
 from chatroom.e2e.pins import PinStore
 from chatroom.wire import Kind, format_line
@@ -57,9 +58,12 @@ def test_three_users_chat_end_to_end() -> None:
     clock = factory.sessions.clock
     alice, bob, carol = join(factory, clock, "alice", "bob", "carol")  # type: ignore[arg-type]
     assert all(p.client.secure for p in (alice, bob, carol))
+    before = len(alice.sent)
     alice.type("the launch code is 1234")
-    (line,) = alice.sent[-1:]
-    assert line.startswith(SEND_PREFIX) and "1234" not in line
+    # Alice's group session, shared once with each member, then the message.
+    *shares, line = alice.sent[before:]
+    assert [Envelope.decode(s.removeprefix(SEND_PREFIX)).kind for s in shares] == [EnvelopeKind.KEY_SHARE]
+    assert line.startswith(GROUP_PREFIX) and "1234" not in line
     settle(alice, bob, carol)
     for party in (alice, bob, carol):
         assert secure(party) == [("MESSAGE", "alice", "the launch code is 1234")]
@@ -242,15 +246,19 @@ def test_kicked_and_banned_members_are_absent_from_the_very_next_message() -> No
         for party in (alice, bob, carol, dave):
             party.take()
         gone.raw.clear()
+        before = len(alice.sent)
         alice.type(f"after {command}")
-        envelope = Envelope.decode(alice.sent[-1].removeprefix(SEND_PREFIX))
-        assert gone.client.session.session_id not in envelope.recipient_ids()
-        assert stay.client.session.session_id in envelope.recipient_ids()
+        # A new group session, shared with those who stay only.
+        *shares, line = alice.sent[before:]
+        (share,) = (Envelope.decode(s.removeprefix(SEND_PREFIX)) for s in shares)
+        assert share.kind is EnvelopeKind.KEY_SHARE
+        assert gone.client.session.session_id not in share.recipient_ids()
+        assert stay.client.session.session_id in share.recipient_ids()
+        assert line.startswith(GROUP_PREFIX)
         settle(alice, stay)
         assert secure(stay) == [("MESSAGE", "alice", f"after {command}")]
         assert gone.wire.transport.value() == b""
-    envelope = Envelope.decode(alice.sent[-1].removeprefix(SEND_PREFIX))
-    assert envelope.recipient_ids() == {alice.client.session.session_id, dave.client.session.session_id}
+    assert share.recipient_ids() == {dave.client.session.session_id}
 
 
 def test_filters_apply_to_encrypted_messages_on_the_client() -> None:

@@ -34,6 +34,7 @@ from chatroom.client.render import HISTORY_RULE, local_time
 from chatroom.client.session import ChatSession, E2ESettings
 from chatroom.e2e.client import E2EClient
 from chatroom.e2e.envelope import EnvelopeKind, seal
+from chatroom.e2e.group import GroupLine, GroupPlain, OutboundGroup, member_set_hash
 from chatroom.e2e.keys import Identity, Session
 from chatroom.e2e.pins import PinStore
 from chatroom.wire import Kind, ServerLine, format_line, parse_line
@@ -336,9 +337,11 @@ def test_two_windows_chat_end_to_end_and_a_third_sees_a_key_change(
     daemon.stop()
     log = bytes(daemon.output)
     assert b"alice" in log  # the daemon's real log, with the joins in it
-    # What the server received: envelopes, and never /verify or /trust.
+    # What the server received: group messages, the key shares of the two
+    # group sessions (alice's, carol's), and never /verify or /trust.
     sent = b"\n".join(alice_sent + carol_sent)
-    assert sum(line.startswith(b"/e2e send ") for line in alice_sent + carol_sent) == 3
+    assert sum(line.startswith(b"/e2e group ") for line in alice_sent + carol_sent) == 3
+    assert sum(line.startswith(b"/e2e send ") for line in alice_sent + carol_sent) == 2
     assert b"/verify" not in sent and b"/trust" not in sent
     for plaintext in (secret, "welcome back bob", "smiles", "are you still there"):
         assert plaintext.encode() not in log
@@ -784,20 +787,28 @@ def test_window_shows_unlock_lines_the_consent_step_and_recipient_warnings(displ
         server(Kind.KEY, "bob", "key", (bob.bundle.encode(),))
         assert window.lock is Lock.LOCKED
         style_of("** Locked: chat goes end-to-end encrypted")
-        # Bob's message lists a reader alice is not shown.
-        envelope = seal(
+        # Bob's group session was shared with a reader alice is not shown.
+        now_ms = int(clock.seconds() * 1000)
+        group = OutboundGroup(bob.session_id, now_ms)
+        share = seal(
             bob,
-            kind=EnvelopeKind.MESSAGE,
+            kind=EnvelopeKind.KEY_SHARE,
             room="chatroom",
             sender="bob",
-            text="hi alice",
-            recipients=[e2e.session.bundle, bob.bundle, ghost.bundle],
+            text=group.session_key(),
+            recipients=[e2e.session.bundle, ghost.bundle],
             counter=1,
-            timestamp_ms=int(clock.seconds() * 1000),
+            timestamp_ms=now_ms,
         )
-        server(Kind.E2E, "bob", "", (envelope.encode(),))
+        server(Kind.E2E, "bob", "", (share.encode(),))
+        readers = [e2e.session.session_id, bob.session_id, ghost.session_id]
+        plain = GroupPlain(
+            EnvelopeKind.MESSAGE, "chatroom", "bob", now_ms, 3, member_set_hash(readers), "hi alice"
+        )
+        message = GroupLine("bob", bob.identity.public, bob.session_id, group.group_id, group.encrypt(plain))
+        server(Kind.GROUP, "bob", "", (message.encode(),))
         style_of("[E2E, unverified] <bob> hi alice")
-        assert "warning" in style_of("!! bob's message was also encrypted to 1 session(s)")
+        assert "warning" in style_of("!! bob's message was shared with 3 sessions, a different member set")
         server(Kind.MESSAGE, "bob", "forged by the server")
         style_of("-- unauthenticated plain message the server says is from bob")
         assert not any("<bob> forged" in line for line in window.message_lines())

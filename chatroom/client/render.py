@@ -123,7 +123,7 @@ def _render(line: ServerLine, me: str | None) -> Rendered:
         return Rendered(f"* {line.text}", Style.ACTION)
     if kind == Kind.ERROR:
         return Rendered(f"! {line.text}", Style.ERROR)
-    if kind == Kind.E2E:
+    if kind in (Kind.E2E, Kind.GROUP):
         return Rendered(
             f"-- {line.source} sent an end-to-end encrypted message this client cannot read", Style.SERVER
         )

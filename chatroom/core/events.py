@@ -430,6 +430,17 @@ class Sealed(Event):
     envelope: str
 
 
+@dataclass(frozen=True, slots=True)
+class GroupSealed(Event):
+    """
+    A room message from C{sender} encrypted with its group session,
+    forwarded as it came to every member with keys.
+    """
+
+    sender: str
+    message: str
+
+
 # History (chatroom.features.history)
 
 

@@ -27,7 +27,7 @@ from twisted.python.failure import Failure
 
 from chatroom.core.commands import Command
 from chatroom.core.errors import ChatError
-from chatroom.core.events import ChatEvent, ErrorReply, Event, Ping, Sealed
+from chatroom.core.events import ChatEvent, ErrorReply, Event, GroupSealed, Ping, Sealed
 from chatroom.core.metering import Meter, NoMeter
 from chatroom.core.ports import Connection, MemberRecord
 from chatroom.core.room import Room
@@ -415,7 +415,7 @@ class Session:
             # The client is not reading: drop it rather than buffer forever.
             self.drop(f"send queue over {cap} bytes: not reading", past_cap=True)
             return
-        if self._answering and not isinstance(event, ChatEvent | Sealed):
+        if self._answering and not isinstance(event, ChatEvent | Sealed | GroupSealed):
             self._answered += len(data)
         connection.write(data)
         self.meter.delivered(self.transport, len(data))

@@ -20,10 +20,11 @@ The server is the adversary: it writes the member list, the key lines and
 decides what is delivered. So the client keeps its own view of the room
 (one L{Roster}, the same model the window shows), encrypts only to members
 of that view, pins members' keys only, refuses envelopes from a session not
-listed for their sender, compares every room message's recipients with its
-view, reports counter gaps, and never sends chat in the clear without the
-user's consent once the room was locked (or while its own keys are not
-registered).
+listed for their sender, shares its group session with the members of that
+view only (a new one after anyone leaves), compares every room message's
+member set with its view, reports index and counter gaps, and never sends
+chat in the clear without the user's consent once the room was locked (or
+while its own keys are not registered).
 """
 
 from __future__ import annotations
@@ -39,12 +40,21 @@ from typing import ClassVar
 from chatroom.core.chat import CLIENT_COMMANDS
 from chatroom.core.commands import ParseError, parse_command
 from chatroom.e2e.envelope import (
-    MAX_RECIPIENTS,
     SEND_PREFIX,
     Envelope,
     EnvelopeKind,
     RecipientError,
     seal,
+)
+from chatroom.e2e.group import (
+    GROUP_PREFIX,
+    GroupLine,
+    GroupPlain,
+    InboundGroup,
+    OutboundGroup,
+    member_set_hash,
+    parse_share,
+    share_batch,
 )
 from chatroom.e2e.keys import (
     SESSION_LIFETIME_MS,
@@ -67,6 +77,13 @@ REPLAY_WINDOW_SECONDS = 300.0
 # Bounds on the replay state: message ids remembered, counter streams kept.
 MAX_SEEN_IDS = 65_536
 MAX_SENDER_SESSIONS = 4_096
+# Keys kept for names not (yet) in the member list.
+MAX_UNLISTED = 10_000
+# Group sessions kept per sender session: the current one and a few that
+# messages on their way may still use.
+MAX_GROUPS_PER_SENDER = 4
+# Views of the room (member set hashes) kept for the grace period.
+MAX_RECENT_VIEWS = 64
 MAX_FILTERS = 32
 # A server that has not completed registration this long after /e2e hello
 # is reported.
@@ -337,11 +354,47 @@ class ReplayGuard:
             del self._counters[stream]
 
 
+def _next_change(bundle: KeyBundle, now_ms: int, skew_ms: int) -> float:
+    """
+    When C{bundle} next becomes usable or unusable (L{KeyBundle.valid_at}).
+    """
+    if now_ms < bundle.issued_ms - skew_ms:
+        return bundle.issued_ms - skew_ms
+    if now_ms < bundle.expires_ms + skew_ms:
+        return bundle.expires_ms + skew_ms
+    return float("inf")
+
+
 def stream_of(kind: EnvelopeKind, target: str) -> str:
     """
-    The counter stream of a message: the room's, or the whispers to C{target}.
+    The counter stream of a message: the room's, the whispers to C{target},
+    or the key shares (each receiver gets only some of those, so their
+    counter only has to go up).
     """
+    if kind is EnvelopeKind.KEY_SHARE:
+        return "share"
     return f"whisper {target.casefold()}" if kind is EnvelopeKind.WHISPER else "room"
+
+
+class _Directory(dict[str, tuple[str, KeyBundle]]):
+    """
+    Members' key bundles by folded name, counting its changes (so the
+    member set hash of the view is computed once per change, not per message).
+    """
+
+    version = 0
+
+    def __setitem__(self, key: str, value: tuple[str, KeyBundle]) -> None:
+        self.version += 1
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self.version += 1
+        super().__delitem__(key)
+
+    def pop(self, key: str, *default: None) -> tuple[str, KeyBundle] | None:  # type: ignore[override]
+        self.version += 1
+        return super().pop(key, *default)
 
 
 def _stream(envelope: Envelope) -> tuple[bytes, bytes, str]:
@@ -387,7 +440,7 @@ class E2EClient:
         self.room: str | None = None
         self.registered = False
         self.roster = Roster()
-        self.directory: dict[str, tuple[str, KeyBundle]] = {}
+        self.directory = _Directory()
         self.blocked: dict[str, list[bytes]] = {}
         self.filters: list[str] = []
         self.guard = ReplayGuard()
@@ -406,6 +459,16 @@ class E2EClient:
         self._hello_reported = False
         self._next_session: Session | None = None
         self._previous_session: Session | None = None
+        # This client's group session, and the senders' ones by sender session.
+        self._outbound: OutboundGroup | None = None
+        self._inbound: dict[bytes, OrderedDict[bytes, InboundGroup]] = {}
+        # The member set hash of this client's view of the room, of the
+        # directory version it was computed for, and earlier views with the
+        # time until which a message may still carry them.
+        self._view: tuple[int, int, bytes] = (-1, 0, b"")
+        self._recent_views: OrderedDict[bytes, float] = OrderedDict()
+        self._missing: tuple[tuple[int, int, bool, str, bytes], float, tuple[str, ...]] | None = None
+        self._registered_at = 0.0
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -417,9 +480,7 @@ class E2EClient:
         """
         The lock: whether chat typed now goes out end-to-end encrypted.
         """
-        return (
-            self.enabled and self.registered and 0 < len(self.roster) <= MAX_RECIPIENTS and not self.missing()
-        )
+        return self.enabled and self.registered and len(self.roster) > 0 and not self.missing()
 
     def missing(self) -> list[str]:
         """
@@ -427,13 +488,32 @@ class E2EClient:
         signed lifetime ("you" first if this client's own keys are not
         registered or no longer valid).
         """
-        names = sorted(
-            name
-            for name in self.roster.names()
-            if name.casefold() not in self.directory or not self._usable(self.directory[name.casefold()][1])
+        # Computed once per change of the members, the keys, or the time a
+        # key becomes usable or expires, not for every line.
+        now = self._now_ms()
+        key = (
+            self.roster.version,
+            self.directory.version,
+            self.registered,
+            self.name,
+            self.session.session_id,
         )
+        cached = self._missing
+        if cached is not None and cached[0] == key and now < cached[1]:
+            return list(cached[2])
+        skew = int(REPLAY_WINDOW_SECONDS * 1000)
+        until = _next_change(self.session.bundle, now, skew)
+        names = []
+        for name in self.roster.names():
+            entry = self.directory.get(name.casefold())
+            if entry is not None:
+                until = min(until, _next_change(entry[1], now, skew))
+            if entry is None or not self._usable(entry[1]):
+                names.append(name)
+        names.sort()
         if not self._ready:
             names = ["you", *(n for n in names if n.casefold() != self.name.casefold())]
+        self._missing = (key, until, tuple(names))
         return names
 
     @property
@@ -535,8 +615,108 @@ class E2EClient:
             return [Notice(f"not sent: the key of {', '.join(changed)} changed; /verify, then /trust")]
         if not self.secure:
             return self._in_the_clear(typed, self.missing())
-        bundles = [self.directory[name.casefold()][1] for name in self.roster.names()]
-        return self._seal(kind, body, bundles, "")
+        return self._send_group(kind, body)
+
+    def _send_group(self, kind: EnvelopeKind, body: str) -> list[Event]:
+        """
+        Encrypt a room message with this client's group session: a new one
+        when a session it was shared with is no longer in the room (a
+        leave, kick, ban or new key), after L{GROUP_ROTATE_AFTER_MESSAGES}
+        messages or L{GROUP_ROTATE_AFTER_MS}; shared first with every
+        member who lacks it (a newcomer gets the current state, so no
+        earlier message). The members are looked at only when the directory
+        changed since the last message.
+        """
+        assert self.room is not None
+        now = self._now_ms()
+        own = self.session.session_id
+        count, member_hash = self._view_hash()
+        plain = GroupPlain(kind, self.room, self.name, now, count, member_hash, body)
+        try:
+            plain.encode()
+        except E2EError as e:
+            return [Notice(f"not sent: {e}")]
+        group = previous = self._outbound
+        if group is not None and (group.owner_session != own or group.worn_out(now)):
+            group = None
+        if group is not None and group.directory_version == self.directory.version:
+            return self._encrypt_group(group, plain, [])
+        bundles = {bundle.session_id: bundle for _, bundle in self.directory.values()}
+        if group is None or not group.shared <= bundles.keys():
+            group = OutboundGroup(own, now, previous)
+            group.shared.add(own)
+            self._keep_inbound(InboundGroup(self.identity.public, own, group.session_key()))
+        newcomers = [bundle for session_id, bundle in bundles.items() if session_id not in group.shared]
+        events: list[Event] = []
+        size = share_batch(len(newcomers))
+        for start in range(0, len(newcomers), size):
+            batch = newcomers[start : start + size]
+            shared = self._seal(EnvelopeKind.KEY_SHARE, group.share_text(), batch, "")
+            if not all(isinstance(event, Send) for event in shared):
+                return shared
+            events += shared
+        group.shared.update(bundle.session_id for bundle in newcomers)
+        group.directory_version = self.directory.version
+        self._outbound = group
+        return self._encrypt_group(group, plain, events)
+
+    def _encrypt_group(self, group: OutboundGroup, plain: GroupPlain, events: list[Event]) -> list[Event]:
+        message = group.encrypt(plain)
+        line = GroupLine(self.name, self.identity.public, group.owner_session, group.group_id, message)
+        return [*events, Send(GROUP_PREFIX + line.encode())]
+
+    def _view_hash(self) -> tuple[int, bytes]:
+        """
+        The number and L{member_set_hash} of the sessions this client sees
+        in the room (its own included), computed once per change; a view
+        replaced by a newer one stays acceptable in messages for
+        L{MEMBERSHIP_GRACE_SECONDS}.
+        """
+        version, count, current = self._view
+        if version != self.directory.version:
+            sessions = {bundle.session_id for _, bundle in self.directory.values()}
+            count, new = len(sessions), member_set_hash(sessions)
+            if new != current:
+                now = self.clock()
+                if current:
+                    self._recent_views[current] = now + MEMBERSHIP_GRACE_SECONDS
+                self._recent_views.pop(new, None)
+                for old in [h for h, until in self._recent_views.items() if until < now]:
+                    del self._recent_views[old]
+                while len(self._recent_views) > MAX_RECENT_VIEWS:
+                    self._recent_views.popitem(last=False)
+            self._view = (self.directory.version, count, new)
+            current = new
+        return count, current
+
+    def _tail_gap(
+        self, sender: str, sender_session: bytes, previous: tuple[bytes, int] | None
+    ) -> list[Event]:
+        """
+        Report the last messages of a sender's replaced group session that
+        did not arrive (a gap the next message's index cannot show).
+        """
+        groups = self._inbound.get(sender_session)
+        old = None if previous is None or groups is None else groups.get(previous[0])
+        if old is None or previous is None or old.next_index >= previous[1]:
+            return []
+        gap, old.next_index = previous[1] - old.next_index, previous[1]
+        return [
+            Alert(
+                f"{gap} earlier room messages from {sender} did not reach you (its previous group session"
+                f" ended at index {previous[1]}): the server dropped or withheld them"
+            )
+        ]
+
+    def _keep_inbound(self, group: InboundGroup) -> None:
+        groups = self._inbound.setdefault(group.sender_session, OrderedDict())
+        if group.group_id in groups:
+            # A session is shared once: never back to an earlier state of
+            # one already held (what it read or skipped stays gone).
+            return
+        groups[group.group_id] = group
+        while len(groups) > MAX_GROUPS_PER_SENDER:
+            groups.popitem(last=False)
 
     def _send_whisper(self, target: str, body: str, typed: str) -> list[Event]:
         if not self.enabled:
@@ -692,6 +872,11 @@ class E2EClient:
         parses lines itself).
         """
         events = self._rotate()
+        if self._locked:
+            # Keep the view as it is before this line changes it: messages
+            # sent under it may still be on their way (computed only when
+            # the directory changed, and never while keys are being listed).
+            self._view_hash()
         handler = self._handlers.get(line.kind)
         events += [Show(line)] if handler is None else handler(self, line)
         return self._with_lock(events)
@@ -802,13 +987,15 @@ class E2EClient:
             ]
         if name.casefold() not in self.roster:
             self._unlisted[name.casefold()] = (name, bundle)
-            if len(self._unlisted) > MAX_RECIPIENTS:
+            if len(self._unlisted) > MAX_UNLISTED:
                 self._unlisted.popitem(last=False)
             return []
         return self._learn(name, bundle)
 
     def _own_key(self, name: str, bundle: KeyBundle, me: bool) -> list[Event]:
         if me and bundle == self.session.bundle:
+            if not self.registered:
+                self._registered_at = self.clock()
             self.registered = True
             self.directory[name.casefold()] = (name, bundle)
             return []
@@ -848,6 +1035,12 @@ class E2EClient:
         except E2EError as e:
             return [Rejected(str(e), line.source)]
 
+    def _on_group(self, line: ServerLine) -> list[Event]:
+        try:
+            return self._open_group(GroupLine.decode(line.args[0] if line.args else ""), line)
+        except E2EError as e:
+            return [Rejected(str(e), line.source)]
+
     _handlers: ClassVar[dict[str, Callable[[E2EClient, ServerLine], list[Event]]]] = {
         Kind.WELCOME: _on_roster,
         Kind.LIST: _on_roster,
@@ -864,6 +1057,7 @@ class E2EClient:
         Kind.KEYDROP: _on_keydrop,
         Kind.PING: _on_ping,
         Kind.E2E: _on_envelope,
+        Kind.GROUP: _on_group,
     }
 
     def _learn(self, name: str, bundle: KeyBundle) -> list[Event]:
@@ -877,6 +1071,7 @@ class E2EClient:
             if old is not None:
                 self._departed[old[1].session_id] = self.clock() + MEMBERSHIP_GRACE_SECONDS
                 self.guard.forget(old[1].session_id)
+                self._inbound.pop(old[1].session_id, None)
             self._learned[bundle.session_id] = self.clock()
         if is_guest(name):
             # The server hands guest names out again after a restart: they
@@ -919,34 +1114,52 @@ class E2EClient:
             self._departed[session_id] = now + MEMBERSHIP_GRACE_SECONDS
             self._learned.pop(session_id, None)
             self.guard.forget(session_id)
+            self._inbound.pop(session_id, None)
 
     def _own_sessions(self) -> list[Session]:
         return [s for s in (self.session, self._previous_session, self._next_session) if s is not None]
+
+    def _check_sender(self, sender: str, sender_key: bytes, sender_session: bytes) -> bool:
+        """
+        Check that a message comes from the identity and session key listed
+        for the name it is signed with (or from this connection).
+
+        @return: Whether it is this client's own.
+        @raise E2EError: If not.
+        """
+        if sender_key == self.identity.public:
+            if sender_session not in {s.session_id for s in self._own_sessions()}:
+                raise E2EError("signed by your key from a session that is not this connection's")
+            return True
+        entry = self.directory.get(sender.casefold())
+        if entry is None:
+            raise E2EError(f"{sender} is not in the room with a key (as you see it)")
+        if entry[1].identity != sender_key:
+            raise E2EError(f"not signed by the key listed for {sender}")
+        if entry[1].session_id != sender_session:
+            raise E2EError(f"sent from a session that is not the one listed for {sender}")
+        if sender.casefold() in self.blocked:
+            raise E2EError(f"the key of {sender} changed; /trust it first")
+        return False
 
     def _open(self, envelope: Envelope, line: ServerLine) -> list[Event]:
         if envelope.room != self.room:
             raise E2EError(f"for another room ({envelope.room!r})")
         envelope.verify()
-        own = envelope.sender_key == self.identity.public
+        own = self._check_sender(envelope.sender, envelope.sender_key, envelope.sender_session)
         sessions = {s.session_id: s for s in self._own_sessions()}
-        if own:
-            if envelope.sender_session not in sessions:
-                raise E2EError("signed by your key from a session that is not this connection's")
-        else:
-            entry = self.directory.get(envelope.sender.casefold())
-            if entry is None:
-                raise E2EError(f"{envelope.sender} is not in the room with a key (as you see it)")
-            if entry[1].identity != envelope.sender_key:
-                raise E2EError(f"not signed by the key listed for {envelope.sender}")
-            if entry[1].session_id != envelope.sender_session:
-                raise E2EError(f"sent from a session that is not the one listed for {envelope.sender}")
-            if envelope.sender.casefold() in self.blocked:
-                raise E2EError(f"the key of {envelope.sender} changed; /trust it first")
         now = self.clock()
         self.guard.check(envelope, now)
         mine = next((sessions[r.session_id] for r in envelope.recipients if r.session_id in sessions), None)
         if mine is None:
             raise E2EError("not addressed to you")
+        if envelope.kind is EnvelopeKind.KEY_SHARE:
+            session_key, previous = parse_share(envelope.decrypt(mine))
+            group = InboundGroup(envelope.sender_key, envelope.sender_session, session_key)
+            self.guard.accept(envelope, now)
+            tail = self._tail_gap(envelope.sender, envelope.sender_session, previous)
+            self._keep_inbound(group)
+            return tail
         text = sanitize(envelope.decrypt(mine))
         gap = self.guard.accept(envelope, now)
         events: list[Event] = []
@@ -973,21 +1186,92 @@ class E2EClient:
                         " session(s): someone else may be able to read it"
                     )
                 )
+        return self._show_secure(events, own, envelope.kind, envelope.sender, envelope.sender_key, text,
+                                 envelope.target, line, envelope.timestamp_ms)  # fmt: skip
+
+    def _show_secure(
+        self,
+        events: list[Event],
+        own: bool,
+        kind: EnvelopeKind,
+        sender: str,
+        sender_key: bytes,
+        text: str,
+        target: str,
+        line: ServerLine,
+        timestamp_ms: int,
+    ) -> list[Event]:
         if not own and any(word in text.casefold() for word in self.filters):
             return events
-        pin = self.pins.get(envelope.sender)
-        verified = own or (pin is not None and pin.verified and pin.key == envelope.sender_key)
+        pin = self.pins.get(sender)
+        verified = own or (pin is not None and pin.verified and pin.key == sender_key)
         secure = Secure(
-            envelope.kind,
-            envelope.sender,
-            text,
-            envelope.target,
-            fingerprint(envelope.sender_key),
-            verified,
-            line.timestamp,
-            envelope.timestamp_ms / 1000,
+            kind, sender, text, target, fingerprint(sender_key), verified, line.timestamp, timestamp_ms / 1000
         )
         return [*events, secure]
+
+    def _open_group(self, message: GroupLine, line: ServerLine) -> list[Event]:
+        """
+        Check and decrypt a room message sent with a group session: from
+        the session listed for its sender, in a group session that sender
+        shared with this client, its index past the last one (a jump is
+        reported), fresh, for this room, and shared with the members this
+        client sees (else a warning).
+        """
+        own = self._check_sender(message.sender, message.sender_key, message.sender_session)
+        groups = self._inbound.get(message.sender_session)
+        group = None if groups is None else groups.get(message.group_id)
+        if group is None or group.sender_key != message.sender_key:
+            if self.clock() - self._registered_at < MEMBERSHIP_GRACE_SECONDS:
+                # Sent before the sender knew this client's key: the server
+                # hands a group message to every member with keys.
+                return []
+            raise E2EError(
+                f"{message.sender} did not share that group session with you (sent before you joined, or"
+                " the server withheld the key)"
+            )
+        plain, index, gap = group.decrypt(message.message)
+        if plain.room != self.room:
+            raise E2EError(f"for another room ({plain.room!r})")
+        if plain.sender != message.sender:
+            raise E2EError(f"signed as {plain.sender!r}, delivered as {message.sender!r}")
+        now = self.clock()
+        if abs(now - plain.timestamp_ms / 1000) > self.guard.window:
+            raise E2EError("stale: its timestamp is too far from now")
+        events: list[Event] = []
+        if gap > 0:
+            events.append(
+                Alert(
+                    f"{gap} earlier room messages from {message.sender} did not reach you (its message index"
+                    f" jumped to {index}): the server dropped or withheld them"
+                )
+            )
+        if not own:
+            events += self._compare_members(plain, now)
+        return self._show_secure(events, own, plain.kind, plain.sender, message.sender_key,
+                                 sanitize(plain.text), "", line, plain.timestamp_ms)  # fmt: skip
+
+    def _compare_members(self, plain: GroupPlain, now: float) -> list[Event]:
+        """
+        Warn when a group message was shared with a member set other than
+        this client's view of the room, now or in the last
+        L{MEMBERSHIP_GRACE_SECONDS} (joins and leaves on their way).
+        """
+        count, current = self._view_hash()
+        if plain.member_hash == current or self._recent_views.get(plain.member_hash, 0.0) >= now:
+            return []
+        if plain.members > count:
+            why = f"a reader the server shows {plain.sender} that it hides from you"
+        elif plain.members < count:
+            why = f"members you see that the server hides from {plain.sender}"
+        else:
+            why = f"members the server shows you and {plain.sender} differently"
+        return [
+            Alert(
+                f"{plain.sender}'s message was shared with {plain.members} sessions, a different member set"
+                f" from the {count} you see: there may be {why}"
+            )
+        ]
 
     def _compare_recipients(self, envelope: Envelope, now: float) -> list[Event]:
         """

@@ -6,7 +6,7 @@ binary layout (integers big-endian, C{strN} a UTF-8 string after an N-bit
 length)::
 
     version     u8      1
-    kind        u8      1 message, 2 action, 3 whisper
+    kind        u8      1 message, 2 action, 3 whisper, 4 key share
     room        str8    the room id the server announced
     sender      str8    the sender's name when sending (a valid member name)
     target      str8    a whisper's addressee; empty for other kinds
@@ -119,6 +119,8 @@ class EnvelopeKind(IntEnum):
     MESSAGE = 1
     ACTION = 2
     WHISPER = 3
+    # The sender's group session (chatroom.e2e.group), for its recipients.
+    KEY_SHARE = 4
 
 
 @dataclass(frozen=True)

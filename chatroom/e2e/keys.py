@@ -20,6 +20,7 @@ import stat
 import struct
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
@@ -175,7 +176,7 @@ class KeyBundle:
 
     SIZE = 2 * PUBLIC_KEY_BYTES + _BUNDLE_TIMES.size + SIGNATURE_BYTES
 
-    @property
+    @cached_property
     def session_id(self) -> bytes:
         return key_id(self.session)
 

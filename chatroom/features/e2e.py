@@ -13,6 +13,7 @@ are all C{/e2e <subcommand>}:
                                        that sent /e2e hello (so do key drops)
     /e2e keys                       -> one key per member with keys, then a count
     /e2e send <envelope>            -> the envelope to each listed recipient
+    /e2e group <message>            -> the group message to every member with keys
 
 Lines with an envelope may be up to L{E2E_MAX_LINE_BYTES} long; transports
 that frame lines allow that for lines starting with L{E2E_LINE_PREFIX} only.
@@ -26,10 +27,11 @@ from typing import Protocol
 
 from chatroom.core.commands import CommandRegistry, CommandSpec
 from chatroom.core.errors import ChatError
-from chatroom.core.events import Challenge, KeyAnnounced, KeyCount, KeyDropped, Members, Sealed
+from chatroom.core.events import Challenge, GroupSealed, KeyAnnounced, KeyCount, KeyDropped, Members, Sealed
 from chatroom.core.ports import MemberRecord
 from chatroom.core.room import Feature, Room
 from chatroom.e2e.envelope import E2E_MAX_LINE_BYTES, Envelope, forward_targets
+from chatroom.e2e.group import GroupLine
 from chatroom.e2e.keys import E2EError, KeyBundle, decode_b64, encode_b64, registration_data, verify_signature
 
 ROOM_ID = "chatroom"
@@ -37,8 +39,13 @@ CHALLENGE_BYTES = 32
 # Clock difference allowed between a client's signed key lifetime and the server.
 BUNDLE_SKEW_MS = 300_000
 E2E_LINE_PREFIX = b"/e2e "
-USAGE = "usage: /e2e hello | /e2e register <bundle> <proof> | /e2e keys | /e2e send <envelope>"
-E2E = CommandSpec("e2e", "<hello|register|keys|send> [args]", "end-to-end encryption (used by clients)", 1, 2)
+USAGE = (
+    "usage: /e2e hello | /e2e register <bundle> <proof> | /e2e keys | /e2e send <envelope>"
+    " | /e2e group <message>"
+)
+E2E = CommandSpec(
+    "e2e", "<hello|register|keys|send|group> [args]", "end-to-end encryption (used by clients)", 1, 2
+)
 
 __all__ = ["E2E_LINE_PREFIX", "E2E_MAX_LINE_BYTES", "E2EFeature", "InMemoryKeyDirectory", "KeyDirectory"]
 
@@ -144,6 +151,7 @@ class E2EFeature(Feature):
             "register": self._register,
             "keys": self._keys,
             "send": self._send,
+            "group": self._group,
         }
 
     def register(self, commands: CommandRegistry) -> None:
@@ -230,3 +238,22 @@ class E2EFeature(Feature):
         except E2EError as e:
             raise ChatError(f"bad envelope: {e}") from e
         self.room.fanout.publish(Sealed(self.room.now(), member.name, rest), Members(tuple(targets)))
+
+    def _group(self, member: MemberRecord, rest: str) -> None:
+        # A group message goes to every member with keys, whatever it says:
+        # it costs the server what a plain chat line costs (one delivery
+        # per member, at most a few kilobytes), so only who sends it and
+        # its structure are checked here; receivers check the rest.
+        bundle = self.directory.get(member.id)
+        if bundle is None:
+            raise ChatError("register your end-to-end keys first: /e2e hello")
+        try:
+            message = GroupLine.decode(rest)
+        except E2EError as e:
+            raise ChatError(f"bad group message: {e}") from e
+        if (message.sender_key, message.sender_session) != (bundle.identity, bundle.session_id):
+            raise ChatError("the group message is not from your registered keys")
+        if message.sender != member.name:
+            raise ChatError(f"the group message says it is from {message.sender}, but you are {member.name}")
+        targets = tuple(member_id for member_id, _ in self.directory.items())
+        self.room.fanout.publish(GroupSealed(self.room.now(), member.name, rest), Members(targets))

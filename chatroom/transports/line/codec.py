@@ -28,6 +28,7 @@ from chatroom.core.events import (
     ErrorReply,
     Event,
     FilterReply,
+    GroupSealed,
     HelpReply,
     HistoryEntry,
     HistoryKind,
@@ -254,6 +255,7 @@ ENCODERS: dict[type[Any], Callable[[Any], Parts]] = {
     Sealed: lambda e: (Kind.E2E, e.sender, "", (e.envelope,)),
     Replayed: _replayed,
     ReplayEnd: _replay_end,
+    GroupSealed: lambda e: (Kind.GROUP, e.sender, "", (e.message,)),
 }
 
 
