@@ -73,10 +73,16 @@ class Session:
         self.sessions = sessions
         self.transport = transport
         self.meter = sessions.meter
+        # The delivery path runs once per member per event: look up once.
+        self._metered = not isinstance(sessions.meter, NoMeter)
+        self._encode = connection.encode
+        self._queued = connection.queued
+        self._write = connection.write
         self.room = sessions.room
         self.connection = connection
         self.clock = clock = sessions.clock
         limits = self.limits = sessions.limits
+        self._send_queue = limits.send_queue
         self.host = connection.host
         self.member: MemberRecord | None = None
         self._admitted = False
@@ -407,20 +413,20 @@ class Session:
             and member.hides_folded(self.sessions.folded(event))
         ):
             return
-        connection = self.connection
-        data = connection.encode(event)
-        cap = self.limits.send_queue
-        queued = connection.queued()
+        data = self._encode(event)
+        cap = self._send_queue
+        queued = self._queued()
         if cap and queued + len(data) > cap and member is not None:
             # The client is not reading: drop it rather than buffer forever.
             self.drop(f"send queue over {cap} bytes: not reading", past_cap=True)
             return
         if self._answering and not isinstance(event, ChatEvent | Sealed | GroupSealed):
             self._answered += len(data)
-        connection.write(data)
-        self.meter.delivered(self.transport, len(data))
+        self._write(data)
+        if self._metered:
+            self.meter.delivered(self.transport, len(data))
         if queued or self.held:
-            self._account(connection.queued())
+            self._account(self._queued())
 
     def _send(self, event: Event) -> None:
         # Outside the room (a refusal): no member, no cap to mind.
