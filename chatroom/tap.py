@@ -10,33 +10,38 @@ L{ChatService}. L{makeService}, which twistd calls, takes the reactor.
 from __future__ import annotations
 
 import datetime
+import os
 import signal
+import socket
 from collections.abc import Callable, Generator
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
 from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
 from twisted.internet.endpoints import SSL4ServerEndpoint, serverFromString
 from twisted.internet.interfaces import IListeningPort, IReactorThreads, IReactorTime, IStreamServerEndpoint
 from twisted.internet.protocol import Factory
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python import usage
 from zope.interface import implementer
 
 from chatroom.core.chat import new_room
-from chatroom.core.events import Notice
+from chatroom.core.events import Members, Notice
 from chatroom.core.ports import FanOut, MemberDirectory
 from chatroom.core.session import Sessions
-from chatroom.features.e2e import E2E_LINE_PREFIX, E2E_MAX_LINE_BYTES, E2EFeature
+from chatroom.features.e2e import E2E_LINE_PREFIX, E2E_MAX_LINE_BYTES, E2EFeature, KeyDirectory
 from chatroom.features.moderation import Moderation, ModerationSettings, PasswordCheck
 from chatroom.limits import ClientLimits, ConnectionLimits
 from chatroom.passwd import read_hash_file
 from chatroom.state import StateError, clean_temporary_files, write_json
 from chatroom.stores.files import STATE_FILE, DocumentBanStore, load_bans
+from chatroom.stores.redis.link import Link, parse_redis_url
+from chatroom.stores.redis.room import SharedRoom
 from chatroom.tls import (
     CA_CERT_NAME,
     SERVER_CERT_NAME,
@@ -140,7 +145,9 @@ def uses_own_certificate(endpoint: str) -> bool:
     return fields[0] == "ssl" and not any(f.startswith(("certKey=", "privateKey=")) for f in fields[1:])
 
 
-def tls_endpoint(reactor: Any, endpoint: str, tls: ServerTLS) -> IStreamServerEndpoint:
+def tls_endpoint(
+    reactor: Any, endpoint: str, tls: ServerTLS, reuse_port: bool = False
+) -> IStreamServerEndpoint:
     """
     An C{ssl:} endpoint (port, C{interface=}, C{backlog=}) served with the
     daemon's own reloadable TLS context, through C{listenSSL}.
@@ -163,7 +170,43 @@ def tls_endpoint(reactor: Any, endpoint: str, tls: ServerTLS) -> IStreamServerEn
             f"ssl:{endpoint.partition(':')[2]}: use ssl:PORT[:interface=ADDRESS][:backlog=N],"
             " or give certKey= and privateKey="
         )
+    if reuse_port:
+        return ReusePortTLSEndpoint(reactor, int(port), tls, int(backlog), interface)
     return SSL4ServerEndpoint(reactor, int(port), tls, backlog=int(backlog), interface=interface)
+
+
+@implementer(IStreamServerEndpoint)
+class ReusePortTLSEndpoint:
+    """
+    A TLS server endpoint whose socket has C{SO_REUSEPORT}, so several
+    processes listen on one port (the kernel spreads the connections): the
+    socket is made here and handed to C{adoptStreamPort}.
+    """
+
+    def __init__(self, reactor: Any, port: int, tls: ServerTLS, backlog: int, interface: str) -> None:
+        self.reactor = reactor
+        self.port = port
+        self.tls = tls
+        self.backlog = backlog
+        self.interface = interface
+
+    def listen(self, factory: Any) -> Deferred[IListeningPort]:
+        family = socket.AF_INET6 if ":" in self.interface else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((self.interface, self.port))
+            sock.listen(self.backlog)
+            sock.setblocking(False)
+            wrapped = TLSMemoryBIOFactory(self.tls, False, factory)
+            port = self.reactor.adoptStreamPort(sock.fileno(), family, wrapped)
+        except OSError:
+            return fail()
+        finally:
+            # The reactor has its own copy of the descriptor.
+            sock.close()
+        return succeed(port)
 
 
 class Options(usage.Options):
@@ -191,6 +234,26 @@ class Options(usage.Options):
             " /oper <password> makes its sender admin, and the first member is no longer admin.",
         ],
         ["shutdown-grace", None, 5.0, "Seconds to flush output to clients on shutdown.", float],
+        [
+            "redis",
+            None,
+            None,
+            "Share the room with other nodes through Redis at this URL (redis://HOST:PORT/DB,"
+            " rediss:// for TLS); the bans are then kept there, not under --state.",
+        ],
+        [
+            "node-name",
+            None,
+            None,
+            "This node's name among the nodes of --redis [default: host name and pid].",
+        ],
+        [
+            "node-timeout",
+            None,
+            15.0,
+            "Seconds after which the other nodes count a silent node as dead and its members as gone.",
+            float,
+        ],
         *(
             [option, None, getattr(defaults, field), help_text, type(getattr(defaults, field))]
             for option, defaults, field, help_text in LIMIT_OPTIONS
@@ -199,6 +262,11 @@ class Options(usage.Options):
     optFlags: ClassVar[list[list[Any]]] = [
         ["first-admin", None, "With --admin-password-file, still make the first member admin."],
         ["limit-loopback", None, "Apply the per-address limits to loopback clients too."],
+        [
+            "reuse-port",
+            None,
+            "Listen with SO_REUSEPORT on ssl: ports, so several processes can share one port.",
+        ],
     ]
 
     def __init__(self) -> None:
@@ -228,6 +296,17 @@ class Options(usage.Options):
         self["listen"].append(parse_listen(spec))
 
     def postOptions(self) -> None:
+        if self["redis"] is not None:
+            try:
+                parse_redis_url(self["redis"])
+            except ValueError as e:
+                raise usage.UsageError(f"--redis: {e}") from e
+        if self["node-name"] is None:
+            self["node-name"] = f"{socket.gethostname()}-{os.getpid()}"
+        elif not self["node-name"] or any(c.isspace() for c in self["node-name"]):
+            raise usage.UsageError("--node-name: give a name without spaces")
+        if self["node-timeout"] < 1:
+            raise usage.UsageError("--node-timeout must be at least 1 second")
         if not 0 <= self["port"] <= 65535:
             raise usage.UsageError(f"--port must be 0 to 65535, not {self['port']}")
         for option, _, _, _ in LIMIT_OPTIONS:
@@ -291,8 +370,12 @@ class ChatService(MultiService):
         tls: ServerTLS,
         grace: float = 5.0,
         password_file: Path | None = None,
+        shared: SharedRoom | None = None,
+        links: tuple[Link, ...] = (),
     ) -> None:
         super().__init__()
+        self.shared = shared
+        self.links = links
         self.reactor = reactor
         self.sessions = sessions
         self.moderation = moderation
@@ -334,13 +417,49 @@ class ChatService(MultiService):
                 self.moderation.settings.password = password
                 self.log.info("reloaded the admin password file {path}", path=self.password_file)
 
+    def privilegedStartService(self) -> None:
+        # With Redis, the listeners bind once the room is loaded (startService).
+        if self.shared is None:
+            super().privilegedStartService()
+        else:
+            Service.privilegedStartService(self)
+
+    def startService(self) -> None:
+        shared = self.shared
+        if shared is None:
+            super().startService()
+            return
+        # Listen only once the shared room is loaded from Redis.
+        Service.startService(self)
+        for link in self.links:
+            link.start()
+        self.log.info("connecting to Redis at {url}", url=self.links[0].address.host)
+        shared.start().addCallback(lambda _: self._start_listeners())
+
+    def _start_listeners(self) -> None:
+        if self.running:
+            for service in self:
+                service.startService()
+
     @inlineCallbacks
     def stopService(self) -> Generator[Deferred[Any], Any, None]:
         # The listeners first: nobody new joins a room that is closing.
-        yield super().stopService()
+        if self.shared is None or all(s.running for s in self):
+            yield super().stopService()
+        else:
+            Service.stopService(self)
         count = len(self.sessions.open)
         notice = Notice(self.reactor.seconds(), "the server is shutting down")
+        if self.shared is not None:
+            # Our members leave the shared room (the others stay in it).
+            self.sessions.room.fanout.publish(notice, Members(tuple(self.shared.local_ids())))
+            self.shared.leave_local("the server is shutting down")
         yield self.sessions.close_all(notice, self.grace)
+        if self.shared is not None:
+            yield self.shared.stop()
+            yield self.shared.drained()
+            for link in self.links:
+                link.close()
         self.log.info("closed {count} connections", count=count)
         try:
             # Saved after every change already; again here in case one failed.
@@ -361,17 +480,18 @@ def compose(
     e2e: bool = True,
     members: MemberDirectory | None = None,
     fanout: FanOut | None = None,
+    keys: KeyDirectory | None = None,
 ) -> tuple[Sessions, Moderation]:
     """
     The daemon's room on C{clock}: the chat commands, moderation and (with
     C{e2e}) end-to-end encryption, and the sessions of its connections; the
-    member directory and fan-out are in memory unless given.
+    member directory, fan-out and key directory are in memory unless given.
     """
     room = new_room(clock, members, fanout)
     feature = Moderation(room, moderation)
     room.add_feature(feature)
     if e2e:
-        room.add_feature(E2EFeature(room))
+        room.add_feature(E2EFeature(room, keys))
     return Sessions(room, clock, limits, connection_limits), feature
 
 
@@ -435,13 +555,34 @@ def build_service(config: Options, reactor: Any, run_in_thread: Callable[..., De
         # scrypt takes tens of milliseconds: not on the reactor thread.
         return run_in_thread(check)
 
+    shared: SharedRoom | None = None
+    links: tuple[Link, ...] = ()
+    if config["redis"] is not None:
+        address = parse_redis_url(config["redis"])
+        writer, reader = Link(reactor, address, "writer"), Link(reactor, address, "reader")
+        links = (writer, reader)
+        shared = SharedRoom(reactor, writer, reader, config["node-name"], config["node-timeout"])
+        writer.on_up, writer.on_down = shared.writer_up, shared.writer_down
+        reader.on_up = shared.reader_up
     settings = ModerationSettings(
-        bans=DocumentBanStore(bans, partial(write_json, state / STATE_FILE), run_in_thread),
+        bans=shared.bans
+        if shared is not None
+        else DocumentBanStore(bans, partial(write_json, state / STATE_FILE), run_in_thread),
         password=password,
         first_admin=password is None or bool(config["first-admin"]),
         run_check=run_check,
     )
-    sessions, moderation = compose(reactor, settings, config["client_limits"], config["connection_limits"])
+    sessions, moderation = compose(
+        reactor,
+        settings,
+        config["client_limits"],
+        config["connection_limits"],
+        members=None if shared is None else shared.members,
+        fanout=None if shared is None else shared.fanout,
+        keys=None if shared is None else shared.keys,
+    )
+    if shared is not None:
+        shared.attach(sessions.room)
     service = ChatService(
         reactor,
         sessions,
@@ -449,6 +590,8 @@ def build_service(config: Options, reactor: Any, run_in_thread: Callable[..., De
         tls,
         config["shutdown-grace"],
         Path(password_file) if password_file is not None else None,
+        shared,
+        links,
     )
     flusher = TurnFlusher(reactor)
     for kind, endpoint in config["listen"]:
@@ -457,7 +600,7 @@ def build_service(config: Options, reactor: Any, run_in_thread: Callable[..., De
         factory = line_factory(sessions, flusher)
         try:
             if uses_own_certificate(endpoint):
-                listener = tls_endpoint(reactor, endpoint, tls)
+                listener = tls_endpoint(reactor, endpoint, tls, config["reuse-port"])
             else:
                 listener = serverFromString(reactor, endpoint)
         except (usage.UsageError, ValueError, KeyError) as e:
