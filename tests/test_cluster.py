@@ -6,6 +6,7 @@ no member's messages on the others.
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import time
@@ -208,3 +209,27 @@ def test_no_redis_option_needs_no_redis(tmp_path: Path) -> None:
     with running_daemon(tmp_path) as daemon:
         joined(daemon, "alice")
     assert b"Redis" not in daemon.output
+
+
+def test_e2e_locks_and_forwards_across_nodes(tmp_path: Path, redis_server: RedisServer) -> None:
+    from tests.test_e2e_daemon import LiveParty, everyone_secure
+
+    secret = f"across nodes {os.urandom(8).hex()}"
+    with nodes(tmp_path, redis_server, 2) as (a, b):
+        alice = LiveParty(a, "alice")
+        bob = LiveParty(b, "bob")
+        carol = LiveParty(b, "carol")
+        parties = [alice, bob, carol]
+        # Each learns every key, whichever node it registered on: the room locks.
+        everyone_secure(parties)
+        assert all(party.client.secure for party in parties)
+        alice.type(secret)
+        for party in parties:
+            party.until(party.got(secret))
+        alice.type(f"/whisper carol {secret} whispered")
+        carol.until(carol.got(f"{secret} whispered"))
+        # A member leaving one node drops its key on the other.
+        carol.connection.close()
+        alice.until(lambda: "carol" not in alice.client.directory)
+    for daemon in (a, b):
+        assert secret.encode() not in bytes(daemon.output)

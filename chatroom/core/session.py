@@ -63,6 +63,9 @@ class Session:
         self._waiting: deque[Command] = deque()
         self._dropped = False
         self._closing = False
+        # Joining takes a round trip with a shared member directory: lines
+        # that come meanwhile wait for it.
+        self._joining = False
 
     # The connection's life, as its transport reports it
 
@@ -100,9 +103,11 @@ class Session:
             self._send(refusal)
             self.close()
             return
+        self._joining = True
         self.room.join(self, self.host, self.connection.port).addCallbacks(self._joined, self._join_failed)
 
     def _joined(self, member: MemberRecord) -> None:
+        self._joining = False
         if self._closing:
             # The connection went while the room let it in.
             self.room.leave(member, "connection lost")
@@ -110,10 +115,20 @@ class Session:
         self.member = member
         self.log.info("{name} joined from {address}", name=member.name, address=member.address)
         self._set_timer(self.limits.first_line_timeout, self._time_out, "no line received in time")
+        if self._waiting:
+            self._set_timer(self.limits.ping_interval, self._ping)
+            self.run(self._waiting.popleft())
 
     def _join_failed(self, failure: Failure) -> None:
-        self.log.failure("joining {host} to the room failed", failure, host=self.host)
-        self._send(ErrorReply(self.clock.seconds(), "internal error: could not join the room"))
+        self._joining = False
+        self._waiting.clear()
+        if failure.check(ChatError):
+            # A store that cannot take members now (it says why).
+            self.log.info("could not join {host}: {why}", host=self.host, why=str(failure.value))
+            self._send(ErrorReply(self.clock.seconds(), str(failure.value)))
+        else:
+            self.log.failure("joining {host} to the room failed", failure, host=self.host)
+            self._send(ErrorReply(self.clock.seconds(), "internal error: could not join the room"))
         self.close()
 
     def lost(self, clean: bool) -> None:
@@ -142,8 +157,11 @@ class Session:
             leaving, and not flooding.
         """
         member = self.member
-        if member is None or self._closing:
+        if self._closing:
             return False
+        if member is None:
+            # Kept for the join under way (flood control still counts it).
+            return self._joining and self._lines_bucket.take()
         # Any line shows the client is alive: the keepalive starts over.
         self._set_timer(self.limits.ping_interval, self._ping)
         if not self._lines_bucket.take():
@@ -177,7 +195,14 @@ class Session:
         """
         Carry out C{command}, after any earlier command still under way.
         """
-        if self.member is None or self._closing:
+        if self._closing:
+            return
+        if self._joining and self.member is None:
+            if len(self._waiting) >= MAX_WAITING:
+                return
+            self._waiting.append(command)
+            return
+        if self.member is None:
             return
         if self._running:
             if len(self._waiting) >= MAX_WAITING:

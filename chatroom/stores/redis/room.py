@@ -165,6 +165,7 @@ class SharedRoom:
         self.bans = SharedBans(self)
         self.keys = SharedKeys(self)
         self.node_of: dict[str, str] = {}
+        self.shadowed: dict[str, MemberRecord] = {}
         self.last_id = "0-0"
         self.epoch: str | None = None
         self._outbox: deque[tuple[Any, ...]] = deque()
@@ -336,12 +337,10 @@ class SharedRoom:
         elif kind == "join":
             self._apply_join(decode_record(data["r"]), data["n"])
         elif kind == "ren":
-            record = self.members.replica.get(data["id"])
-            if record is not None:
-                self.members.replica.rename(record, data["name"])
+            self._apply_rename(data["id"], data["name"])
         elif kind == "upd":
             new = decode_record(data["r"])
-            record = self.members.replica.get(new.id)
+            record = self.members.replica.get(new.id) or self.shadowed.get(new.id)
             if record is not None:
                 record.is_admin = new.is_admin
                 record.last_active = max(record.last_active, new.last_active)
@@ -365,14 +364,44 @@ class SharedRoom:
             if known.name != record.name:
                 self.members.replica.rename(known, record.name)
             return
-        clash = self.members.replica.clash(record.name)
-        if clash is not None:
-            # Redis gave the name to this record: what we hold is stale.
-            self._apply_left(clash.id)
-        self.members.replica.claim(record)
         self.node_of[record.id] = node
+        if record.id in self.shadowed:
+            return
+        clash = self.members.replica.clash(record.name)
+        if clash is not None and self.node_of.get(clash.id) == self.node:
+            # Ours was claimed in Redis after this entry: the entry is older,
+            # and a rename or departure of that member follows it.
+            self.shadowed[record.id] = record
+            return
+        if clash is not None:
+            self.shadow(clash)
+        self.members.replica.claim(record)
+
+    def shadow(self, record: MemberRecord) -> None:
+        """
+        Set aside C{record}, whose name Redis has given to another member
+        since: its rename (or departure) is still on its way in the stream.
+        """
+        self.members.replica.remove(record)
+        self.shadowed[record.id] = record
+
+    def _apply_rename(self, member_id: str, name: str) -> None:
+        record = self.members.replica.get(member_id)
+        if record is not None:
+            clash = self.members.replica.clash(name, record)
+            if clash is not None:
+                self.shadow(clash)
+            self.members.replica.rename(record, name)
+            return
+        record = self.shadowed.get(member_id)
+        if record is not None:
+            record.name = name
+            if self.members.replica.clash(name) is None:
+                del self.shadowed[member_id]
+                self.members.replica.claim(record)
 
     def _apply_left(self, member_id: str) -> None:
+        self.shadowed.pop(member_id, None)
         record = self.members.replica.get(member_id)
         if record is not None:
             self.members.replica.remove(record)
@@ -417,6 +446,8 @@ class SharedRoom:
         """
         Node C{node} is dead: its members leave the room.
         """
+        for member_id in [i for i in self.shadowed if self.node_of.get(i) == node]:
+            self._apply_left(member_id)
         gone = [r for r in self.members.replica if self.node_of.get(r.id) == node]
         self.log.warn("node {node} is gone: {count} members leave", node=node, count=len(gone))
         for record in gone:
@@ -575,7 +606,7 @@ class SharedMembers:
                 return decode_record(loads(other))
             clash = self.replica.clash(record.name)
             if clash is not None:
-                shared._apply_left(clash.id)
+                shared.shadow(clash)
             self.replica.claim(record)
             shared.node_of[record.id] = shared.node
             return None
@@ -604,7 +635,7 @@ class SharedMembers:
             if record in self.replica and record.name == old_name:
                 clash = self.replica.clash(new_name, record)
                 if clash is not None:
-                    shared._apply_left(clash.id)
+                    shared.shadow(clash)
                 self.replica.rename(record, new_name)
             return None
 
