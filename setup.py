@@ -24,7 +24,9 @@ setup(
     package_data={"twisted": ["plugins/chatroom_plugin.py"]},
     install_requires=[
         "twisted>=24.7",
+        # 1.6 connects its factory through a ClientService (startConnecting).
         "txredisapi>=1.6,<1.7",
+        "hiredis>=3.5,<4",
         "pyopenssl>=24",
         "service-identity>=24",
         "cryptography>=47",

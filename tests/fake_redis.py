@@ -57,9 +57,9 @@ class FakeRedis:
         key = tuple(int(p) for p in last.split("-"))
         return [(i, f) for i, f in self.stream if tuple(int(p) for p in i.split("-")) > key]
 
-    def _xadd(self, entry: str) -> None:
+    def _xadd(self, entry: str, node: str) -> None:
         self._seq += 1
-        self.stream.append((f"1-{self._seq}", ["d", entry]))
+        self.stream.append((f"1-{self._seq}", ["n", node, "d", entry]))
 
     def execute(self, *args: Any) -> Any:
         name, rest = args[0], [str(a) for a in args[1:]]
@@ -86,7 +86,9 @@ class FakeRedis:
             self.hashes.setdefault(rest[0], {})[rest[1]] = rest[2]
             return 1
         if name == "XADD":
-            self._xadd(rest[-1])
+            fields = rest[rest.index("*") + 1 :]
+            assert fields[0] == "n" and fields[2] == "d"
+            self._xadd(fields[3], fields[1])
             return f"1-{self._seq}"
         if name == "XREVRANGE":
             return [list(self.stream[-1])] if self.stream else []
@@ -106,13 +108,13 @@ class FakeRedis:
                 del self.strings[keys[1]]
             self.strings[keys[0]] = argv[0]
             self.hashes.setdefault(members, {})[argv[0]] = argv[1]
-            self._xadd(argv[2])
+            self._xadd(argv[2], argv[4])
             return None
         if script == store.REMOVE:
             if self.strings.get(keys[0]) == argv[0]:
                 del self.strings[keys[0]]
             self.hashes.get(keys[1], {}).pop(argv[0], None)
-            self._xadd(argv[1])
+            self._xadd(argv[1], argv[3])
             return None
         if script == store.CHANGE:
             table = self.hashes.setdefault(keys[0], {})
@@ -120,7 +122,7 @@ class FakeRedis:
                 table.pop(argv[0], None)
             elif argv[4] != "1" or argv[0] in table:
                 table[argv[0]] = argv[1]
-            self._xadd(argv[2])
+            self._xadd(argv[2], argv[5])
             return None
         raise AssertionError("unknown script")
 

@@ -18,7 +18,7 @@ import pytest
 
 from chatroom.wire import ServerLine, parse_line
 from tests.daemon import Daemon, LineClient, running_daemon
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, free_port
 
 NODE_TIMEOUT = "3"
 DEADLINE = 20.0
@@ -233,3 +233,15 @@ def test_e2e_locks_and_forwards_across_nodes(tmp_path: Path, redis_server: Redis
         alice.until(lambda: "carol" not in alice.client.directory)
     for daemon in (a, b):
         assert secret.encode() not in bytes(daemon.output)
+
+
+def test_two_nodes_share_one_port_with_reuse_port(tmp_path: Path, redis_server: RedisServer) -> None:
+    port = free_port()
+    with nodes(tmp_path, redis_server, 2, "--port", str(port), "--reuse-port") as (a, b):
+        assert a.port == b.port == port
+        clients = [joined(a, f"user{n}") for n in range(12)]
+        # The kernel spread them: both nodes have some (12 all on one: 1 in 2048).
+        assert b" joined from " in a.output and b" joined from " in b.output
+        clients[0].send("to everyone")
+        for client in clients[1:]:
+            said(client, "user0", "to everyone")

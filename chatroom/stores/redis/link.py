@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import hiredis
 import txredisapi  # type: ignore[import-untyped]
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
@@ -65,7 +66,26 @@ def parse_redis_url(url: str) -> RedisAddress:
     )
 
 
+class _Protocol(txredisapi.HiredisProtocol):  # type: ignore[misc]
+    """
+    Replies parsed and decoded in C by hiredis: the stream's entries are
+    the daemon's main cost from Redis, and txredisapi would otherwise decode
+    each string again in Python.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._reader = hiredis.Reader(
+            protocolError=txredisapi.InvalidData, replyError=txredisapi.ResponseError, encoding="utf-8"
+        )
+
+    def tryConvertData(self, data: Any) -> Any:
+        return data
+
+
 class _Factory(txredisapi.RedisFactory):  # type: ignore[misc]
+    protocol = _Protocol
+
     def __init__(self, link: Link, address: RedisAddress) -> None:
         super().__init__(
             f"{address.host}:{address.port}",

@@ -65,8 +65,11 @@ READ_BLOCK_MS = 1000
 # A remote member's idle time is refreshed at most this often (seconds).
 TOUCH_INTERVAL = 5.0
 
+# Every entry has two fields: n, the node that wrote it (read first, so a
+# node skips its own without decoding them), and d, the entry as JSON.
 # KEYS[1] the name's skeleton key, [2] the members hash, [3] the stream;
-# ARGV[1] the id, [2] the record, [3] the entry, [4] the stream length.
+# ARGV[1] the id, [2] the record, [3] the entry, [4] the stream length,
+# [5] the node.
 CLAIM = """
 local owner = redis.call('GET', KEYS[1])
 if owner and owner ~= ARGV[1] then
@@ -75,7 +78,7 @@ if owner and owner ~= ARGV[1] then
 end
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'd', ARGV[3])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'n', ARGV[5], 'd', ARGV[3])
 return false
 """
 # KEYS[1] the new skeleton, [2] the old, [3] members, [4] the stream.
@@ -90,26 +93,26 @@ if KEYS[1] ~= KEYS[2] and redis.call('GET', KEYS[2]) == ARGV[1] then
 end
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[4], '*', 'd', ARGV[3])
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[4], '*', 'n', ARGV[5], 'd', ARGV[3])
 return false
 """
 # KEYS[1] the skeleton, [2] members, [3] the stream; ARGV[1] the id,
-# [2] the entry, [3] the length.
+# [2] the entry, [3] the length, [4] the node.
 REMOVE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 redis.call('HDEL', KEYS[2], ARGV[1])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'd', ARGV[2])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'n', ARGV[4], 'd', ARGV[2])
 return false
 """
 # KEYS[1] a hash, [2] the stream; ARGV[1] field, [2] value ('' deletes),
-# [3] the entry, [4] the length, [5] '1': only if the field exists.
+# [3] the entry, [4] the length, [5] '1': only if the field exists, [6] the node.
 CHANGE = """
 if ARGV[2] == '' then
   redis.call('HDEL', KEYS[1], ARGV[1])
 elseif ARGV[5] ~= '1' or redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'd', ARGV[3])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'n', ARGV[6], 'd', ARGV[3])
 return false
 """
 
@@ -263,7 +266,7 @@ class SharedRoom:
         Redis is unreachable).
         """
         entry = dumps({"n": self.node, "k": kind, **fields})
-        self.send("XADD", self.stream, "MAXLEN", "~", STREAM_LENGTH, "*", "d", entry)
+        self.send("XADD", self.stream, "MAXLEN", "~", STREAM_LENGTH, "*", "n", self.node, "d", entry)
 
     def entry(self, kind: str, **fields: Any) -> str:
         return dumps({"n": self.node, "k": kind, **fields})
@@ -309,14 +312,17 @@ class SharedRoom:
         for _, entries in reply or []:
             for entry_id, fields in entries:
                 self.last_id = entry_id
-                for _, text in _pairs(fields):
-                    self.receive(text)
+                if fields[1] != self.node:
+                    self.receive(fields[3])
         self._read_next()
 
     def _read_failed(self, failure: Failure) -> None:
         self._reading = False
-        self.log.debug("reading the stream: {error}", error=failure.getErrorMessage())
-        # The reader's on_up starts reading again.
+        if failure.check(ConnectionError):
+            # The reader's on_up starts reading again.
+            return
+        self.log.error("reading the stream failed: {error}", error=failure.getErrorMessage())
+        self.clock.callLater(1.0, self._read_next)
 
     def receive(self, text: str) -> None:
         """
@@ -500,7 +506,7 @@ class SharedRoom:
                 clash = await self.script(
                     CLAIM,
                     [self.name_key(record.name), self.members_key, self.stream],
-                    [record.id, self._stored(record), entry, STREAM_LENGTH],
+                    [record.id, self._stored(record), entry, STREAM_LENGTH, self.node],
                 )
                 if clash is not None:
                     self.log.error("{name} is taken on another node too", name=record.name)
@@ -598,7 +604,7 @@ class SharedMembers:
         d = shared.script(
             CLAIM,
             [shared.name_key(record.name), shared.members_key, shared.stream],
-            [record.id, shared._stored(record), entry, STREAM_LENGTH],
+            [record.id, shared._stored(record), entry, STREAM_LENGTH, shared.node],
         )
 
         def claimed(other: str | None) -> MemberRecord | None:
@@ -626,7 +632,7 @@ class SharedMembers:
         d = shared.script(
             RENAME,
             [shared.name_key(new_name), shared.name_key(old_name), shared.members_key, shared.stream],
-            [record.id, stored, entry, STREAM_LENGTH],
+            [record.id, stored, entry, STREAM_LENGTH, shared.node],
         )
 
         def renamed(other: str | None) -> MemberRecord | None:
@@ -660,6 +666,7 @@ class SharedMembers:
             record.id,
             shared.entry("left", id=record.id),
             STREAM_LENGTH,
+            shared.node,
         )
 
     def set_admin(self, record: MemberRecord, admin: bool) -> None:
@@ -681,6 +688,7 @@ class SharedMembers:
             shared.entry("upd", r=encode_record(record)),
             STREAM_LENGTH,
             "1",
+            shared.node,
         )
 
     def touch(self, record: MemberRecord, now: float) -> None:
@@ -799,6 +807,7 @@ class SharedBans:
             shared.entry("bans", bans=document),
             STREAM_LENGTH,
             "0",
+            shared.node,
         )
 
 
@@ -834,6 +843,7 @@ class SharedKeys:
             shared.entry("key", id=member_id, b=text),
             STREAM_LENGTH,
             "0",
+            shared.node,
         )
 
     def drop(self, member_id: str) -> bool:
@@ -851,6 +861,7 @@ class SharedKeys:
                 shared.entry("unkey", id=member_id),
                 STREAM_LENGTH,
                 "0",
+                shared.node,
             )
         return had
 
