@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import typing
+from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
@@ -74,26 +75,56 @@ def _to_json(value: Any) -> Any:
     return value
 
 
-def _from_json(hint: Any, value: Any) -> Any:
+Converter = Callable[[Any], Any]
+
+
+def _converter(hint: Any) -> Converter:
+    """
+    A function that checks a JSON value against the field type C{hint}
+    and returns it as that type (made once per field: decoding is on every
+    node's path for every event).
+    """
     if hint is Ban:
-        return Ban.from_json(value)
+        return Ban.from_json
     if isinstance(hint, type) and issubclass(hint, Enum):
-        return hint(value)
+        return hint
     if typing.get_origin(hint) is tuple:
-        if not isinstance(value, list):
-            raise CodecError(f"expected a list, not {value!r}")
         args = typing.get_args(hint)
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_from_json(args[0], v) for v in value)
-        return tuple(_from_json(a, v) for a, v in zip(args, value, strict=True))
-    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    base = [h for h in typing.get_args(hint) if h is not type(None)] or [hint]
-    if value is None and type(None) in typing.get_args(hint):
-        return None
-    if not any(isinstance(value, b) for b in base if isinstance(b, type)):
-        raise CodecError(f"expected {hint}, not {value!r}")
+            item = _converter(args[0])
+            return lambda value: tuple(item(v) for v in _list(value))
+        items = [_converter(a) for a in args]
+        return lambda value: tuple(c(v) for c, v in zip(items, _list(value), strict=True))
+    if hint is float:
+        return _float
+    optional = type(None) in typing.get_args(hint)
+    types = tuple(h for h in (typing.get_args(hint) or (hint,)) if h is not type(None))
+
+    def check(value: Any) -> Any:
+        if value is None and optional:
+            return None
+        if not isinstance(value, types):
+            raise CodecError(f"expected {hint}, not {value!r}")
+        return value
+
+    return check
+
+
+def _list(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise CodecError(f"expected a list, not {value!r}")
     return value
+
+
+def _float(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise CodecError(f"expected a number, not {value!r}")
+    return float(value)
+
+
+_DECODERS: dict[type[Event], list[tuple[str, Converter]]] = {
+    kind: [(name, _converter(hint)) for name, hint in fields.items()] for kind, fields in _FIELDS.items()
+}
 
 
 def encode_event(event: Event) -> dict[str, Any]:
@@ -117,7 +148,7 @@ def decode_event(data: Any) -> Event:
         raise CodecError(f"not an event: {data!r}")
     kind = EVENT_TYPES[data["t"]]
     try:
-        values = {name: _from_json(hint, data[name]) for name, hint in _FIELDS[kind].items()}
+        values = {name: convert(data[name]) for name, convert in _DECODERS[kind]}
     except KeyError as e:
         raise CodecError(f"{data['t']} without {e}") from e
     except (TypeError, ValueError) as e:
