@@ -30,6 +30,8 @@ class FakeRedis:
         self.strings.clear()
         self.hashes.clear()
         self.stream.clear()
+        # Its ids start again (a real one's follow its clock, which may be behind).
+        self._seq = 0
 
     def pump(self) -> None:
         """

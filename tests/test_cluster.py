@@ -245,3 +245,23 @@ def test_two_nodes_share_one_port_with_reuse_port(tmp_path: Path, redis_server: 
         clients[0].send("to everyone")
         for client in clients[1:]:
             said(client, "user0", "to everyone")
+
+
+def test_a_node_stopped_in_order_takes_only_its_members_out(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    with node(tmp_path, redis_server, "a") as a:
+        alice = joined(a, "alice")
+        with node(tmp_path, redis_server, "b") as b:
+            bob = joined(b, "bob")
+            listed(alice, {"alice", "bob"})
+            b.process.terminate()
+            assert bob.read_kind("info")[-1].text == "the server is shutting down"
+            assert "shutting down" in from_source(alice, "leave", "bob").text
+            assert b.process.wait(timeout=15) == 0
+        # alice stays, still admin, and bob's name is free.
+        alice.send("/whois alice")
+        assert alice.read_kind("whois")[-1].fields["admin"] == "yes"
+        again = joined(a, "bob")
+        again.send("/list")
+        assert set(again.read_kind("list")[-1].args) == {"@alice", "bob"}

@@ -386,3 +386,25 @@ def test_an_old_join_entry_does_not_take_a_name_back(cluster: tuple[FakeRedis, C
     assert not box.closed
     assert sorted(m.name for m in b.room.members) == ["alice", "guest1"]
     assert sorted(m.name for m in a.room.members) == ["alice", "guest1"]
+
+
+@pytest.mark.parametrize("kind", ["disc", "left"])
+def test_a_disconnect_or_a_departure_from_another_node_closes_ours(
+    cluster: tuple[FakeRedis, Clock, Node, Node], kind: str
+) -> None:
+    _redis, _clock, a, _b = cluster
+    alice, box = a.join("alice")
+    a.shared.receive(dumps({"n": "b", "k": kind, "id": alice.id}))
+    assert box.closed
+
+
+def test_a_bad_entry_is_skipped_and_logged(cluster: tuple[FakeRedis, Clock, Node, Node]) -> None:
+    _redis, _clock, a, _b = cluster
+    _, box = a.join("alice")
+    for text in (
+        "{",
+        dumps({"n": "b", "k": "what"}),
+        dumps({"n": "b", "k": "ev", "e": {"t": "said"}, "a": "*"}),
+    ):
+        a.shared.receive(text)
+    assert box.texts(ev.Said) == [] and not box.closed
