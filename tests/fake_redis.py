@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import Clock
 
 from chatroom.stores.redis import room as store
 
@@ -22,6 +23,8 @@ class FakeRedis:
         self.readers: list[tuple[str, Deferred[Any]]] = []
         self._seq = 0
         self._pumping = False
+        # The nodes' clock: their appends go out at the end of a turn.
+        self.clock: Clock | None = None
 
     def flush(self) -> None:
         """
@@ -39,6 +42,8 @@ class FakeRedis:
         """
         if self._pumping:
             return
+        if self.clock is not None:
+            self.clock.advance(0)
         self._pumping = True
         try:
             self._pump()

@@ -199,6 +199,7 @@ def make_node(redis: FakeRedis, clock: Clock, name: str) -> Node:
 @pytest.fixture
 def cluster() -> tuple[FakeRedis, Clock, Node, Node]:
     redis, clock = FakeRedis(), Clock()
+    redis.clock = clock
     clock.advance(1000)
     return redis, clock, make_node(redis, clock, "a"), make_node(redis, clock, "b")
 
@@ -408,3 +409,23 @@ def test_a_bad_entry_is_skipped_and_logged(cluster: tuple[FakeRedis, Clock, Node
     ):
         a.shared.receive(text)
     assert box.texts(ev.Said) == [] and not box.closed
+
+
+def test_the_events_of_one_turn_are_one_stream_entry(cluster: tuple[FakeRedis, Clock, Node, Node]) -> None:
+    redis, _clock, a, b = cluster
+    alice, _ = a.join("alice")
+    redis.pump()
+    _, bob_box = b.join("bob")
+    redis.pump()
+    before = len(redis.stream)
+    for n in range(5):
+        a.say(alice, f"m{n}")
+    redis.pump()
+    assert len(redis.stream) == before + 1
+    assert [e.text for e in bob_box.texts(ev.Said)] == ["m0", "m1", "m2", "m3", "m4"]
+    # A name change in the same turn goes after the chat before it.
+    a.say(alice, "before")
+    a.say(alice, "/nick alicia")
+    redis.pump()
+    assert [e.text for e in bob_box.texts(ev.Said)][-1] == "before"
+    assert bob_box.texts(ev.Renamed)[-1] == ev.Renamed(bob_box.events[-1].at, "alice", "alicia")

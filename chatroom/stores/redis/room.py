@@ -172,6 +172,8 @@ class SharedRoom:
         self.last_id = "0-0"
         self.epoch: str | None = None
         self._outbox: deque[tuple[Any, ...]] = deque()
+        self._batch: list[dict[str, Any]] = []
+        self._flush_call: IDelayedCall | None = None
         self._lost = 0
         self._reading = False
         self._running = False
@@ -263,9 +265,34 @@ class SharedRoom:
     def append(self, kind: str, **fields: Any) -> None:
         """
         Append one entry of C{kind} to the stream (via the outbox while
-        Redis is unreachable).
+        Redis is unreachable). The entries of one reactor turn go out as
+        one stream entry: under load that is one XADD, and one entry for
+        every other node to read, for many events.
         """
-        entry = dumps({"n": self.node, "k": kind, **fields})
+        if not self.writer.connected:
+            self._xadd(self.entry(kind, **fields))
+            return
+        self._batch.append({"k": kind, **fields})
+        if self._flush_call is None:
+            self._flush_call = self.clock.callLater(0, self.flush)
+
+    def flush(self) -> None:
+        """
+        Send the entries appended since the last flush.
+        """
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        self._flush_call = None
+        batch, self._batch = self._batch, []
+        if len(batch) == 1:
+            self._xadd(dumps({"n": self.node, **batch[0]}))
+        elif batch and self.writer.connected:
+            self._xadd(self.entry("batch", b=batch))
+        else:
+            for item in batch:
+                self._xadd(dumps({"n": self.node, **item}))
+
+    def _xadd(self, entry: str) -> None:
         self.send("XADD", self.stream, "MAXLEN", "~", STREAM_LENGTH, "*", "n", self.node, "d", entry)
 
     def entry(self, kind: str, **fields: Any) -> str:
@@ -276,6 +303,8 @@ class SharedRoom:
         Send C{command}, in order with the others; queued while Redis is
         unreachable, and counted as lost past L{OUTBOX_LIMIT}.
         """
+        if self._batch and command[0] != "XADD":
+            self.flush()
         if self.writer.connected and not self._outbox:
             self.writer.execute(*command).addErrback(self._send_failed, command)
             return
@@ -292,6 +321,8 @@ class SharedRoom:
         self.log.failure("Redis refused {command}", failure, command=command[0])
 
     def script(self, script: str, keys: list[str], args: list[Any]) -> Deferred[Any]:
+        if self._batch:
+            self.flush()
         return self.writer.execute("EVAL", script, len(keys), *keys, *args)
 
     # Reading
@@ -329,9 +360,16 @@ class SharedRoom:
         Act on one stream entry of another node.
         """
         try:
-            self._dispatch(loads(text))
-        except (CodecError, KeyError, TypeError, ValueError) as e:
+            data = loads(text)
+            items = data["b"] if data.get("k") == "batch" else [data]
+        except (CodecError, KeyError, TypeError, AttributeError) as e:
             self.log.warn("skipped a bad stream entry: {error}", error=e)
+            return
+        for item in items:
+            try:
+                self._dispatch(item)
+            except (CodecError, KeyError, TypeError, ValueError) as e:
+                self.log.warn("skipped a bad stream entry: {error}", error=e)
 
     def _dispatch(self, data: dict[str, Any]) -> None:
         kind = data["k"]
@@ -535,6 +573,7 @@ class SharedRoom:
         Fires once what this node sent Redis is acknowledged (at once if
         Redis is unreachable: then it is reported as lost).
         """
+        self.flush()
         if self._outbox:
             self.log.error("{count} entries never reached Redis", count=len(self._outbox))
         if not self.writer.connected:
@@ -552,6 +591,7 @@ class SharedRoom:
         for record in list(room.members):
             if self.node_of.get(record.id) == self.node:
                 room.leave(record, reason, disconnect=True)
+        self.flush()
         self.fanout.closing = True
         self.members.closing = True
 
