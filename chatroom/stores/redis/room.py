@@ -4,8 +4,9 @@ One room across several daemon processes (nodes), through Redis.
 Every node keeps a replica of the shared state (members, bans, E2E keys)
 for the core's synchronous reads, and one Redis stream carries every change
 and every room event in order: each node appends what happens on it (XADD,
-trimmed) and reads what the others appended (XREAD BLOCK from the last id
-it read, so after a reconnect it reads what it missed). Names are claimed
+trimmed; the events of one reactor turn as one entry) and reads what the
+others appended (XREAD BLOCK from the last id it read, so after a reconnect
+it reads what it missed). Names are claimed
 atomically on their look-alike skeleton by Lua scripts that also append
 the change to the stream, so no node sees a claim out of order.
 
@@ -178,7 +179,6 @@ class SharedRoom:
         self._reading = False
         self._running = False
         self._since_up = 0.0
-        self._absent: dict[str, float] = {}
         self._timer: IDelayedCall | None = None
         self._synced = False
         self._loading = False
