@@ -181,6 +181,10 @@ def test_redis_killed_and_restarted_while_clients_chat(tmp_path: Path, redis_ser
         # Each node keeps its own clients.
         alice.send("while redis is down")
         said(alice, "alice", "while redis is down")
+        # A name cannot be claimed meanwhile: one clear error line.
+        late = a.connect()
+        assert late.read_kind("error")[-1].text.startswith("the room's shared store is unreachable")
+        assert b"lost the connection to Redis" in a.output
         redis_server.start()
         # What alice said meanwhile reaches bob once Redis is back.
         said(bob, "alice", "while redis is down")

@@ -63,6 +63,7 @@ OUTBOX_LIMIT = 10_000
 # Entries read per XREAD, and how long one blocks (ms).
 READ_COUNT = 1000
 READ_BLOCK_MS = 1000
+UNREACHABLE = "the room's shared store is unreachable: try again in a moment"
 # A remote member's idle time is refreshed at most this often (seconds).
 TOUCH_INTERVAL = 5.0
 
@@ -627,8 +628,10 @@ class SharedMembers:
         self._guests += 1
         return self._guests
 
-    def _unreachable(self) -> Deferred[MemberRecord | None]:
-        return fail(ChatError("the room's shared store is unreachable: try again in a moment"))
+    def _unreachable(self, failure: Failure | None = None) -> Deferred[MemberRecord | None]:
+        if failure is not None:
+            failure.trap(ConnectionError)
+        return fail(ChatError(UNREACHABLE))
 
     def claim(self, record: MemberRecord) -> Deferred[MemberRecord | None]:
         shared = self.shared
@@ -654,7 +657,7 @@ class SharedMembers:
             shared.node_of[record.id] = shared.node
             return None
 
-        return d.addCallback(claimed)
+        return d.addCallbacks(claimed, self._unreachable)
 
     def rename(self, record: MemberRecord, new_name: str) -> Deferred[MemberRecord | None]:
         shared = self.shared
@@ -682,7 +685,7 @@ class SharedMembers:
                 self.replica.rename(record, new_name)
             return None
 
-        return d.addCallback(renamed)
+        return d.addCallbacks(renamed, self._unreachable)
 
     def remove(self, record: MemberRecord) -> None:
         if record not in self.replica:
