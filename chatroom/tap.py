@@ -18,12 +18,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
+from OpenSSL.crypto import Error as SSLError
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
 from twisted.internet.endpoints import SSL4ServerEndpoint, serverFromString
 from twisted.internet.interfaces import IListeningPort, IReactorThreads, IReactorTime, IStreamServerEndpoint
 from twisted.internet.protocol import Factory
+from twisted.internet.ssl import Certificate
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -240,6 +242,12 @@ class Options(usage.Options):
             None,
             "Share the room with other nodes through Redis at this URL (redis://HOST:PORT/DB,"
             " rediss:// for TLS); the bans are then kept there, not under --state.",
+        ],
+        [
+            "redis-ca",
+            None,
+            None,
+            "CA file (PEM) to check a rediss:// server's certificate against [default: the system's CAs].",
         ],
         [
             "node-name",
@@ -559,7 +567,16 @@ def build_service(config: Options, reactor: Any, run_in_thread: Callable[..., De
     links: tuple[Link, ...] = ()
     if config["redis"] is not None:
         address = parse_redis_url(config["redis"])
-        writer, reader = Link(reactor, address, "writer"), Link(reactor, address, "reader")
+        ca = None
+        if config["redis-ca"] is not None:
+            try:
+                ca = Path(config["redis-ca"]).read_bytes()
+                Certificate.loadPEM(ca)
+            except OSError as e:
+                raise StartupError(f"--redis-ca {config['redis-ca']}: {e.strerror}") from e
+            except (SSLError, ValueError) as e:
+                raise StartupError(f"--redis-ca {config['redis-ca']}: not a PEM certificate") from e
+        writer, reader = Link(reactor, address, "writer", ca), Link(reactor, address, "reader", ca)
         links = (writer, reader)
         shared = SharedRoom(reactor, writer, reader, config["node-name"], config["node-timeout"])
         writer.on_up, writer.on_down = shared.writer_up, shared.writer_down

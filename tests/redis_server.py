@@ -33,41 +33,42 @@ class RedisServer:
     directory: Path
     port: int
     process: subprocess.Popen[bytes] | None = None
+    # With TLS only: the directory holding ca.pem, server.pem, server-key.pem.
+    certs: Path | None = None
 
     @property
     def url(self) -> str:
+        if self.certs is not None:
+            return f"rediss://localhost:{self.port}/0"
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
         binary = shutil.which("redis-server")
         assert binary is not None, "redis-server is not installed (.ci/bootstrap --test installs it)"
-        self.process = subprocess.Popen(
-            [
-                binary,
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--dir",
-                str(self.directory),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--protected-mode",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        listen = ["--port", str(self.port)]
+        if self.certs is not None:
+            listen = ["--port", "0", "--tls-port", str(self.port), "--tls-auth-clients", "no"]
+            listen += ["--tls-cert-file", str(self.certs / "server.pem")]
+            listen += ["--tls-key-file", str(self.certs / "server-key.pem")]
+            listen += ["--tls-ca-cert-file", str(self.certs / "ca.pem")]
+        command = [binary, "--bind", "127.0.0.1", *listen, "--dir", str(self.directory)]
+        command += ["--save", "", "--appendonly", "no", "--protected-mode", "no"]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
-            if self.ping():
+            if self.ping() if self.certs is None else self.accepts():
                 return
             assert self.process.poll() is None, "redis-server exited at start"
             # Polling a process that is starting: nothing to wait on but time.
             time.sleep(0.02)
         raise RuntimeError("redis-server did not answer in time")
+
+    def accepts(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+        except OSError:
+            return False
+        return True
 
     def ping(self) -> bool:
         try:
@@ -104,9 +105,13 @@ class RedisServer:
 
 
 @contextmanager
-def running_redis(directory: Path) -> Iterator[RedisServer]:
+def running_redis(directory: Path, certs: Path | None = None) -> Iterator[RedisServer]:
+    """
+    A redis-server in C{directory} until the block ends; with C{certs},
+    over TLS only.
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    server = RedisServer(directory, free_port())
+    server = RedisServer(directory, free_port(), certs=certs)
     server.start()
     try:
         yield server

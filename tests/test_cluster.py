@@ -6,6 +6,7 @@ no member's messages on the others.
 
 from __future__ import annotations
 
+import datetime
 import os
 import shutil
 import signal
@@ -16,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from chatroom.tls import create_local_ca
 from chatroom.wire import ServerLine, parse_line
 from tests.daemon import Daemon, LineClient, running_daemon
-from tests.redis_server import RedisServer, free_port
+from tests.redis_server import RedisServer, free_port, running_redis
 
 NODE_TIMEOUT = "3"
 DEADLINE = 20.0
@@ -269,3 +271,32 @@ def test_a_node_stopped_in_order_takes_only_its_members_out(
         again = joined(a, "bob")
         again.send("/list")
         assert set(again.read_kind("list")[-1].args) == {"@alice", "bob"}
+
+
+def test_two_nodes_over_rediss(tmp_path: Path) -> None:
+    certs = tmp_path / "redis-certs"
+    create_local_ca(certs, datetime.datetime.now(datetime.UTC))
+    with running_redis(tmp_path / "redis", certs) as redis:
+        assert redis.url.startswith("rediss://localhost:")
+        with nodes(tmp_path, redis, 2, "--redis-ca", str(certs / "ca.pem")) as (a, b):
+            alice = joined(a, "alice")
+            bob = joined(b, "bob")
+            listed(alice, {"alice", "bob"})
+            bob.send("over TLS")
+            said(alice, "bob", "over TLS")
+
+
+def test_rediss_needs_a_certificate_it_trusts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("tests.daemon.START_TIMEOUT", 6.0)
+    certs = tmp_path / "redis-certs"
+    create_local_ca(certs, datetime.datetime.now(datetime.UTC))
+    other = tmp_path / "other-ca"
+    create_local_ca(other, datetime.datetime.now(datetime.UTC))
+    untrusted = ("--redis-ca", str(other / "ca.pem"))
+    # It never listens: it cannot load the room from a Redis it does not trust.
+    with (
+        running_redis(tmp_path / "redis", certs) as redis,
+        pytest.raises(RuntimeError, match="did not start"),
+        running_daemon(tmp_path, "--redis", redis.url, *untrusted),
+    ):
+        pass

@@ -223,3 +223,11 @@ def test_with_redis_the_listeners_wait_for_the_room(tmp_path: Path, monkeypatch:
     service.startService()
     # Connecting to Redis (not there), and not listening yet.
     assert reactor.tcpClients and not reactor.tcpServers and not reactor.sslServers
+
+
+def test_a_bad_redis_ca_is_a_startup_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "junk.pem").write_text("not a certificate\n")
+    for path, message in (("missing.pem", "No such file"), ("junk.pem", "not a PEM certificate")):
+        with pytest.raises(StartupError, match=f"--redis-ca {path}: {message}"):
+            build("--redis", "rediss://localhost:1/0", "--redis-ca", path)

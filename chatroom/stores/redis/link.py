@@ -18,7 +18,7 @@ import hiredis
 import txredisapi  # type: ignore[import-untyped]
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
-from twisted.internet.ssl import optionsForClientTLS
+from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -128,7 +128,7 @@ class Link:
 
     log = Logger()
 
-    def __init__(self, reactor: Any, address: RedisAddress, name: str) -> None:
+    def __init__(self, reactor: Any, address: RedisAddress, name: str, ca: bytes | None = None) -> None:
         self.address = address
         self.name = name
         self.on_up: Callable[[], None] = lambda: None
@@ -137,7 +137,10 @@ class Link:
         self._factory = _Factory(self, address)
         endpoint: Any = HostnameEndpoint(reactor, address.host, address.port, timeout=5)
         if address.tls:
-            endpoint = wrapClientTLS(optionsForClientTLS(address.host), endpoint)
+            # The server's certificate must be for the URL's host, from the
+            # system's CAs or from C{ca} (PEM).
+            trust = None if ca is None else Certificate.loadPEM(ca)
+            endpoint = wrapClientTLS(optionsForClientTLS(address.host, trustRoot=trust), endpoint)
         self._endpoint = endpoint
 
     def start(self) -> None:
