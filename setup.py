@@ -16,6 +16,7 @@ setup(
         "chatroom.e2e",
         "chatroom.features",
         "chatroom.stores",
+        "chatroom.stores.redis",
         "chatroom.transports",
         "chatroom.transports.irc",
         "chatroom.transports.line",
@@ -31,6 +32,9 @@ setup(
         "cryptography>=47",
         "prometheus_client>=0.20",
         "vodozemac>=0.10,<0.11",
+        # 1.6 connects its factory through a ClientService (startConnecting).
+        "txredisapi>=1.6,<1.7",
+        "hiredis>=3.5,<4",
     ],
     entry_points={"console_scripts": ["chatroom-client = chatroom.client.app:main"]},
     extras_require={"test": ["pytest", "hypothesis", "ruff", "mypy"]},

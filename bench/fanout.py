@@ -6,6 +6,11 @@ listener (chatroom-irc, over TLS like ngircd), under the same load.
     .venv/bin/python bench/fanout.py [--scenarios s1,s2,idle1000,idle5000]
                                      [--servers chatroom,chatroom-irc,ngircd,words] [--smoke]
                                      [--chatroom-args '--history 0 --no-tls-fast-path']
+    .venv/bin/python bench/fanout.py --scenarios s1,s2 --servers redis1,redis2
+
+The second form is the multi-process mode: chatroom with --redis as one
+process, then as two processes on one port (--reuse-port), with the clients
+spread over them by the kernel; about half the deliveries cross nodes.
 
 For every scenario and server it starts the server (on 127.0.0.1, with a
 fresh throwaway CA and certificate, pinned to one core), runs the compiled
@@ -92,6 +97,14 @@ class Running:
     process: subprocess.Popen[bytes]
     port: int
     proto: str
+    # More processes of the same server (nodes sharing one room), and
+    # helpers (redis-server) whose CPU is counted apart.
+    others: tuple[subprocess.Popen[bytes], ...] = ()
+    helpers: tuple[subprocess.Popen[bytes], ...] = ()
+
+    @property
+    def processes(self) -> tuple[subprocess.Popen[bytes], ...]:
+        return (self.process, *self.others)
 
 
 def free_port() -> int:
@@ -145,11 +158,13 @@ def start_chatroom(
     certs: Path,
     cpu: int | None,
     scenario: Scenario,
+    extra: tuple[str, ...] = (),
+    port: int = 0,
     irc: bool = False,
 ) -> Running:
     log = work / "chatroom.log"
     command = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
-    command += ["--pidfile=", "-n", "chatroom", "--port", "0", "--interface", "127.0.0.1"]
+    command += ["--pidfile=", "-n", "chatroom", "--port", str(port), "--interface", "127.0.0.1", *extra]
     if irc:
         # The load generator joins #bench, as on the IRC servers.
         command += ["--listen", "irc:ssl:0:interface=127.0.0.1", "--irc-channel", "#bench"]
@@ -178,6 +193,47 @@ def start_chatroom(
 
 def start_chatroom_irc(work: Path, certs: Path, cpu: int | None, scenario: Scenario) -> Running:
     return start_chatroom(work, certs, cpu, scenario, irc=True)
+
+
+def start_redis(work: Path, cpu: int | None) -> tuple[subprocess.Popen[bytes], int]:
+    """
+    A redis-server without persistence for the nodes of a shared room.
+    """
+    port = free_port()
+    log = work / "redis.log"
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    command = [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(work), "--save", ""]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, preexec_fn=pinned(cpu))
+    wait_for(port_open(port), process, log)
+    return process, port
+
+
+def start_nodes(count: int) -> Callable[[Path, Path, int | None, Scenario], Running]:
+    """
+    C{count} chatroom processes sharing one room through Redis and one
+    port (SO_REUSEPORT: the kernel spreads the clients over them).
+    """
+
+    def start(work: Path, certs: Path, cpu: int | None, scenario: Scenario) -> Running:
+        redis, redis_port = start_redis(work, cpu)
+        port = free_port()
+        started: list[Running] = []
+        try:
+            for index in range(count):
+                node = work / f"node{index}"
+                node.mkdir()
+                flags = ("--redis", f"redis://127.0.0.1:{redis_port}/0", "--node-name", f"n{index}")
+                started.append(start_chatroom(node, certs, cpu, scenario, (*flags, "--reuse-port"), port))
+        except BaseException:
+            for running_node in started:
+                running_node.process.kill()
+            redis.kill()
+            raise
+        first, *rest = started
+        return Running(first.process, port, "chat", tuple(r.process for r in rest), (redis,))
+
+    return start
 
 
 NGIRCD_CONF = """\
@@ -255,7 +311,11 @@ SERVERS: dict[str, Callable[[Path, Path, int | None, Scenario], Running]] = {
     "chatroom-irc": start_chatroom_irc,
     "ngircd": start_ngircd,
     "words": start_words,
+    # One room through Redis: one node, and two nodes on one port.
+    "redis1": start_nodes(1),
+    "redis2": start_nodes(2),
 }
+DEFAULT_SERVERS = "chatroom,chatroom-irc,ngircd,words"
 
 
 @contextmanager
@@ -270,12 +330,13 @@ def running(
     try:
         yield server
     finally:
-        server.process.terminate()
-        try:
-            server.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait(timeout=15)
+        for process in (*server.processes, *server.helpers):
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=15)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -350,7 +411,10 @@ def measure(
                 stdout=subprocess.DEVNULL,
                 preexec_fn=pinned(cpu),
             )
-        cpu_before = cpu_seconds(pid)
+        pids = [p.pid for p in server.processes]
+        helpers = [p.pid for p in server.helpers]
+        cpu_before = sum(map(cpu_seconds, pids))
+        helpers_before = sum(map(cpu_seconds, helpers))
         started = time.monotonic()
         process.stdin.write("go\n")
         process.stdin.flush()
@@ -359,11 +423,16 @@ def measure(
             return figures
         read_line(process.stdout, process, "stop")
         elapsed = time.monotonic() - started
-        figures["server_cpu"] = (cpu_seconds(pid) - cpu_before) / elapsed
+        figures["server_cpu"] = (sum(map(cpu_seconds, pids)) - cpu_before) / elapsed
+        if helpers:
+            figures["redis_cpu"] = (sum(map(cpu_seconds, helpers)) - helpers_before) / elapsed
         figures["rss_load_kb"] = rss_bytes(pid) / 1024
         figures.update(parse_figures(read_line(process.stdout, process, "result")))
         if figures["deliveries"]:
             figures["us_per_delivery"] = figures["server_cpu"] * elapsed * 1e6 / figures["deliveries"]
+            if figures["server_cpu"]:
+                # Zero in a tiny run: CPU time is counted in clock ticks.
+                figures["deliveries_per_cpu_s"] = figures["deliveries"] / (figures["server_cpu"] * elapsed)
         process.wait(timeout=30)
         if profiler is not None:
             profiler.wait(timeout=60)
@@ -383,6 +452,8 @@ COLUMNS = [
     ("reord", "reordered", "{:.0f}"),
     ("dup", "duplicated", "{:.0f}"),
     ("srv CPU", "server_cpu", "{:.0%}"),
+    ("redis CPU", "redis_cpu", "{:.0%}"),
+    ("deliv/CPU-s", "deliveries_per_cpu_s", "{:,.0f}"),
     ("us/deliv", "us_per_delivery", "{:.2f}"),
     ("gen CPU", "loadgen_cpu", "{:.0%}"),
     ("connect s", "connect_s", "{:.2f}"),
@@ -396,7 +467,9 @@ RATIOS = ["deliveries_per_s", "us_per_delivery", "p99_ms", "rss_per_conn_kb"]
 LEGEND = """\
 deliveries/s: messages received by clients other than the sender, per second of sending;
 p50/p99/max: send to receive, per delivery; lost/reord/dup: must be 0;
-srv CPU: the server's CPU (100% = one core); us/deliv: server CPU microseconds per delivery;
+srv CPU: the server's CPU (100% = one core; all its processes); redis CPU: redis-server's, apart;
+deliv/CPU-s: deliveries per second of server CPU; us/deliv: server CPU microseconds per delivery;
+redis1/redis2: chatroom with --redis, one process, and two on one port (--reuse-port);
 gen CPU: the load generator's own CPU (near 100% would make it the bottleneck);
 connect s: TLS connect and join of all clients; reconnects: connections the server reset while
 busy and the load generator made again; KB/conn: RSS added per idle connection."""
@@ -415,12 +488,23 @@ def show(scenario: Scenario, results: dict[str, dict[str, float]]) -> None:
                 value /= 1024
             cells.append(fmt.format(value) if value is not None else "-")
         print(f"{server:<13}" + "".join(f"{cell:>13}" for cell in cells))
+    one, two = results.get("redis1"), results.get("redis2")
+    if one and two:
+        efficiency, latency = "-", "-"
+        if one.get("deliveries_per_cpu_s") and two.get("deliveries_per_cpu_s"):
+            efficiency = f"x{two['deliveries_per_cpu_s'] / one['deliveries_per_cpu_s']:.2f}"
+        if one.get("p99_ms") and two.get("p99_ms"):
+            latency = f"x{two['p99_ms'] / one['p99_ms']:.2f}"
+        print(
+            f"two nodes / one node: deliveries per server CPU-second {efficiency}"
+            f" (target >= 0.85), p99 {latency} (target < 2)"
+        )
     for name in ("chatroom", "chatroom-irc"):
         ours = results.get(name)
         if ours is None:
             continue
         for other, figures in results.items():
-            if other.startswith("chatroom"):
+            if other.startswith(("chatroom", "redis")):
                 continue
             parts = []
             for key in RATIOS:
@@ -448,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
         "--scenarios", default="s1,s2,idle1000,idle5000", help="comma-separated, of: " + ", ".join(SCENARIOS)
     )
     parser.add_argument(
-        "--servers", default=",".join(SERVERS), help="comma-separated, of: " + ", ".join(SERVERS)
+        "--servers", default=DEFAULT_SERVERS, help="comma-separated, of: " + ", ".join(SERVERS)
     )
     parser.add_argument("--duration", type=float, help="override every load scenario's duration, seconds")
     parser.add_argument(

@@ -13,22 +13,27 @@ import ctypes
 import ctypes.util
 import datetime
 import gc
+import os
 import signal
+import socket
 from collections.abc import Callable, Generator
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
+from OpenSSL.crypto import Error as SSLError
 from prometheus_client import CollectorRegistry
 from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
 from twisted.internet.endpoints import SSL4ServerEndpoint, serverFromString
 from twisted.internet.interfaces import IListeningPort, IReactorThreads, IReactorTime, IStreamServerEndpoint
 from twisted.internet.protocol import Factory
+from twisted.internet.ssl import Certificate
 from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
 from twisted.web.resource import Resource
@@ -37,7 +42,7 @@ from zope.interface import implementer
 
 from chatroom.cloak import Cloaker, load_or_create_key
 from chatroom.core.chat import new_room
-from chatroom.core.events import Notice
+from chatroom.core.events import Members, Notice
 from chatroom.core.memory import InMemoryMembers, LocalFanOut
 from chatroom.core.ports import FanOut, MemberDirectory
 from chatroom.core.session import Sessions
@@ -55,6 +60,8 @@ from chatroom.metrics import ChatMetrics, MeteredFanOut, Sampler
 from chatroom.passwd import read_hash_file
 from chatroom.state import StateError, clean_temporary_files, write_json
 from chatroom.stores.files import STATE_FILE, DocumentBanStore, load_bans, load_topic
+from chatroom.stores.redis.link import Link, parse_redis_url
+from chatroom.stores.redis.room import SharedRoom
 from chatroom.stores.sqlite import HISTORY_FILE, HistoryFileError, SQLiteHistory, open_history
 from chatroom.tls import (
     CA_CERT_NAME,
@@ -291,7 +298,9 @@ def uses_own_certificate(endpoint: str) -> bool:
     return fields[0] == "ssl" and not any(f.startswith(("certKey=", "privateKey=")) for f in fields[1:])
 
 
-def tls_endpoint(reactor: Any, endpoint: str, tls: ServerTLS) -> IStreamServerEndpoint:
+def tls_endpoint(
+    reactor: Any, endpoint: str, tls: ServerTLS, reuse_port: bool = False
+) -> IStreamServerEndpoint:
     """
     An C{ssl:} endpoint (port, C{interface=}, C{backlog=}) served with the
     daemon's own reloadable TLS context, through C{listenSSL}.
@@ -314,7 +323,43 @@ def tls_endpoint(reactor: Any, endpoint: str, tls: ServerTLS) -> IStreamServerEn
             f"ssl:{endpoint.partition(':')[2]}: use ssl:PORT[:interface=ADDRESS][:backlog=N],"
             " or give certKey= and privateKey="
         )
+    if reuse_port:
+        return ReusePortTLSEndpoint(reactor, int(port), tls, int(backlog), interface)
     return SSL4ServerEndpoint(reactor, int(port), tls, backlog=int(backlog), interface=interface)
+
+
+@implementer(IStreamServerEndpoint)
+class ReusePortTLSEndpoint:
+    """
+    A TLS server endpoint whose socket has C{SO_REUSEPORT}, so several
+    processes listen on one port (the kernel spreads the connections): the
+    socket is made here and handed to C{adoptStreamPort}.
+    """
+
+    def __init__(self, reactor: Any, port: int, tls: ServerTLS, backlog: int, interface: str) -> None:
+        self.reactor = reactor
+        self.port = port
+        self.tls = tls
+        self.backlog = backlog
+        self.interface = interface
+
+    def listen(self, factory: Any) -> Deferred[IListeningPort]:
+        family = socket.AF_INET6 if ":" in self.interface else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((self.interface, self.port))
+            sock.listen(self.backlog)
+            sock.setblocking(False)
+            wrapped = TLSMemoryBIOFactory(self.tls, False, factory)
+            port = self.reactor.adoptStreamPort(sock.fileno(), family, wrapped)
+        except OSError:
+            return fail()
+        finally:
+            # The reactor has its own copy of the descriptor.
+            sock.close()
+        return succeed(port)
 
 
 class Options(usage.Options):
@@ -393,6 +438,32 @@ class Options(usage.Options):
             f"Stored messages a member gets on joining (0 to {MAX_ON_JOIN}).",
             number("history-on-join", int),
         ],
+        [
+            "redis",
+            None,
+            None,
+            "Share the room with other nodes through Redis at this URL (redis://HOST:PORT/DB,"
+            " rediss:// for TLS); the bans are then kept there, not under --state.",
+        ],
+        [
+            "redis-ca",
+            None,
+            None,
+            "CA file (PEM) to check a rediss:// server's certificate against [default: the system's CAs].",
+        ],
+        [
+            "node-name",
+            None,
+            None,
+            "This node's name among the nodes of --redis [default: host name and pid].",
+        ],
+        [
+            "node-timeout",
+            None,
+            15.0,
+            "Seconds after which the other nodes count a silent node as dead and its members as gone.",
+            number("node-timeout", float),
+        ],
         *(
             [
                 option,
@@ -417,6 +488,11 @@ class Options(usage.Options):
             "no-tls-fast-path",
             None,
             "Write TLS through Twisted's public path only, not the writer's fast path (for comparison).",
+        ],
+        [
+            "reuse-port",
+            None,
+            "Listen with SO_REUSEPORT on ssl: ports, so several processes can share one port.",
         ],
     ]
 
@@ -464,6 +540,17 @@ class Options(usage.Options):
         problem = channel_problem(self["irc-channel"])
         if problem is not None:
             raise usage.UsageError(f"--irc-channel {self['irc-channel']}: {problem}")
+        if self["redis"] is not None:
+            try:
+                parse_redis_url(self["redis"])
+            except ValueError as e:
+                raise usage.UsageError(f"--redis: {e}") from e
+        if self["node-name"] is None:
+            self["node-name"] = f"{socket.gethostname()}-{os.getpid()}"
+        elif not self["node-name"] or any(c.isspace() for c in self["node-name"]):
+            raise usage.UsageError("--node-name: give a name without spaces")
+        if self["node-timeout"] < 1:
+            raise usage.UsageError("--node-timeout must be at least 1 second")
         if not 0 <= self["port"] <= 65535:
             raise usage.UsageError(f"--port must be 0 to 65535, not {self['port']}")
         for option, _, _, _ in LIMIT_OPTIONS:
@@ -542,10 +629,14 @@ class ChatService(MultiService):
         password_file: Path | None = None,
         sampler: Sampler | None = None,
         history: SQLiteHistory | None = None,
+        shared: SharedRoom | None = None,
+        links: tuple[Link, ...] = (),
     ) -> None:
         super().__init__()
         self.sampler = sampler
         self.history = history
+        self.shared = shared
+        self.links = links
         self.reactor = reactor
         self.sessions = sessions
         self.moderation = moderation
@@ -567,12 +658,6 @@ class ChatService(MultiService):
         """
         announced = _Announced(endpoint, "metrics", "chatroom metrics on http://{host}:{port}/metrics")
         StreamServerEndpointService(announced, site).setServiceParent(self)
-
-    def startService(self) -> None:
-        super().startService()
-        self._trimming.start(TRIM_INTERVAL, now=False)
-        if self.sampler is not None:
-            self.sampler.start()
 
     def install_signals(self) -> None:
         """
@@ -602,6 +687,33 @@ class ChatService(MultiService):
                 self.moderation.settings.password = password
                 self.log.info("reloaded the admin password file {path}", path=self.password_file)
 
+    def privilegedStartService(self) -> None:
+        # With Redis, the listeners bind once the room is loaded (startService).
+        if self.shared is None:
+            super().privilegedStartService()
+        else:
+            Service.privilegedStartService(self)
+
+    def startService(self) -> None:
+        self._trimming.start(TRIM_INTERVAL, now=False)
+        if self.sampler is not None:
+            self.sampler.start()
+        shared = self.shared
+        if shared is None:
+            super().startService()
+            return
+        # Listen only once the shared room is loaded from Redis.
+        Service.startService(self)
+        for link in self.links:
+            link.start()
+        self.log.info("connecting to Redis at {url}", url=self.links[0].address.host)
+        shared.start().addCallback(lambda _: self._start_listeners())
+
+    def _start_listeners(self) -> None:
+        if self.running:
+            for service in self:
+                service.startService()
+
     @inlineCallbacks
     def stopService(self) -> Generator[Deferred[Any], Any, None]:
         if self.sampler is not None:
@@ -609,10 +721,22 @@ class ChatService(MultiService):
         if self._trimming.running:
             self._trimming.stop()
         # The listeners first: nobody new joins a room that is closing.
-        yield super().stopService()
+        if self.shared is None or all(s.running for s in self):
+            yield super().stopService()
+        else:
+            Service.stopService(self)
         count = len(self.sessions.open)
         notice = Notice(self.reactor.seconds(), "the server is shutting down")
+        if self.shared is not None:
+            # Our members leave the shared room (the others stay in it).
+            self.sessions.room.fanout.publish(notice, Members(tuple(self.shared.local_ids())))
+            self.shared.leave_local("the server is shutting down")
         yield self.sessions.close_all(notice, self.grace)
+        if self.shared is not None:
+            yield self.shared.stop()
+            yield self.shared.drained()
+            for link in self.links:
+                link.close()
         self.log.info("closed {count} connections", count=count)
         try:
             # Saved after every change already; again here in case one failed.
@@ -747,9 +871,28 @@ def build_service(
         # scrypt takes tens of milliseconds: not on the reactor thread.
         return run_in_thread(check)
 
+    shared: SharedRoom | None = None
+    links: tuple[Link, ...] = ()
+    if config["redis"] is not None:
+        address = parse_redis_url(config["redis"])
+        ca = None
+        if config["redis-ca"] is not None:
+            try:
+                ca = Path(config["redis-ca"]).read_bytes()
+                Certificate.loadPEM(ca)
+            except OSError as e:
+                raise StartupError(f"--redis-ca {config['redis-ca']}: {e.strerror}") from e
+            except (SSLError, ValueError) as e:
+                raise StartupError(f"--redis-ca {config['redis-ca']}: not a PEM certificate") from e
+        writer, reader = Link(reactor, address, "writer", ca), Link(reactor, address, "reader", ca)
+        links = (writer, reader)
+        shared = SharedRoom(reactor, writer, reader, config["node-name"], config["node-timeout"])
+        writer.on_up, writer.on_down = shared.writer_up, shared.writer_down
+        reader.on_up = shared.reader_up
+    # The topic stays in this node's moderation.json; with --redis the bans are shared.
     document = DocumentBanStore(bans, partial(write_json, state / STATE_FILE), run_in_thread, topic)
     settings = ModerationSettings(
-        bans=document,
+        bans=document if shared is None else shared.bans,
         password=password,
         first_admin=password is None or bool(config["first-admin"]),
         run_check=run_check,
@@ -757,7 +900,7 @@ def build_service(
     )
     metrics = sampler = site = None
     metrics_endpoint: IStreamServerEndpoint | None = None
-    keys = InMemoryKeyDirectory()
+    keys: KeyDirectory = InMemoryKeyDirectory() if shared is None else shared.keys
     if config["metrics"] is not None:
         # Its own registry, never prometheus_client's global one.
         metrics = ChatMetrics(CollectorRegistry(), TRANSPORTS)
@@ -791,9 +934,13 @@ def build_service(
         cloak=cloak,
         metrics=metrics,
         keys=keys,
+        members=None if shared is None else shared.members,
+        fanout=None if shared is None else shared.fanout,
         history=history,
         room_limits=config["room_limits"],
     )
+    if shared is not None:
+        shared.attach(sessions.room)
     if metrics is not None:
         open_sessions = sessions.open
         sampler = Sampler(
@@ -811,6 +958,8 @@ def build_service(
         Path(password_file) if password_file is not None else None,
         sampler,
         store,
+        shared,
+        links,
     )
     flusher = TurnFlusher(reactor, fast_path=not config["no-tls-fast-path"])
     for kind, endpoint in config["listen"]:
@@ -821,7 +970,7 @@ def build_service(
             factory = line_factory(sessions, flusher)
         try:
             if uses_own_certificate(endpoint):
-                listener = tls_endpoint(reactor, endpoint, tls)
+                listener = tls_endpoint(reactor, endpoint, tls, config["reuse-port"])
             else:
                 listener = serverFromString(reactor, endpoint)
         except (usage.UsageError, ValueError, KeyError) as e:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.daemon import Daemon, running_daemon
+from tests.redis_server import RedisServer, running_redis
 
 
 @pytest.fixture
@@ -21,3 +22,12 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
     """
     with running_daemon(tmp_path) as d:
         yield d
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """
+    A real redis-server on 127.0.0.1, any free port, in C{tmp_path}/redis.
+    """
+    with running_redis(tmp_path / "redis") as server:
+        yield server

@@ -41,3 +41,27 @@ def test_smoke_run_of_the_cost_benchmark() -> None:
     assert run.returncode == 0, run.stdout + run.stderr
     names = [line.split(":")[0] for line in run.stdout.splitlines()[1:]]
     assert sorted(set(names)) == ["answers", "bytes", "filters", "joins", "memory", "oper"]
+
+
+def test_smoke_run_of_the_multi_process_mode() -> None:
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "fanout.py"),
+            "--smoke",
+            "--scenarios",
+            "s1",
+            "--servers",
+            "redis1,redis2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    (table,) = run.stdout.split("\n== ")[1:]
+    rows = [line.split() for line in table.splitlines()[2:4]]
+    assert [row[0] for row in rows] == ["redis1", "redis2"], table
+    # Nothing lost, reordered or duplicated across the nodes (columns 5-7).
+    assert all(row[5:8] == ["0", "0", "0"] for row in rows), table
+    assert "two nodes / one node: deliveries per server CPU-second " in run.stdout

@@ -5,6 +5,7 @@ The twistd options and the service they make.
 from __future__ import annotations
 
 import datetime
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 
 from chatroom.stores.files import run_inline
+from chatroom.stores.redis.link import parse_redis_url
 from chatroom.tap import ChatService, Options, StartupError, build_service
 from chatroom.tls import CertificateError, create_local_ca, missing_names
 from chatroom.transports.irc.protocol import IRCFactory
@@ -281,3 +283,58 @@ def test_new_limits_are_options() -> None:
     assert (room.notice_interval, room.oper_checks, room.bans_page) == (2, 3, 10)
     with pytest.raises(usage.UsageError, match="--max-handshakes must be at most --max-connections"):
         options("--max-connections", "10", "--max-handshakes", "20")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--redis", "http://127.0.0.1:6379"), "--redis: .*use redis://"),
+        (("--redis", "redis://"), "--redis: .*no host"),
+        (("--redis", "redis://127.0.0.1:6379/zero"), "--redis: .*database number"),
+        (("--redis", "redis://127.0.0.1:99999"), "--redis: "),
+        (("--node-name", "two words"), "--node-name"),
+        (("--node-timeout", "0.5"), "--node-timeout"),
+    ],
+)
+def test_bad_redis_options_are_refused(args: tuple[str, ...], message: str) -> None:
+    with pytest.raises(usage.UsageError, match=message):
+        options(*args)
+
+
+def test_redis_urls() -> None:
+    plain = parse_redis_url("redis://127.0.0.1/2")
+    assert (plain.host, plain.port, plain.db, plain.tls, plain.password) == (
+        "127.0.0.1",
+        6379,
+        2,
+        False,
+        None,
+    )
+    secure = parse_redis_url("rediss://user:p%40ss@redis.example:6380")
+    assert (secure.port, secure.db, secure.tls, secure.username, secure.password) == (
+        6380,
+        0,
+        True,
+        "user",
+        "p@ss",
+    )
+    assert options()["node-name"].endswith(f"-{os.getpid()}")
+
+
+def test_with_redis_the_listeners_wait_for_the_room(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    reactor = MemoryReactorClock()
+    service = build("--redis", "redis://127.0.0.1:1/0", "--node-name", "a", reactor=reactor)
+    assert service.shared is not None and service.shared.node == "a"
+    service.privilegedStartService()
+    service.startService()
+    # Connecting to Redis (not there), and not listening yet.
+    assert reactor.tcpClients and not reactor.tcpServers and not reactor.sslServers
+
+
+def test_a_bad_redis_ca_is_a_startup_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "junk.pem").write_text("not a certificate\n")
+    for path, message in (("missing.pem", "No such file"), ("junk.pem", "not a PEM certificate")):
+        with pytest.raises(StartupError, match=f"--redis-ca {path}: {message}"):
+            build("--redis", "rediss://localhost:1/0", "--redis-ca", path)

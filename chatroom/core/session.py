@@ -108,6 +108,9 @@ class Session:
         # Bytes this session holds: its send queue and its partial line.
         self.held = 0
         self._partial = 0
+        # Joining takes a round trip with a shared member directory: lines
+        # that come meanwhile wait for it.
+        self._joining = False
 
     # The connection's life, as its transport reports it
 
@@ -150,9 +153,11 @@ class Session:
             self._send(refusal)
             self.close()
             return
+        self._joining = True
         self.room.join(self, self.host, self.connection.port).addCallbacks(self._joined, self._join_failed)
 
     def _joined(self, member: MemberRecord) -> None:
+        self._joining = False
         if self._closing:
             # The connection went while the room let it in.
             self.room.leave(member, "connection lost")
@@ -172,10 +177,19 @@ class Session:
             self._set_timer(self.limits.ping_interval, self._ping)
         else:
             self._set_timer(0, None)
+        # Lines that came while the join took its round trip, in order.
+        self._pump()
 
     def _join_failed(self, failure: Failure) -> None:
-        self.log.failure("joining {host} to the room failed", failure, host=self.host)
-        self._send(ErrorReply(self.clock.seconds(), "internal error: could not join the room"))
+        self._joining = False
+        self._waiting.clear()
+        if failure.check(ChatError):
+            # A store that cannot take members now (it says why).
+            self.log.info("could not join {host}: {why}", host=self.host, why=str(failure.value))
+            self._send(ErrorReply(self.clock.seconds(), str(failure.value)))
+        else:
+            self.log.failure("joining {host} to the room failed", failure, host=self.host)
+            self._send(ErrorReply(self.clock.seconds(), "internal error: could not join the room"))
         self.close()
 
     def lost(self, clean: bool) -> None:
@@ -208,8 +222,11 @@ class Session:
             leaving, and not flooding.
         """
         member = self.member
-        if member is None or self._closing:
+        if self._closing:
             return False
+        if member is None:
+            # Kept for the join under way (flood control still counts it).
+            return self._joining and self._lines_bucket.take()
         if self._answers_pings:
             # Any line shows the client is alive: the keepalive starts over.
             self._set_timer(self.limits.ping_interval, self._ping)
@@ -225,7 +242,7 @@ class Session:
         @return: Whether to go on with it: neither this connection nor its
             address has sent more bytes than it may.
         """
-        if self.member is None or self._closing:
+        if self._closing or (self.member is None and not self._joining):
             return False
         if not self._bytes_bucket.take(size):
             return self._flood(f"at most {self.limits.byte_rate:g} bytes per second")
@@ -294,7 +311,14 @@ class Session:
         """
         Carry out C{command}, after any earlier command still under way.
         """
-        if self.member is None or self._closing:
+        if self._closing:
+            return
+        if self._joining and self.member is None:
+            if len(self._waiting) >= MAX_WAITING:
+                return
+            self._waiting.append(command)
+            return
+        if self.member is None:
             return
         if len(self._waiting) >= MAX_WAITING:
             self.reply("too many commands at once: wait for the answers")

@@ -159,9 +159,12 @@ class E2EFeature(Feature):
 
     def participants(self) -> Members:
         """
-        The audience of key announcements: the members that sent C{/e2e hello}.
+        The audience of key announcements: the members that sent C{/e2e hello}
+        here, and every member with registered keys (in a shared room, the
+        members of the other nodes that asked).
         """
-        return Members(tuple(self._asked))
+        registered = (member_id for member_id, _ in self.directory.items())
+        return Members(tuple(dict.fromkeys([*self._asked, *registered])))
 
     def left(self, member: MemberRecord) -> None:
         self._asked.pop(member.id, None)

@@ -1,0 +1,3 @@
+"""
+Stores that keep the room in Redis, shared by several daemon processes.
+"""

@@ -1,0 +1,457 @@
+"""
+The Redis store's logic without a reactor or a Redis: the JSON codec of
+events and audiences, and two nodes sharing a room through a L{FakeRedis}.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+
+import pytest
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+
+from chatroom.bans import Ban
+from chatroom.core import events as ev
+from chatroom.core.errors import ChatError
+from chatroom.core.memory import InMemoryMembers
+from chatroom.core.ports import MemberRecord
+from chatroom.core.room import Room
+from chatroom.features.moderation import ModerationSettings
+from chatroom.stores.redis import room as store
+from chatroom.stores.redis.codec import (
+    EVENT_NAMES,
+    CodecError,
+    decode_audience,
+    decode_event,
+    decode_record,
+    dumps,
+    encode_audience,
+    encode_event,
+    encode_record,
+    loads,
+)
+from chatroom.stores.redis.room import SharedRoom
+from chatroom.tap import compose, line_factory
+from tests.fake_redis import FakeLink, FakeRedis
+from tests.helpers import START, UNLIMITED, FakeClient
+
+BAN = Ban("bob", ipaddress.ip_network("10.0.0.1/32"), "alice", 5.0, None, "spam")
+SAMPLES: list[ev.Event] = [
+    ev.Said(1.5, "alice", "hi"),
+    ev.Acted(1.0, "alice", "waves"),
+    ev.Whispered(1.0, "alice", "psst", "bob"),
+    ev.Welcome(1.0, "guest1"),
+    ev.Joined(1.0, "guest1", "127.0.0.1:5"),
+    ev.Left(1.0, "bob", "quit"),
+    ev.Renamed(1.0, "a", "b"),
+    ev.Listed(1.0, (("alice", True), ("bob", False)), 1, 2),
+    ev.WhoisReply(1.0, "bob", "[::1]:5", 0.5, 3, False),
+    ev.TextReply(1.0, "t"),
+    ev.FilterReply(1.0, "f"),
+    ev.HelpReply(1.0, "h"),
+    ev.Notice(1.0, "n"),
+    ev.ErrorReply(1.0, "e"),
+    ev.Ping(1.0, "123"),
+    ev.AdminChanged(1.0, "bob", True, ev.AdminReason.SUCCESSION, None, "alice"),
+    ev.Kicked(1.0, "alice", "bob", ""),
+    ev.BanSet(1.0, BAN),
+    ev.BanLifted(1.0, "alice", "bob"),
+    ev.BanCount(1.0, 3),
+    ev.BanEntry(1.0, BAN),
+    ev.BannedNotice(1.0, BAN),
+    ev.Challenge(1.0, "chatroom", "bm9uY2U="),
+    ev.KeyAnnounced(1.0, "alice", "bundle", "fp"),
+    ev.KeyCount(1.0, 2),
+    ev.KeyDropped(1.0, "alice"),
+    ev.Sealed(1.0, "alice", "envelope"),
+    ev.GroupSealed(1.0, "alice", "message"),
+    ev.Arrivals(1.0, (("carol", False), ("dave", True)), ("bob",)),
+    ev.TopicChanged(1.0, "alice", "news"),
+    ev.TopicReply(1.0, "news", "alice", 0.5),
+    ev.Replayed(0.5, ev.HistoryEntry(7, 0.5, ev.HistoryKind.KICKED, "alice", "spam", "bob")),
+    ev.ReplayEnd(1.0, 3, 7),
+    ev.Joined(1.0, "guest1", None, "cloak-1.chatroom"),
+]
+
+
+def test_every_event_type_has_a_name_and_a_sample() -> None:
+    every = {
+        kind
+        for kind in vars(ev).values()
+        if isinstance(kind, type) and issubclass(kind, ev.Event) and kind not in (ev.Event, ev.ChatEvent)
+    }
+    assert every == set(EVENT_NAMES)
+    assert {type(e) for e in SAMPLES} == set(EVENT_NAMES)
+    assert len(set(EVENT_NAMES.values())) == len(EVENT_NAMES)
+
+
+@pytest.mark.parametrize("event", SAMPLES, ids=lambda e: type(e).__name__)
+def test_events_come_back_equal_and_of_their_type(event: ev.Event) -> None:
+    back = decode_event(loads(dumps(encode_event(event))))
+    assert back == event and type(back) is type(event)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"t": "nope", "at": 1.0},
+        {"t": "said", "at": 1.0, "sender": "a"},
+        {"t": "said", "at": "x", "sender": "a", "text": "b"},
+        {"t": "listed", "at": 1.0, "names": "alice", "first": 1, "total": 1},
+        {
+            "t": "admin",
+            "at": 1.0,
+            "name": "a",
+            "admin": True,
+            "reason": "bribe",
+            "by": None,
+            "previous": None,
+        },
+        {"t": "ban_set", "at": 1.0, "ban": {"name": None, "network": None}},
+        [],
+    ],
+)
+def test_what_the_codec_does_not_write_is_refused(data: object) -> None:
+    with pytest.raises(CodecError):
+        decode_event(data)
+
+
+def test_audiences_and_records_round_trip() -> None:
+    for audience in (ev.EVERYONE, ev.ADMINS, ev.Members(("a.1", "b.2"))):
+        assert decode_audience(loads(dumps(encode_audience(audience)))) == audience
+    with pytest.raises(CodecError):
+        decode_audience({"ids": 1})
+    record = MemberRecord("a.1", "alice", "::1", 5, 10.0, 12.0, True, ["x"], "cloak-1.chatroom")
+    back = decode_record(loads(dumps(encode_record(record))))
+    shared = ("id", "name", "host", "port", "connected_at", "last_active", "is_admin", "cloak")
+    assert [getattr(back, f) for f in shared] == [getattr(record, f) for f in shared]
+    # Filters act only on the member's own node.
+    assert back.filters == []
+
+
+class Inbox:
+    """
+    A recipient that keeps what it is handed.
+    """
+
+    def __init__(self) -> None:
+        self.events: list[ev.Event] = []
+        self.closed = False
+
+    def receive(self, event: ev.Event) -> None:
+        self.events.append(event)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def texts(self, kind: type[ev.Event]) -> list[ev.Event]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+@dataclasses.dataclass
+class Node:
+    shared: SharedRoom
+    room: Room
+    writer: FakeLink
+    reader: FakeLink
+
+    def join(self, name: str | None) -> tuple[MemberRecord, Inbox]:
+        inbox = Inbox()
+        joining = self.room.join(inbox, "10.0.0.1", 5000)
+        member = self.room.members.get(joining.result.id) if joining.called else None
+        assert member is not None
+        if name is None:
+            return member, inbox
+        result = self.room.execute(member, self.room.commands.parse(f"/nick {name}"))
+        assert result is None or result.called
+        return member, inbox
+
+    def say(self, member: MemberRecord, line: str) -> None:
+        result = self.room.execute(member, self.room.commands.parse(line))
+        if result is not None:
+            assert result.called
+            result.addErrback(lambda f: inbox_error(f))
+
+    def down(self) -> None:
+        self.writer.down()
+        self.reader.down()
+        self.shared.writer_down()
+
+    def up(self) -> None:
+        self.writer.connected = self.reader.connected = True
+        self.shared.writer_up()
+        self.shared.reader_up()
+
+
+def inbox_error(failure: object) -> None:
+    raise AssertionError(f"command failed: {failure}")
+
+
+def make_node(redis: FakeRedis, clock: Clock, name: str) -> Node:
+    writer, reader = FakeLink(redis), FakeLink(redis)
+    shared = SharedRoom(clock, writer, reader, name, node_timeout=3.0, boot="x")
+    sessions, _ = compose(
+        clock,
+        ModerationSettings(bans=shared.bans, first_admin=True),
+        members=shared.members,
+        fanout=shared.fanout,
+        keys=shared.keys,
+    )
+    shared.attach(sessions.room)
+    started = shared.start()
+    assert started.called
+    return Node(shared, sessions.room, writer, reader)
+
+
+@pytest.fixture
+def cluster() -> tuple[FakeRedis, Clock, Node, Node]:
+    redis, clock = FakeRedis(), Clock()
+    redis.clock = clock
+    clock.advance(1000)
+    return redis, clock, make_node(redis, clock, "a"), make_node(redis, clock, "b")
+
+
+def test_chat_and_the_member_list_across_nodes(cluster: tuple[FakeRedis, Clock, Node, Node]) -> None:
+    redis, _clock, a, b = cluster
+    alice, alice_box = a.join("alice")
+    redis.pump()
+    _bob, bob_box = b.join("bob")
+    redis.pump()
+    assert [m.name for m in a.room.members] == ["alice", "bob"]
+    assert [m.name for m in b.room.members] == ["alice", "bob"]
+    a.say(alice, "hello")
+    redis.pump()
+    assert [e.text for e in bob_box.texts(ev.Said)] == ["hello"]
+    # Once: a node ignores its own entries.
+    assert [e.text for e in alice_box.texts(ev.Said)] == ["hello"]
+    # A reply to one local member never goes to Redis.
+    before = len(redis.stream)
+    a.say(alice, "/list")
+    assert len(redis.stream) == before
+    # The first member is admin room-wide.
+    assert b.room.members.get(alice.id) is not None and b.room.members.get(alice.id).is_admin  # type: ignore[union-attr]
+
+
+def test_a_name_is_claimed_once(cluster: tuple[FakeRedis, Clock, Node, Node]) -> None:
+    _redis, _clock, a, b = cluster
+    a.join("alice")
+    # b has not read the stream yet: Redis refuses the name all the same.
+    other, _box = b.join("guest")
+    errors: list[str] = []
+    result = b.room.execute(other, b.room.commands.parse("/nick Alice"))
+    assert result is not None
+    result.addErrback(lambda f: errors.append(str(f.value)))
+    assert errors == ["the name Alice is taken: choose another"]
+    assert other.name != "Alice"
+
+
+def test_a_kick_on_one_node_closes_the_connection_on_the_other(
+    cluster: tuple[FakeRedis, Clock, Node, Node],
+) -> None:
+    redis, _clock, a, b = cluster
+    alice, _ = a.join("alice")
+    redis.pump()
+    bob, bob_box = b.join("bob")
+    redis.pump()
+    a.say(alice, "/kick bob bye")
+    redis.pump()
+    assert bob_box.closed
+    assert bob not in b.room.members and b.room.members.find("bob") is None
+    assert [e.victim for e in bob_box.texts(ev.Kicked)] == ["bob"]
+    assert a.shared.name_key("bob") not in redis.strings
+    assert bob.id not in redis.hashes["chatroom:members"]
+
+
+def test_a_dead_node_is_reaped_once(cluster: tuple[FakeRedis, Clock, Node, Node]) -> None:
+    redis, clock, a, b = cluster
+    _alice, alice_box = a.join("alice")
+    redis.pump()
+    b.join("bob")
+    redis.pump()
+    # b stops beating (killed): its heartbeat key expires.
+    b.shared._running = False
+    clock.advance(3.0)
+    del redis.strings["chatroom:node:b"]
+    clock.advance(0.6)
+    redis.pump()
+    assert [e.name for e in alice_box.texts(ev.Left)] == ["bob"]
+    assert a.shared.name_key("bob") not in redis.strings
+    assert [m.name for m in a.room.members] == ["alice"]
+
+
+def test_while_redis_is_away_events_wait_and_the_excess_is_reported(
+    cluster: tuple[FakeRedis, Clock, Node, Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    redis, _clock, a, b = cluster
+    monkeypatch.setattr(store, "OUTBOX_LIMIT", 3)
+    alice, alice_box = a.join("alice")
+    redis.pump()
+    _bob, bob_box = b.join("bob")
+    redis.pump()
+    a.down()
+    b.down()
+    for n in range(5):
+        a.say(alice, f"m{n}")
+    # alice's own node still serves her.
+    assert [e.text for e in alice_box.texts(ev.Said)] == ["m0", "m1", "m2", "m3", "m4"]
+    a.up()
+    b.up()
+    redis.pump()
+    assert [e.text for e in bob_box.texts(ev.Said)] == ["m2", "m3", "m4"]
+    notes = [e.text for e in alice_box.texts(ev.Notice)]
+    assert notes == ["note: 2 events from this server could not reach the other servers"]
+
+
+def test_redis_restarted_empty_gets_each_node_s_members_again(
+    cluster: tuple[FakeRedis, Clock, Node, Node],
+) -> None:
+    redis, _clock, a, b = cluster
+    alice, _ = a.join("alice")
+    redis.pump()
+    bob, bob_box = b.join("bob")
+    redis.pump()
+    a.down()
+    b.down()
+    redis.flush()
+    a.up()
+    b.up()
+    redis.pump()
+    assert redis.strings[a.shared.name_key("alice")] == alice.id
+    assert redis.strings[a.shared.name_key("bob")] == bob.id
+    assert "the shared store restarted" in bob_box.texts(ev.Notice)[-1].text  # type: ignore[attr-defined]
+    a.say(alice, "back")
+    redis.pump()
+    assert [e.text for e in bob_box.texts(ev.Said)] == ["back"]
+
+
+def test_a_late_node_loads_members_and_bans(cluster: tuple[FakeRedis, Clock, Node, Node]) -> None:
+    redis, clock, a, _b = cluster
+    alice, _ = a.join("alice")
+    a.say(alice, "/ban 198.51.100.7")
+    c = make_node(redis, clock, "c")
+    assert [m.name for m in c.room.members] == ["alice"]
+    assert c.shared.bans.for_host("198.51.100.7", clock.seconds()) is not None
+    assert c.room.refusal("198.51.100.7") is not None
+
+
+class SlowMembers(InMemoryMembers):
+    """
+    A directory whose claims wait for the test, as a shared one's do.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting: list[tuple[MemberRecord, Deferred[MemberRecord | None]]] = []
+
+    def claim(self, record: MemberRecord) -> Deferred[MemberRecord | None]:
+        d: Deferred[MemberRecord | None] = Deferred()
+        self.waiting.append((record, d))
+        return d
+
+    def finish(self) -> None:
+        for record, d in self.waiting:
+            super().claim(record).chainDeferred(d)
+        self.waiting = []
+
+
+def test_lines_sent_while_joining_wait_for_the_join() -> None:
+    clock = Clock()
+    clock.advance(START)
+    members = SlowMembers()
+    sessions, _ = compose(clock, ModerationSettings(), UNLIMITED, members=members)
+    client = FakeClient(line_factory(sessions), 5000)
+    client.send("/nick alice")
+    client.send("first words")
+    assert client.lines() == []
+    members.finish()
+    lines = client.lines()
+    assert [line.kind for line in lines if line.kind in ("rename", "message")] == ["rename", "message"]
+    assert client.member_name == "alice"
+
+
+def test_a_join_the_store_refuses_is_one_error_line() -> None:
+    clock = Clock()
+    clock.advance(START)
+    members = SlowMembers()
+    sessions, _ = compose(clock, ModerationSettings(), UNLIMITED, members=members)
+    client = FakeClient(line_factory(sessions), 5000)
+    client.send("/nick alice")
+    (_, d) = members.waiting.pop()
+    d.errback(ChatError("the room's shared store is unreachable: try again in a moment"))
+    assert [(line.kind, line.text) for line in client.lines()] == [
+        ("error", "the room's shared store is unreachable: try again in a moment")
+    ]
+    assert client.transport.disconnecting
+
+
+def test_an_old_join_entry_does_not_take_a_name_back(cluster: tuple[FakeRedis, Clock, Node, Node]) -> None:
+    redis, _clock, a, b = cluster
+    old = a.room.members.next_guest_number()
+    a.room.members._guests -= 1  # the number alice joins under, seen ahead
+    alice, _ = a.join("alice")  # as that guest, then renamed: the name is free again
+    assert alice.name == "alice"
+    guest, box = b.join(None)
+    # b's guest takes alice's old name (guests of two nodes have lanes of
+    # their own, so only a rename brings two nodes onto one name).
+    b.say(guest, f"/nick guest{old}")
+    assert guest.name == f"guest{old}" and a.shared.name_key(guest.name) in redis.strings
+    redis.pump()
+    # b read "guest... joined" (alice's, older than its own claim), then her rename.
+    assert not box.closed
+    assert sorted(m.name for m in b.room.members) == ["alice", guest.name]
+    assert sorted(m.name for m in a.room.members) == ["alice", guest.name]
+
+
+def test_two_nodes_hand_out_different_guest_names(cluster: tuple[FakeRedis, Clock, Node, Node]) -> None:
+    redis, _clock, a, b = cluster
+    alice, _ = a.join(None)
+    old = alice.name
+    a.say(alice, "/nick alice")  # her guest name is free again
+    redis.pump()
+    guest, _ = b.join(None)
+    # Not the name an event about alice's guest may still be on its way for.
+    assert guest.name.startswith("guest") and guest.name != old
+
+
+@pytest.mark.parametrize("kind", ["disc", "left"])
+def test_a_disconnect_or_a_departure_from_another_node_closes_ours(
+    cluster: tuple[FakeRedis, Clock, Node, Node], kind: str
+) -> None:
+    _redis, _clock, a, _b = cluster
+    alice, box = a.join("alice")
+    a.shared.receive(dumps({"n": "b", "k": kind, "id": alice.id}))
+    assert box.closed
+
+
+def test_a_bad_entry_is_skipped_and_logged(cluster: tuple[FakeRedis, Clock, Node, Node]) -> None:
+    _redis, _clock, a, _b = cluster
+    _, box = a.join("alice")
+    for text in (
+        "{",
+        dumps({"n": "b", "k": "what"}),
+        dumps({"n": "b", "k": "ev", "e": {"t": "said"}, "a": "*"}),
+    ):
+        a.shared.receive(text)
+    assert box.texts(ev.Said) == [] and not box.closed
+
+
+def test_the_events_of_one_turn_are_one_stream_entry(cluster: tuple[FakeRedis, Clock, Node, Node]) -> None:
+    redis, _clock, a, b = cluster
+    alice, _ = a.join("alice")
+    redis.pump()
+    _, bob_box = b.join("bob")
+    redis.pump()
+    before = len(redis.stream)
+    for n in range(5):
+        a.say(alice, f"m{n}")
+    redis.pump()
+    assert len(redis.stream) == before + 1
+    assert [e.text for e in bob_box.texts(ev.Said)] == ["m0", "m1", "m2", "m3", "m4"]
+    # A name change in the same turn goes after the chat before it.
+    a.say(alice, "before")
+    a.say(alice, "/nick alicia")
+    redis.pump()
+    assert [e.text for e in bob_box.texts(ev.Said)][-1] == "before"
+    assert bob_box.texts(ev.Renamed)[-1] == ev.Renamed(bob_box.events[-1].at, "alice", "alicia")
