@@ -780,6 +780,8 @@ def compose(
     @param fanout: The fan-out (to this process's sessions by default).
     @param history: The message history's settings; none without it.
     """
+    # A fan-out from outside carries events to other processes: a shared room.
+    shared = fanout is not None
     if members is None:
         members = InMemoryMembers()
     if fanout is None:
@@ -790,7 +792,7 @@ def compose(
     feature = Moderation(room, moderation)
     room.add_feature(feature)
     if e2e:
-        room.add_feature(E2EFeature(room, keys))
+        room.add_feature(E2EFeature(room, keys, shared=shared))
     if history is not None:
         room.add_feature(History(room, history))
     return Sessions(room, clock, limits, connection_limits, meter=metrics), feature

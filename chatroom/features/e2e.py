@@ -27,7 +27,17 @@ from typing import Protocol
 
 from chatroom.core.commands import CommandRegistry, CommandSpec
 from chatroom.core.errors import ChatError
-from chatroom.core.events import Challenge, GroupSealed, KeyAnnounced, KeyCount, KeyDropped, Members, Sealed
+from chatroom.core.events import (
+    EVERYONE,
+    Audience,
+    Challenge,
+    GroupSealed,
+    KeyAnnounced,
+    KeyCount,
+    KeyDropped,
+    Members,
+    Sealed,
+)
 from chatroom.core.ports import MemberRecord
 from chatroom.core.room import Feature, Room
 from chatroom.e2e.envelope import E2E_MAX_LINE_BYTES, Envelope, forward_targets
@@ -138,8 +148,16 @@ class E2EFeature(Feature):
         directory: KeyDirectory | None = None,
         room_id: str = ROOM_ID,
         random_bytes: Callable[[int], bytes] = os.urandom,
+        shared: bool = False,
     ) -> None:
+        """
+        @param shared: The room spans several processes: who asked for E2E
+            is known only on the member's own node, so key and keydrop
+            lines go to everyone (a member that registers on another node
+            at the same moment would otherwise miss them).
+        """
         self.room = room
+        self._shared = shared
         self.directory: KeyDirectory = directory if directory is not None else InMemoryKeyDirectory()
         self.room_id = room_id
         self._random_bytes = random_bytes
@@ -157,12 +175,14 @@ class E2EFeature(Feature):
     def register(self, commands: CommandRegistry) -> None:
         commands.add(E2E, self.e2e)
 
-    def participants(self) -> Members:
+    def participants(self) -> Audience:
         """
         The audience of key announcements: the members that sent C{/e2e hello}
         here, and every member with registered keys (in a shared room, the
         members of the other nodes that asked).
         """
+        if self._shared:
+            return EVERYONE
         registered = (member_id for member_id, _ in self.directory.items())
         return Members(tuple(dict.fromkeys([*self._asked, *registered])))
 
