@@ -13,8 +13,8 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.task import Clock
 
+from chatroom.e2e.directory import InMemoryKeyDirectory
 from chatroom.e2e.keys import Identity, Session, decode_b64, encode_b64
-from chatroom.features.e2e import InMemoryKeyDirectory
 from chatroom.features.moderation import ModerationSettings
 from chatroom.limits import ClientLimits
 from chatroom.metrics import ChatMetrics, Sampler, drop_reason

@@ -42,6 +42,7 @@ from chatroom.core.events import EVERYONE, Audience, Event, Members, Notice
 from chatroom.core.memory import InMemoryMembers, LocalFanOut
 from chatroom.core.ports import MemberRecord, Recipient
 from chatroom.core.room import Room
+from chatroom.e2e.directory import InMemoryKeyDirectory
 from chatroom.e2e.keys import E2EError, KeyBundle
 from chatroom.names import skeleton
 from chatroom.stores.redis.codec import (
@@ -866,7 +867,8 @@ class SharedKeys:
 
     def __init__(self, shared: SharedRoom) -> None:
         self.shared = shared
-        self.replica = KeyReplica()
+        # The room's key bundles, as the daemon keeps them in one process.
+        self.replica = InMemoryKeyDirectory()
 
     def apply_register(self, member_id: str, text: str) -> None:
         try:
@@ -925,46 +927,3 @@ class SharedKeys:
 
     def take_challenge(self, member_id: str) -> bytes | None:
         return self.replica.take_challenge(member_id)
-
-
-class KeyReplica:
-    """
-    The key bundles of the room's members (as the in-memory key directory
-    of L{chatroom.features.e2e}, which a store may not import).
-    """
-
-    def __init__(self) -> None:
-        self._bundles: dict[str, KeyBundle] = {}
-        self._by_session: dict[bytes, str] = {}
-        self._challenges: dict[str, bytes] = {}
-
-    def register(self, member_id: str, bundle: KeyBundle) -> None:
-        holder = self._by_session.get(bundle.session_id)
-        if holder is not None and holder != member_id:
-            raise ChatError("that session key is registered by someone else: make a new one")
-        self.drop(member_id)
-        self._bundles[member_id] = bundle
-        self._by_session[bundle.session_id] = member_id
-
-    def drop(self, member_id: str) -> bool:
-        self._challenges.pop(member_id, None)
-        bundle = self._bundles.pop(member_id, None)
-        if bundle is None:
-            return False
-        del self._by_session[bundle.session_id]
-        return True
-
-    def get(self, member_id: str) -> KeyBundle | None:
-        return self._bundles.get(member_id)
-
-    def holder(self, session_id: bytes) -> str | None:
-        return self._by_session.get(session_id)
-
-    def items(self) -> list[tuple[str, KeyBundle]]:
-        return list(self._bundles.items())
-
-    def set_challenge(self, member_id: str, challenge: bytes) -> None:
-        self._challenges[member_id] = challenge
-
-    def take_challenge(self, member_id: str) -> bytes | None:
-        return self._challenges.pop(member_id, None)
