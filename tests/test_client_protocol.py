@@ -53,9 +53,22 @@ class Connection:
 
     def welcome(self, name: str = "guest1", *others: str) -> None:
         """
-        Arrive as C{name}, with C{others} already in the room.
+        Arrive as C{name}, with C{others} already in the room; the client's
+        first line, that it answers pings, is checked and taken away.
         """
         self.receive(arrival(name, *others))
+        sent = self.transport.value()
+        assert sent.startswith(b"/pong\n"), sent
+        self.transport.clear()
+        self.transport.write(sent[len(b"/pong\n") :])
+
+
+def test_a_welcomed_client_says_at_once_that_it_answers_pings() -> None:
+    c = Connection()
+    c.receive(arrival("guest1"))
+    # The server pings only clients that have answered once (TCP keepalive
+    # covers the others); this one answers every ping.
+    assert c.sent()[0] == "/pong"
 
 
 def test_lines_are_parsed_and_passed_on() -> None:
@@ -139,7 +152,7 @@ def test_waits_for_the_whole_list_before_asking() -> None:
     c = Connection(nick="bob")
     c.receive(server_line(Kind.WELCOME, "*", "hi", ("guest9",)))
     c.receive(server_line(Kind.LIST, "*", "users 1-100 of 101", tuple(f"u{n}" for n in range(100))))
-    assert c.sent() == []
+    assert c.sent() == ["/pong"]
     c.receive(server_line(Kind.LIST, "*", "users 101-101 of 101", ("bob",)))
     assert c.sent() == ["/nick bob2"]
 

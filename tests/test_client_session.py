@@ -45,7 +45,7 @@ def test_connected_session_sends_and_reconnects_after_a_drop() -> None:
     protocol, transport = endpoint.accept()
     assert view.of("connected") == ["localhost:6697"]
     protocol.dataReceived(arrival("guest1"))
-    assert transport.value() == b"/nick alice\n"
+    assert transport.value() == b"/pong\n/nick alice\n"
     protocol.dataReceived(server_line(Kind.RENAME, "guest1", "", ("alice",)))
     transport.clear()
     assert session.send("hello all")
@@ -61,7 +61,7 @@ def test_connected_session_sends_and_reconnects_after_a_drop() -> None:
     protocol, transport = endpoint.accept()
     protocol.dataReceived(arrival("guest2"))
     # The name chosen last is asked for again.
-    assert transport.value() == b"/nick alicia\n"
+    assert transport.value() == b"/pong\n/nick alicia\n"
 
 
 def test_a_connection_dropped_at_once_counts_as_a_failure() -> None:

@@ -392,6 +392,9 @@ class ChatClientProtocol(LineReceiver):
     def _welcomed(self, name: str) -> None:
         self.name = name
         self.view.name_changed(name)
+        # The server pings only clients that have answered once: this
+        # client answers every ping, so it says so at once.
+        self.send_line("/pong")
         if self.wanted_nick is not None and self.wanted_nick != name:
             # The member list follows the welcome: choose once it is in.
             self._arrival = Roster()
