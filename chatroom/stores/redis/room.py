@@ -36,10 +36,10 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from chatroom.bans import Ban, BanList
+from chatroom.bans import BanList
 from chatroom.core.errors import ChatError
 from chatroom.core.events import EVERYONE, Audience, Event, Members, Notice
-from chatroom.core.memory import InMemoryMembers, LocalFanOut
+from chatroom.core.memory import InMemoryBans, InMemoryMembers, LocalFanOut
 from chatroom.core.ports import MemberRecord, Recipient
 from chatroom.core.room import Room
 from chatroom.e2e.directory import InMemoryKeyDirectory
@@ -800,38 +800,22 @@ class SharedFanOut:
             self.shared.append("disc", id=member_id)
 
 
-class SharedBans:
+class SharedBans(InMemoryBans):
     """
     The L{chatroom.core.ports.BanStore} of a shared room: the list lives in
-    Redis (one document), every node keeps a copy.
+    Redis (one document), every node keeps a copy, as the in-memory store
+    keeps it; only saving differs.
     """
 
     def __init__(self, shared: SharedRoom) -> None:
+        super().__init__()
         self.shared = shared
-        self.bans = BanList()
 
     def replace(self, document: Any) -> None:
         try:
             self.bans = BanList.from_json(document)
         except ValueError as e:
             self.shared.log.error("the shared ban list is broken, keeping ours: {error}", error=e)
-
-    def active(self, now: float) -> list[Ban]:
-        return self.bans.active(now)
-
-    def for_name(self, name: str, now: float) -> Ban | None:
-        return self.bans.for_name(name, now)
-
-    def for_host(self, host: str, now: float) -> Ban | None:
-        return self.bans.for_host(host, now)
-
-    def add(self, ban: Ban, now: float) -> Deferred[None]:
-        self.bans.add(ban, now)
-        return self.save(now)
-
-    def remove(self, target: str, now: float) -> tuple[list[Ban], Deferred[None]]:
-        removed = self.bans.remove(target, now)
-        return removed, self.save(now) if removed else succeed(None)
 
     def save(self, now: float) -> Deferred[None]:
         connected = self.shared.writer.connected
