@@ -702,3 +702,17 @@ def test_a_client_with_server_time_gets_the_history_on_joining_with_its_times() 
     carol.register("carol")
     carol.send("JOIN #chatroom")
     assert not [m for m in carol.messages() if m.command == "PRIVMSG"]
+
+
+def test_a_drained_send_queue_is_let_go_of_as_on_line_connections() -> None:
+    server = make_server()
+    alice = IRCClient(irc_factory(server)).join("alice")
+    (bob,) = connect_named(server.factory, "bob")
+    alice.transport.producer.pauseProducing()
+    bob.send("while alice does not read")
+    bob.send("and more")
+    session = alice.protocol.session
+    assert session.held > 0
+    alice.transport.producer.resumeProducing()
+    # The memory budget no longer counts what the socket took.
+    assert session.held == 0

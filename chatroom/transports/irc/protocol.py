@@ -22,11 +22,9 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import ServerFactory, connectionDone
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from chatroom.core.commands import Command
 from chatroom.core.events import (
@@ -66,6 +64,7 @@ from chatroom.transports.irc.codec import (
     mask_target,
     split_text,
 )
+from chatroom.transports.line.connection import ConnectionSide
 from chatroom.transports.line.writer import LineWriter, TurnFlusher
 from chatroom.wire import has_control_characters, normalize_text
 
@@ -123,30 +122,7 @@ def _clean(text: str) -> str:
     return normalize_text(_FORMATTING.sub("", text))
 
 
-@implementer(IPushProducer)
-class _SendQueueWatch:
-    """
-    Says when the transport's write buffer is full (paused) and drained.
-
-    @ivar queued: Bytes written while paused.
-    """
-
-    def __init__(self) -> None:
-        self.paused = False
-        self.queued = 0
-
-    def pauseProducing(self) -> None:
-        self.paused = True
-
-    def resumeProducing(self) -> None:
-        self.paused = False
-        self.queued = 0
-
-    def stopProducing(self) -> None:
-        self.resumeProducing()
-
-
-class IRCProtocol(LineReceiver):
+class IRCProtocol(ConnectionSide, LineReceiver):
     """
     One IRC client connection.
 
@@ -175,8 +151,7 @@ class IRCProtocol(LineReceiver):
         self._registered = False
         self._in_channel = False
         self._lines = 0
-        self._watch = _SendQueueWatch()
-        self._producing = False
+        ConnectionSide.__init__(self)
         self._discarding = False
         # What the last command was about (its nick), for error numerics.
         self._target = ""
@@ -202,8 +177,7 @@ class IRCProtocol(LineReceiver):
         set_no_delay = getattr(transport, "setTcpNoDelay", None)
         if set_no_delay is not None:
             set_no_delay(True)
-        transport.registerProducer(self._watch, True)
-        self._producing = True
+        self.watch_sends()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._writer.discard()
@@ -355,19 +329,6 @@ class IRCProtocol(LineReceiver):
                 self.session.drop(f"send queue over {cap} bytes: not reading", at_once=True)
                 return
         self._writer.write(data)
-
-    def queued(self) -> int:
-        return self._watch.queued
-
-    def close(self) -> None:
-        if self._producing:
-            self._producing = False
-            self._transport.unregisterProducer()
-        self._writer.close()
-
-    def abort(self) -> None:
-        self._writer.discard()
-        self._transport.abortConnection()
 
     # Framing
 

@@ -35,6 +35,7 @@ from chatroom.core.events import Event
 from chatroom.core.session import Session, Sessions
 from chatroom.limits import ClientLimits
 from chatroom.transports.line.codec import LineCodec
+from chatroom.transports.line.connection import ConnectionSide
 from chatroom.transports.line.writer import LineWriter, TurnFlusher
 from chatroom.wire import has_control_characters, normalize_text
 
@@ -98,35 +99,8 @@ def keep_alive(transport: Any, limits: ClientLimits) -> bool:
     return True
 
 
-@implementer(IPushProducer)
-class _SendQueueWatch:
-    """
-    Registered with the transport so that it says when its write buffer is
-    full (paused) and drained again (resumed).
-
-    @ivar queued: Bytes written while paused.
-    """
-
-    def __init__(self, drained: Callable[[], None]) -> None:
-        self.paused = False
-        self.queued = 0
-        self._drained = drained
-
-    def pauseProducing(self) -> None:
-        self.paused = True
-
-    def resumeProducing(self) -> None:
-        self.paused = False
-        if self.queued:
-            self.queued = 0
-            self._drained()
-
-    def stopProducing(self) -> None:
-        self.resumeProducing()
-
-
 @implementer(IHandshakeListener)
-class LineProtocol(LineReceiver):
+class LineProtocol(ConnectionSide, LineReceiver):
     """
     One client connection speaking the line protocol.
 
@@ -150,10 +124,9 @@ class LineProtocol(LineReceiver):
         # The partial line LineReceiver holds: its size and first bytes.
         self._partial = 0
         self._head = b""
-        self._watch = _SendQueueWatch(self._drained)
+        ConnectionSide.__init__(self)
         # The Connection port's encode is the codec's own: one call less per delivery.
         self.encode: Callable[[Event], bytes] = factory.codec.encode
-        self._producing = False
 
     # Connection events
 
@@ -174,8 +147,7 @@ class LineProtocol(LineReceiver):
             set_no_delay(True)
         # A member that only reads is never asked to type: the kernel finds a vanished peer.
         keep_alive(transport, self.session.limits)
-        transport.registerProducer(self._watch, True)
-        self._producing = True
+        self.watch_sends()
         if not tls:
             self.session.ready()
 
@@ -187,9 +159,6 @@ class LineProtocol(LineReceiver):
         self.clearLineBuffer()
         self.session.lost(clean=reason.check(ConnectionDone) is not None)
 
-    def _drained(self) -> None:
-        self.session.drained()
-
     # The Connection port, for the session
 
     def write(self, data: bytes) -> None:
@@ -198,20 +167,6 @@ class LineProtocol(LineReceiver):
             # drops it past the cap).
             self._watch.queued += len(data)
         self._writer.write(data)
-
-    def queued(self) -> int:
-        return self._watch.queued
-
-    def close(self) -> None:
-        if self._producing:
-            # A registered producer would hold the connection open forever.
-            self._producing = False
-            self._transport.unregisterProducer()
-        self._writer.close()
-
-    def abort(self) -> None:
-        self._writer.discard()
-        self._transport.abortConnection()
 
     # Framing
 

@@ -1,0 +1,82 @@
+"""
+The side of the core's Connection port every transport's protocol shares (the IRC
+protocol too, as it writes through the same per-turn writer):
+the send-queue watch, and closing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.interfaces import IPushProducer
+from zope.interface import implementer
+
+from chatroom.core.session import Session
+from chatroom.transports.line.writer import LineWriter
+
+
+@implementer(IPushProducer)
+class SendQueueWatch:
+    """
+    Registered with the transport so that it says when its write buffer is
+    full (paused) and drained again (resumed).
+
+    @ivar queued: Bytes written while paused.
+    """
+
+    def __init__(self, drained: Callable[[], None]) -> None:
+        self.paused = False
+        self.queued = 0
+        self._drained = drained
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        if self.queued:
+            self.queued = 0
+            self._drained()
+
+    def stopProducing(self) -> None:
+        self.resumeProducing()
+
+
+class ConnectionSide:
+    """
+    C{queued}, C{close} and C{abort} of the Connection port, for a protocol
+    that writes through a L{LineWriter} and watches its send queue.
+    """
+
+    session: Session
+    _transport: Any
+    _writer: LineWriter
+
+    def __init__(self) -> None:
+        self._watch = SendQueueWatch(self._drained)
+        self._producing = False
+
+    def _drained(self) -> None:
+        self.session.drained()
+
+    def watch_sends(self) -> None:
+        """
+        Have the transport say when its send queue fills and drains.
+        """
+        self._transport.registerProducer(self._watch, True)
+        self._producing = True
+
+    def queued(self) -> int:
+        return self._watch.queued
+
+    def close(self) -> None:
+        if self._producing:
+            # A registered producer would hold the connection open forever.
+            self._producing = False
+            self._transport.unregisterProducer()
+        self._writer.close()
+
+    def abort(self) -> None:
+        self._writer.discard()
+        self._transport.abortConnection()
