@@ -210,15 +210,16 @@ class Connection(Protocol):
     host: str
     port: int
 
-    def encode(self, event: Event) -> bytes:
+    def deliver(self, event: Event, cap: int) -> int:
         """
-        C{event} in the transport's protocol (the same bytes for every
-        connection of the transport that gets the same event).
-        """
+        Queue C{event}, in the transport's protocol, for the client (the
+        same bytes for every connection of the transport that gets the same
+        event), unless that takes the bytes the client has not taken past
+        C{cap} (0: no cap); while the queue grows, tell the session
+        (L{chatroom.core.session.Session.queue_grew}).
 
-    def write(self, data: bytes) -> None:
-        """
-        Queue C{data} (from L{encode}) for the client.
+        @return: The bytes queued (0: the transport has nothing to say of
+            C{event}), or -1 if past C{cap}: then nothing was queued.
         """
 
     def queued(self) -> int:

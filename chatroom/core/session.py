@@ -75,15 +75,15 @@ class Session:
         self.meter = sessions.meter
         # The delivery path runs once per member per event: look up once.
         self._metered = not isinstance(sessions.meter, NoMeter)
-        self._encode = connection.encode
-        self._queued = connection.queued
-        self._write = connection.write
+        self._deliver = connection.deliver
         self.room = sessions.room
         self.connection = connection
         self.clock = clock = sessions.clock
         limits = self.limits = sessions.limits
         self._send_queue = limits.send_queue
         self.host = connection.host
+        # What the address's byte budget is kept under (once, not for every line).
+        self.budget_key = sessions.address_of(self.host)
         self.member: MemberRecord | None = None
         self._admitted = False
         self._complained = False
@@ -246,8 +246,7 @@ class Session:
             return False
         if not self._bytes_bucket.take(size):
             return self._flood(f"at most {self.limits.byte_rate:g} bytes per second")
-        address = self.sessions.address_bucket(self.host)
-        if address is not None and not address.take(size):
+        if self.budget_key and not self.sessions.address_bucket(self.budget_key).take(size):
             return self._flood(
                 f"at most {self.limits.address_byte_rate:g} bytes per second from your address"
             )
@@ -437,24 +436,26 @@ class Session:
             and member.hides_folded(self.sessions.folded(event))
         ):
             return
-        data = self._encode(event)
-        cap = self._send_queue
-        queued = self._queued()
-        if cap and queued + len(data) > cap and member is not None:
+        size = self._deliver(event, self._send_queue if member is not None else 0)
+        if size < 0:
             # The client is not reading: drop it rather than buffer forever.
-            self.drop(f"send queue over {cap} bytes: not reading", past_cap=True)
+            self.drop(f"send queue over {self._send_queue} bytes: not reading", past_cap=True)
             return
         if self._answering and not isinstance(event, ChatEvent | Sealed | GroupSealed):
-            self._answered += len(data)
-        self._write(data)
+            self._answered += size
         if self._metered:
-            self.meter.delivered(self.transport, len(data))
-        if queued or self.held:
-            self._account(self._queued())
+            self.meter.delivered(self.transport, size)
+
+    def queue_grew(self, queued: int) -> None:
+        """
+        The connection's send queue grew to C{queued} bytes that the client
+        has not taken.
+        """
+        self._account(queued)
 
     def _send(self, event: Event) -> None:
         # Outside the room (a refusal): no member, no cap to mind.
-        self.connection.write(self.connection.encode(event))
+        self.connection.deliver(event, 0)
 
     def close(self) -> None:
         """
@@ -487,9 +488,7 @@ class Session:
         if member is not None:
             self.meter.member_left(self.transport)
             if past_cap:
-                self.connection.write(
-                    self.connection.encode(ErrorReply(self.clock.seconds(), f"disconnected: {reason}"))
-                )
+                self.connection.deliver(ErrorReply(self.clock.seconds(), f"disconnected: {reason}"), 0)
             elif not at_once:
                 self.reply(f"disconnected: {reason}")
             self.member = None
@@ -608,14 +607,20 @@ class Sessions:
         """
         return len(self._handshaking)
 
-    def address_bucket(self, host: str) -> TokenBucket | None:
+    def address_of(self, host: str) -> str:
         """
-        The byte budget all connections from C{host}'s address share, or
-        L{None} if the address is exempt.
+        What C{host}'s byte budget is kept under (L{address_key}), or an
+        empty string if the address is exempt from it.
         """
         if self.connection_limits.exempt_loopback and is_loopback(host):
-            return None
-        key = address_key(host)
+            return ""
+        return address_key(host)
+
+    def address_bucket(self, key: str) -> TokenBucket:
+        """
+        The byte budget all connections from the address C{key}
+        (L{address_of}) share.
+        """
         bucket = self._address_buckets.get(key)
         if bucket is None:
             self._forget_address_buckets(2)
@@ -696,10 +701,9 @@ class Sessions:
         self.open.discard(session)
         self._handshaking.pop(session, None)
         if self._address_buckets and self.connections.open_from(session.host) == 0:
-            key = address_key(session.host)
-            bucket = self._address_buckets.get(key)
+            bucket = self._address_buckets.get(session.budget_key)
             if bucket is not None and bucket.full():
-                del self._address_buckets[key]
+                del self._address_buckets[session.budget_key]
         if not self.open:
             waiting, self._drained = self._drained, []
             for d in waiting:

@@ -320,14 +320,18 @@ class IRCProtocol(ConnectionSide, LineReceiver):
     def write(self, data: bytes) -> None:
         if not data:
             return
-        if self._watch.paused:
-            self._watch.queued += len(data)
+        watch = self._watch
+        if watch.paused:
+            watch.queued += len(data)
             cap = self.session.limits.send_queue
-            if cap and self._watch.queued > cap:
+            if cap and watch.queued > cap:
                 # Replies this adapter writes itself (WHO, NAMES...) count
                 # towards the session's cap too.
                 self.session.drop(f"send queue over {cap} bytes: not reading", at_once=True)
                 return
+            self._writer.write(data)
+            self.session.queue_grew(watch.queued)
+            return
         self._writer.write(data)
 
     # Framing

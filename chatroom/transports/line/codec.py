@@ -272,16 +272,19 @@ def encode(event: Event) -> bytes:
 class LineCodec:
     """
     Encodes events for line connections, remembering the last one.
+
+    @ivar event: The last event encoded.
+    @ivar data: Its line.
     """
 
-    __slots__ = ("_data", "_event")
+    __slots__ = ("data", "event")
 
     def __init__(self) -> None:
-        self._event: Event | None = None
-        self._data = b""
+        self.event: Event | None = None
+        self.data = b""
 
     def encode(self, event: Event) -> bytes:
-        if event is not self._event:
-            self._data = encode(event)
-            self._event = event
-        return self._data
+        if event is not self.event:
+            self.data = encode(event)
+            self.event = event
+        return self.data

@@ -12,6 +12,7 @@ from typing import Any
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
+from chatroom.core.events import Event
 from chatroom.core.session import Session
 from chatroom.transports.line.writer import LineWriter
 
@@ -45,11 +46,14 @@ class SendQueueWatch:
 
 class ConnectionSide:
     """
-    C{queued}, C{close} and C{abort} of the Connection port, for a protocol
-    that writes through a L{LineWriter} and watches its send queue.
+    The Connection port for a protocol that encodes events with its
+    C{encode} (or delivers them itself, calling L{_queue} while the
+    send queue is full), writes through a L{LineWriter} and watches its
+    send queue.
     """
 
     session: Session
+    encode: Callable[[Event], bytes]
     _transport: Any
     _writer: LineWriter
 
@@ -66,6 +70,28 @@ class ConnectionSide:
         """
         self._transport.registerProducer(self._watch, True)
         self._producing = True
+
+    def deliver(self, event: Event, cap: int) -> int:
+        # The hot path: once per member for every event told to the room.
+        data = self.encode(event)
+        if self._watch.paused:
+            return self._queue(data, cap)
+        if data:
+            self._writer.write(data)
+        return len(data)
+
+    def _queue(self, data: bytes, cap: int) -> int:
+        # The client is not reading: count what piles up, up to the cap.
+        size = len(data)
+        watch = self._watch
+        queued = watch.queued + size
+        if cap and queued > cap:
+            return -1
+        if size:
+            watch.queued = queued
+            self._writer.write(data)
+            self.session.queue_grew(queued)
+        return size
 
     def queued(self) -> int:
         return self._watch.queued

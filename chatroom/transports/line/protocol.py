@@ -125,7 +125,7 @@ class LineProtocol(ConnectionSide, LineReceiver):
         self._partial = 0
         self._head = b""
         ConnectionSide.__init__(self)
-        # The Connection port's encode is the codec's own: one call less per delivery.
+        self._codec = factory.codec
         self.encode: Callable[[Event], bytes] = factory.codec.encode
 
     # Connection events
@@ -161,12 +161,15 @@ class LineProtocol(ConnectionSide, LineReceiver):
 
     # The Connection port, for the session
 
-    def write(self, data: bytes) -> None:
+    def deliver(self, event: Event, cap: int) -> int:
+        # The hot path, once per member for every event told to the room:
+        # every connection gets the bytes the codec made for the first.
+        codec = self._codec
+        data = codec.data if event is codec.event else codec.encode(event)
         if self._watch.paused:
-            # The client is not reading: count what piles up (the session
-            # drops it past the cap).
-            self._watch.queued += len(data)
+            return self._queue(data, cap)
         self._writer.write(data)
+        return len(data)
 
     # Framing
 
