@@ -165,7 +165,7 @@ class IRCProtocol(ConnectionSide, LineReceiver):
         transport: Any = self.transport
         self._transport = transport
         flusher = self.factory.flusher
-        self._writer = flusher.writer(transport) if flusher else LineWriter(transport)
+        self.use_writer(flusher.writer(transport) if flusher else LineWriter(transport))
         peer: Any = transport.getPeer()
         self.host, self.port = getattr(peer, "host", "?"), getattr(peer, "port", 0)
         # IRC clients answer PING by themselves.

@@ -56,6 +56,8 @@ class ConnectionSide:
     encode: Callable[[Event], bytes]
     _transport: Any
     _writer: LineWriter
+    # The writer's pending lines (LineWriter.pending).
+    _pending: list[bytes]
 
     def __init__(self) -> None:
         self._watch = SendQueueWatch(self._drained)
@@ -63,6 +65,13 @@ class ConnectionSide:
 
     def _drained(self) -> None:
         self.session.drained()
+
+    def use_writer(self, writer: LineWriter) -> None:
+        """
+        Write through C{writer}.
+        """
+        self._writer = writer
+        self._pending = writer.pending
 
     def watch_sends(self) -> None:
         """
@@ -76,7 +85,9 @@ class ConnectionSide:
         data = self.encode(event)
         if self._watch.paused:
             return self._queue(data, cap)
-        if data:
+        if self._pending:
+            self._pending.append(data)
+        elif data:
             self._writer.write(data)
         return len(data)
 

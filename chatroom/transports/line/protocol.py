@@ -134,7 +134,7 @@ class LineProtocol(ConnectionSide, LineReceiver):
         transport: Any = self.transport
         self._transport: _Transport = transport
         flusher = self.factory.flusher
-        self._writer = flusher.writer(transport) if flusher else LineWriter(transport)
+        self.use_writer(flusher.writer(transport) if flusher else LineWriter(transport))
         peer: Any = transport.getPeer()
         self.host, self.port = getattr(peer, "host", "?"), getattr(peer, "port", 0)
         self.session: Session = self.factory.sessions.session(self, "line")
@@ -168,7 +168,11 @@ class LineProtocol(ConnectionSide, LineReceiver):
         data = codec.data if event is codec.event else codec.encode(event)
         if self._watch.paused:
             return self._queue(data, cap)
-        self._writer.write(data)
+        pending = self._pending
+        if pending:
+            pending.append(data)
+        else:
+            self._writer.write(data)
         return len(data)
 
     # Framing

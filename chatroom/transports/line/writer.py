@@ -213,14 +213,18 @@ class LineWriter:
     Queues the lines due to one connection and writes them in one go.
 
     Without a flusher every line is written at once.
+
+    @ivar pending: The lines queued this turn. While it is not empty the
+        writer is open and due to be flushed, so appending to it is
+        writing (the delivery path does, sparing a call per line).
     """
 
-    __slots__ = ("_closed", "_flusher", "_pending", "_transport")
+    __slots__ = ("_closed", "_flusher", "_transport", "pending")
 
     def __init__(self, transport: ITransport, flusher: TurnFlusher | None = None) -> None:
         self._transport = transport
         self._flusher = flusher
-        self._pending: list[bytes] = []
+        self.pending: list[bytes] = []
         self._closed = False
 
     def write(self, line: bytes) -> None:
@@ -232,15 +236,15 @@ class LineWriter:
         if self._flusher is None:
             self._send(line)
             return
-        if not self._pending:
+        if not self.pending:
             self._flusher.queued(self)
-        self._pending.append(line)
+        self.pending.append(line)
 
     def flush(self) -> None:
         """
         Write the queued lines as one piece of data.
         """
-        pending = self._pending
+        pending = self.pending
         if pending:
             data = pending[0] if len(pending) == 1 else b"".join(pending)
             pending.clear()
@@ -258,7 +262,7 @@ class LineWriter:
         """
         The connection is gone: forget what is queued, accept nothing more.
         """
-        self._pending.clear()
+        self.pending.clear()
         self._closed = True
 
     def _send(self, data: bytes) -> None:
