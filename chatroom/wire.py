@@ -23,8 +23,10 @@ holds. See ``docs/protocol.rst`` for every kind.
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -178,6 +180,34 @@ def format_timestamp(seconds: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+class Timestamps:
+    """
+    L{format_timestamp} for the times of one stream of events: the part up
+    to the second is formatted once for all the times within that second.
+    """
+
+    __slots__ = ("_prefix", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def format(self, seconds: float) -> str:
+        if seconds < 0:
+            return format_timestamp(seconds)
+        # Rounded to the microsecond as datetime.fromtimestamp rounds (half
+        # to even), so the figures are exactly those of format_timestamp.
+        second = math.floor(seconds)
+        micro = round((seconds - second) * 1e6)
+        if micro >= 1_000_000:
+            second, micro = second + 1, micro - 1_000_000
+        if second != self._second:
+            moment = datetime.fromtimestamp(second, tz=UTC)
+            self._prefix = moment.strftime("%Y-%m-%dT%H:%M:%S.")
+            self._second = second
+        return f"{self._prefix}{micro // 1000:03d}Z"
+
+
 def _check_token(token: str) -> str:
     if not token or " " in token or token.startswith(":") or has_control_characters(token):
         raise WireError(f"bad header token {token!r}")
@@ -185,7 +215,12 @@ def _check_token(token: str) -> str:
 
 
 def format_line(
-    seconds: float, kind: Kind | str, source: str, text: str = "", args: tuple[str, ...] = ()
+    seconds: float,
+    kind: Kind | str,
+    source: str,
+    text: str = "",
+    args: tuple[str, ...] = (),
+    stamp: Callable[[float], str] = format_timestamp,
 ) -> bytes:
     """
     Encode one server-to-client line, without its line ending.
@@ -195,10 +230,12 @@ def format_line(
     @param source: The name the event comes from, or L{SERVER_SOURCE}.
     @param text: Free text; unsafe characters are replaced.
     @param args: Structured header tokens (no spaces, not starting with C{:}).
+    @param stamp: Formats C{seconds} (L{format_timestamp}, or a
+        L{Timestamps}'s C{format}).
     @raise WireError: If a header token is malformed (a programming error).
     """
     kind_name = kind.value if isinstance(kind, Kind) else kind
-    header = [format_timestamp(seconds), _check_token(kind_name), _check_token(source)]
+    header = [stamp(seconds), _check_token(kind_name), _check_token(source)]
     header.extend(_check_token(arg) for arg in args)
     return (" ".join(header) + " :" + sanitize(text)).encode("utf-8")
 

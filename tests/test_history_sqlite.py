@@ -133,6 +133,27 @@ def test_one_turn_is_one_transaction_written_at_the_end_of_the_turn(tmp_path: Pa
     assert said(path)[-1] == "soon after"
 
 
+def test_a_batch_larger_than_one_insert_is_written_whole_and_in_order(tmp_path: Path) -> None:
+    # Many rows go in one statement; a batch larger than one is split.
+    path = tmp_path / HISTORY_FILE
+    clock = new_clock()
+    store = store_at(path, clock, keep=5000)
+    for n in range(1234):
+        store.append(clock.seconds(), HistoryKind.SAID, f"Sender{n % 7}", f"m{n}", "")
+    clock.advance(WRITE_INTERVAL)
+    assert said(path) == [f"m{n}" for n in range(1234)]
+    with sqlite3.connect(path) as connection:
+        # Ids count from 1: the 1000th entry is m999.
+        assert connection.execute(
+            "SELECT sender, sender_key, text FROM history WHERE id = 1000"
+        ).fetchone() == (
+            "Sender5",
+            "sender5",
+            "m999",
+        )
+    store.close()
+
+
 def test_retention_by_count_in_the_file(tmp_path: Path) -> None:
     path = tmp_path / HISTORY_FILE
     clock = new_clock()

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from chatroom.wire import (
     Kind,
+    Timestamps,
     WireError,
     format_line,
     format_timestamp,
@@ -28,6 +29,14 @@ NOON = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC).timestamp()
 def test_timestamp_is_utc_iso8601_with_milliseconds() -> None:
     assert format_timestamp(NOON + 0.25) == "2026-11-22T12:00:00.250Z"
     assert format_timestamp(NOON) == "2026-11-22T12:00:00.000Z"
+
+
+@given(st.lists(st.floats(min_value=-1e9, max_value=4e9, allow_nan=False), min_size=1, max_size=20))
+def test_timestamps_format_exactly_as_format_timestamp(times: list[float]) -> None:
+    # In order, out of order, within one second and across seconds.
+    stamps = Timestamps()
+    for seconds in sorted(times) + times + [NOON + 0.9999996, NOON + 1.0004999, NOON + 1.0005]:
+        assert stamps.format(seconds) == format_timestamp(seconds)
 
 
 def test_round_trip() -> None:

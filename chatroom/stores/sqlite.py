@@ -86,6 +86,9 @@ class HistoryDatabase:
         self.connection = connection
         self.keep = keep
         self.max_age = max_age
+        # As many rows as one statement may carry values for (7 a row), at most 500.
+        variables = connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        self._rows_per_insert = max(1, min(500, variables // 7))
         row = connection.execute("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM history").fetchone()
         self.count: int = row[0]
         self.last_id: int = row[1]
@@ -178,14 +181,19 @@ class HistoryDatabase:
         """
 
         def work(connection: sqlite3.Connection) -> int:
-            connection.executemany(
-                "INSERT INTO history (id, at, kind, sender, sender_key, text, target)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (e.id, e.at, e.kind.value, e.sender, e.sender.casefold(), e.text, e.target)
-                    for e in entries
-                ],
-            )
+            rows = [
+                (e.id, e.at, e.kind.value, e.sender, e.sender.casefold(), e.text, e.target) for e in entries
+            ]
+            # Many rows a statement: the module lets go of the GIL for each
+            # statement it steps, so row by row the reactor thread would be
+            # made to hand it back once per row.
+            for start in range(0, len(rows), self._rows_per_insert):
+                chunk = rows[start : start + self._rows_per_insert]
+                connection.execute(
+                    "INSERT INTO history (id, at, kind, sender, sender_key, text, target) VALUES "
+                    + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(chunk)),
+                    [value for row in chunk for value in row],
+                )
             count = self.count + len(entries)
             excess = count - self.keep
             if excess > 0:

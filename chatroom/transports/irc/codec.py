@@ -40,7 +40,7 @@ from chatroom.core.events import (
     TopicChanged,
     Whispered,
 )
-from chatroom.wire import format_timestamp
+from chatroom.wire import Timestamps
 
 CRLF = b"\r\n"
 # An IRC line, tags aside, line ending included.
@@ -167,6 +167,7 @@ class IRCCodec:
         self.server = server
         self.channel = channel
         self._host_of = host_of
+        self._stamp = Timestamps().format
         self._source = f":{server}".encode()
         self._channel = channel.encode()
         # Per variant (0: plain, 1: with the time tag): the last event and its bytes.
@@ -219,7 +220,7 @@ class IRCCodec:
             return self.last_data[variant]
         lines = self._shared[type(event)](event)
         if tagged:
-            tag = f"@time={format_timestamp(event.at)} ".encode()
+            tag = f"@time={self._stamp(event.at)} ".encode()
             data = b"".join(tag + line + CRLF for line in lines)
         else:
             data = b"".join(line + CRLF for line in lines)

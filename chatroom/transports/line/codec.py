@@ -52,7 +52,7 @@ from chatroom.core.events import (
     Whispered,
     WhoisReply,
 )
-from chatroom.wire import SERVER_SOURCE, Kind, format_line, format_timestamp
+from chatroom.wire import SERVER_SOURCE, Kind, Timestamps, format_line, format_timestamp
 
 LINE_END = b"\r\n"
 
@@ -259,14 +259,15 @@ ENCODERS: dict[type[Any], Callable[[Any], Parts]] = {
 }
 
 
-def encode(event: Event) -> bytes:
+def encode(event: Event, stamp: Callable[[float], str] = format_timestamp) -> bytes:
     """
     C{event} as one line, line ending included.
 
+    @param stamp: Formats the event's time (see L{format_line}).
     @raise KeyError: For an event type the line protocol has no words for (a bug).
     """
     kind, source, text, args = ENCODERS[type(event)](event)
-    return format_line(event.at, kind, source, text, args) + LINE_END
+    return format_line(event.at, kind, source, text, args, stamp) + LINE_END
 
 
 class LineCodec:
@@ -277,14 +278,15 @@ class LineCodec:
     @ivar data: Its line.
     """
 
-    __slots__ = ("data", "event")
+    __slots__ = ("_stamp", "data", "event")
 
     def __init__(self) -> None:
         self.event: Event | None = None
         self.data = b""
+        self._stamp = Timestamps().format
 
     def encode(self, event: Event) -> bytes:
         if event is not self.event:
-            self.data = encode(event)
+            self.data = encode(event, self._stamp)
             self.event = event
         return self.data
