@@ -185,6 +185,29 @@ class IRCProtocol(ConnectionSide, LineReceiver):
 
     # The Connection port, for the session
 
+    def deliver(self, event: Event, cap: int) -> int:
+        kind = type(event)
+        if (kind is Said or kind is Acted) and self._in_channel and not self._watch.paused:
+            # The hot path, once per member for every line of chat: the
+            # bytes the codec made for the first member of the variant.
+            chat: Any = event
+            if not self._echo and chat.sender == self.nick:
+                return 0
+            codec = self.codec
+            variant = self._tagged
+            data = (
+                codec.last_data[variant]
+                if event is codec.last_events[variant]
+                else codec.shared(event, variant)
+            )
+            pending = self._pending
+            if pending:
+                pending.append(data)
+            else:
+                self._writer.write(data)
+            return len(data)
+        return ConnectionSide.deliver(self, event, cap)
+
     def encode(self, event: Event) -> bytes:
         kind = type(event)
         if kind is Said or kind is Acted:
