@@ -65,3 +65,25 @@ def test_smoke_run_of_the_multi_process_mode() -> None:
     # Nothing lost, reordered or duplicated across the nodes (columns 5-7).
     assert all(row[5:8] == ["0", "0", "0"] for row in rows), table
     assert "two nodes / one node: deliveries per server CPU-second " in run.stdout
+
+
+def test_smoke_run_of_the_delivery_benchmark() -> None:
+    # Every setup runs and delivers (the script checks the bytes went out); no figure is asserted.
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "delivery.py"),
+            "--members",
+            "5",
+            "--messages",
+            "50",
+            "--rounds",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    names = [line.split(":")[0] for line in run.stdout.splitlines()]
+    assert names == ["line", "line+history", "irc", "irc+history", "plain"]

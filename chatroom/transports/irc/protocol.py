@@ -211,14 +211,10 @@ class IRCProtocol(ConnectionSide, LineReceiver):
     def encode(self, event: Event) -> bytes:
         kind = type(event)
         if kind is Said or kind is Acted:
-            # The hot path: chat fanned out to every member.
+            # Chat while the send queue is full (else deliver has it).
             chat: Any = event
             if self._in_channel and (self._echo or chat.sender != self.nick):
-                codec = self.codec
-                variant = self._tagged
-                if event is codec.last_events[variant]:
-                    return codec.last_data[variant]
-                return codec.shared(event, variant)
+                return self.codec.shared(event, self._tagged)
             return b""
         if kind is Whispered:
             whisper: Any = event
