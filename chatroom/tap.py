@@ -226,6 +226,17 @@ def malloc_trim() -> bool:
     return True
 
 
+def freeze_start_up() -> None:
+    """
+    Move what start-up made (modules, classes, the loaded state), which
+    lives as long as the daemon, out of the garbage collector's reach: a
+    full collection then walks only what the connections made since, and
+    stalls the room for a millisecond instead of tens of them.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 class MemoryTrimmer:
     """
     Calls C{trim} once the sessions have let go of at least L{TRIM_WORTH}
@@ -1020,6 +1031,8 @@ def makeService(config: Options) -> ChatService:
     history_thread = ThreadPool(1, 1, "chatroom-history")
     reactor.callWhenRunning(history_thread.start)
     reactor.addSystemEventTrigger("during", "shutdown", history_thread.stop)
+    # Once the state is loaded and the listeners are up.
+    reactor.callWhenRunning(freeze_start_up)
 
     def run_history(work: Callable[[], Any]) -> Deferred[Any]:
         return deferToThreadPool(threads, history_thread, work)

@@ -5,6 +5,7 @@ The twistd options and the service they make.
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from twisted.python import usage
 
 from chatroom.stores.files import run_inline
 from chatroom.stores.redis.link import parse_redis_url
-from chatroom.tap import ChatService, Options, StartupError, build_service
+from chatroom.tap import ChatService, Options, StartupError, build_service, freeze_start_up
 from chatroom.tls import CertificateError, create_local_ca, missing_names
 from chatroom.transports.irc.protocol import IRCFactory
 from chatroom.transports.line.protocol import LineFactory
@@ -338,3 +339,19 @@ def test_a_bad_redis_ca_is_a_startup_error(tmp_path: Path, monkeypatch: pytest.M
     for path, message in (("missing.pem", "No such file"), ("junk.pem", "not a PEM certificate")):
         with pytest.raises(StartupError, match=f"--redis-ca {path}: {message}"):
             build("--redis", "rediss://localhost:1/0", "--redis-ca", path)
+
+
+def test_what_start_up_made_is_frozen_out_of_full_collections() -> None:
+    class Loaded:
+        me: object
+
+    state = Loaded()
+    state.me = state
+    assert any(o is state for o in gc.get_objects())
+    try:
+        freeze_start_up()
+        # Frozen objects are not walked by collections any more.
+        assert gc.get_freeze_count() > 0
+        assert not any(o is state for o in gc.get_objects())
+    finally:
+        gc.unfreeze()
