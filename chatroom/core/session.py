@@ -85,6 +85,11 @@ class Session:
         # What the address's byte budget is kept under (once, not for every line).
         self.budget_key = sessions.address_of(self.host)
         self.member: MemberRecord | None = None
+        # Read for every delivery, kept here so that one touches no other
+        # object (in a big room each would be cold in the cache): the
+        # send-queue cap (0 outside the room) and whether filters are set.
+        self._cap = 0
+        self._filtering = False
         self._admitted = False
         self._complained = False
         self._flooding = 0
@@ -162,7 +167,7 @@ class Session:
             # The connection went while the room let it in.
             self.room.leave(member, "connection lost")
             return
-        self.member = member
+        self._member_is(member)
         self.meter.member_joined(self.transport)
         self.log.info(
             "{name} (#{member_id}) joined from {address}",
@@ -206,11 +211,17 @@ class Session:
             self._admitted = False
             self.sessions.connections.release(self.host)
         self.sessions.forget(self)
-        member, self.member = self.member, None
+        member = self.member
+        self._member_is(None)
         if member is not None:
             self.meter.member_left(self.transport)
             self.room.leave(member, "disconnected" if clean else "connection lost")
             self.log.info("{name} left", name=member.name)
+
+    def _member_is(self, member: MemberRecord | None) -> None:
+        self.member = member
+        self._cap = self._send_queue if member is not None else 0
+        self._filtering = member is not None and bool(member.filters)
 
     # Input, as the transport decodes it
 
@@ -359,6 +370,9 @@ class Session:
             result = None
         finally:
             self._answering = False
+        if filters is not None:
+            # Filters change only by the member's own /filter and /unfilter.
+            self._filtering = bool(member.filters)
         if filters is not None and filters != len(member.filters):
             # The member's filter pattern was built again: charged like an
             # answer of a few times its size, so changing filters over and
@@ -427,16 +441,9 @@ class Session:
     # The member's side of the fan-out (a Recipient)
 
     def receive(self, event: Event) -> None:
-        member = self.member
-        if (
-            member is not None
-            and member.filters
-            and isinstance(event, ChatEvent)
-            and event.sender != member.name
-            and member.hides_folded(self.sessions.folded(event))
-        ):
+        if self._filtering and isinstance(event, ChatEvent) and self._hides(event):
             return
-        size = self._deliver(event, self._send_queue if member is not None else 0)
+        size = self._deliver(event, self._cap)
         if size < 0:
             # The client is not reading: drop it rather than buffer forever.
             self.drop(f"send queue over {self._send_queue} bytes: not reading", past_cap=True)
@@ -445,6 +452,15 @@ class Session:
             self._answered += size
         if self._metered:
             self.meter.delivered(self.transport, size)
+
+    def _hides(self, event: ChatEvent) -> bool:
+        # The member's own lines always come back to it.
+        member = self.member
+        return (
+            member is not None
+            and event.sender != member.name
+            and member.hides_folded(self.sessions.folded(event))
+        )
 
     def queue_grew(self, queued: int) -> None:
         """
@@ -491,7 +507,7 @@ class Session:
                 self.connection.deliver(ErrorReply(self.clock.seconds(), f"disconnected: {reason}"), 0)
             elif not at_once:
                 self.reply(f"disconnected: {reason}")
-            self.member = None
+            self._member_is(None)
             self.room.leave(member, reason)
             self.log.info("dropped {name}: {why}", name=member.name, why=reason)
         if at_once:

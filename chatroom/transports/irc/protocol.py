@@ -187,7 +187,7 @@ class IRCProtocol(ConnectionSide, LineReceiver):
 
     def deliver(self, event: Event, cap: int) -> int:
         kind = type(event)
-        if (kind is Said or kind is Acted) and self._in_channel and not self._watch.paused:
+        if (kind is Said or kind is Acted) and self._in_channel and not self._paused:
             # The hot path, once per member for every line of chat: the
             # bytes the codec made for the first member of the variant.
             chat: Any = event

@@ -26,16 +26,19 @@ class SendQueueWatch:
     @ivar queued: Bytes written while paused.
     """
 
-    def __init__(self, drained: Callable[[], None]) -> None:
+    def __init__(self, paused: Callable[[bool], None], drained: Callable[[], None]) -> None:
         self.paused = False
         self.queued = 0
+        self._tell_paused = paused
         self._drained = drained
 
     def pauseProducing(self) -> None:
         self.paused = True
+        self._tell_paused(True)
 
     def resumeProducing(self) -> None:
         self.paused = False
+        self._tell_paused(False)
         if self.queued:
             self.queued = 0
             self._drained()
@@ -60,8 +63,13 @@ class ConnectionSide:
     _pending: list[bytes]
 
     def __init__(self) -> None:
-        self._watch = SendQueueWatch(self._drained)
+        self._watch = SendQueueWatch(self._set_paused, self._drained)
+        # The watch's paused, read by every delivery without touching the watch.
+        self._paused = False
         self._producing = False
+
+    def _set_paused(self, paused: bool) -> None:
+        self._paused = paused
 
     def _drained(self) -> None:
         self.session.drained()
@@ -83,7 +91,7 @@ class ConnectionSide:
     def deliver(self, event: Event, cap: int) -> int:
         # The hot path: once per member for every event told to the room.
         data = self.encode(event)
-        if self._watch.paused:
+        if self._paused:
             return self._queue(data, cap)
         if self._pending:
             self._pending.append(data)

@@ -166,7 +166,7 @@ class LineProtocol(ConnectionSide, LineReceiver):
         # every connection gets the bytes the codec made for the first.
         codec = self._codec
         data = codec.data if event is codec.event else codec.encode(event)
-        if self._watch.paused:
+        if self._paused:
             return self._queue(data, cap)
         pending = self._pending
         if pending:
