@@ -146,6 +146,22 @@ def test_pings_only_for_clients_that_answer_them() -> None:
     assert not chatter.transport.disconnecting and len(room.members) == 1
 
 
+def test_every_line_puts_the_next_ping_off() -> None:
+    _, clock, factory = make_room(DEFAULTS)
+    talker = FakeClient(factory, 1)
+    talker.send("/pong")
+    talker.lines()
+    half = DEFAULTS.ping_interval / 2
+    for n in range(5):
+        clock.advance(half)
+        talker.send(f"line {n}")
+    # A ping interval after the last line, not after the first.
+    clock.advance(DEFAULTS.ping_interval - 1)
+    assert [line.kind for line in talker.lines()] == ["message"] * 5
+    clock.advance(1)
+    assert talker.lines()[-1].kind == "ping"
+
+
 def test_the_join_deadline_holds_only_before_joining() -> None:
     server = make_server(DEFAULTS)
     transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 1))

@@ -97,6 +97,9 @@ class Session:
         self._bytes_bucket = TokenBucket(clock, limits.byte_rate, limits.byte_burst)
         self._answer_bucket = TokenBucket(clock, limits.answer_rate, limits.answer_burst)
         self._timer: IDelayedCall | None = None
+        # Whether the timer is the keepalive's, and when the last line came.
+        self._keeping_alive = False
+        self._alive_at = 0.0
         self._lag: IDelayedCall | None = None
         self._running = False
         self._pumping = False
@@ -177,7 +180,7 @@ class Session:
         # pings until it has shown it answers them (TCP keepalive finds a
         # vanished peer), unless its protocol always does (IRC).
         if self._answers_pings:
-            self._set_timer(self.limits.ping_interval, self._ping)
+            self._keep_alive()
         else:
             self._set_timer(0, None)
         # Lines that came while the join took its round trip, in order.
@@ -237,8 +240,7 @@ class Session:
             # Kept for the join under way (flood control still counts it).
             return self._joining and self._lines_bucket.take()
         if self._answers_pings:
-            # Any line shows the client is alive: the keepalive starts over.
-            self._set_timer(self.limits.ping_interval, self._ping)
+            self._keep_alive()
         if not self._lines_bucket.take():
             return self._flood(f"at most {self.limits.flood_rate:g} lines per second")
         return True
@@ -353,7 +355,7 @@ class Session:
         if command.name == "pong":
             if not self._answers_pings:
                 self._answers_pings = True
-                self._set_timer(self.limits.ping_interval, self._ping)
+                self._keep_alive()
             return
         renaming = command.name == "nick"
         filters = len(member.filters) if command.name in FILTER_COMMANDS else None
@@ -529,6 +531,16 @@ class Session:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = self.clock.callLater(delay, call, *args) if delay > 0 and call else None
+        self._keeping_alive = False
+
+    def _keep_alive(self) -> None:
+        # A line shows the client is alive: the keepalive starts over. The
+        # timer stays: when it fires it waits out what is left since the
+        # last line, so a busy client costs no new timer per line.
+        self._alive_at = self.clock.seconds()
+        if not self._keeping_alive:
+            self._set_timer(self.limits.ping_interval, self._ping)
+            self._keeping_alive = True
 
     def _time_out(self, reason: str) -> None:
         if self.member is None:
@@ -540,6 +552,11 @@ class Session:
 
     def _ping(self) -> None:
         if self.member is None or not self._answers_pings:
+            return
+        left = self._alive_at + self.limits.ping_interval - self.clock.seconds()
+        if left > 0:
+            self._set_timer(left, self._ping)
+            self._keeping_alive = True
             return
         token = f"{self.clock.seconds():.0f}"
         self.receive(Ping(self.clock.seconds(), token))
