@@ -269,7 +269,7 @@ class LineWriter:
         self._transport.write(data)
 
 
-# Where a TLS writer's write goes (TLSLineWriter._route).
+# Where a TLS writer's write goes (worked out in TLSLineWriter._send).
 _PUBLIC, _BUFFER, _WRAPPER, _ENCRYPT, _DIRECT = range(5)
 
 
@@ -307,11 +307,34 @@ class TLSLineWriter(LineWriter):
         self._fast = True
 
     def _send(self, data: bytes) -> None:
+        # Where the write goes: to the wrapper (_BUFFER, _WRAPPER) when it
+        # or the TCP transport holds state of its own, else through OpenSSL
+        # straight to the socket (_DIRECT) or, for a transport other than
+        # TCP, to the transport's write (_ENCRYPT). Worked out here, not in
+        # a method of its own: this runs once per connection per turn.
         route = _PUBLIC
         if self._fast:
             try:
-                route = self._route()
+                tls = self._transport
+                tcp = self._tcp
+                if tls._appSendBuffer and not tls.disconnecting:
+                    route = _BUFFER
+                elif (
+                    self._ssl is None or not tls._handshakeDone or tls.disconnecting or tls._lostTLSConnection
+                ):
+                    route = _WRAPPER
+                elif (
+                    self._socket_send is not None
+                    and not tcp.dataBuffer
+                    and not tcp._tempDataLen
+                    and tcp.connected
+                    and not tcp.disconnecting
+                ):
+                    route = _DIRECT
+                else:
+                    route = _ENCRYPT
             except Exception:
+                route = _PUBLIC
                 self._fast = False
                 self._flusher.fast_path_failed()
         if route >= _ENCRYPT:
@@ -328,29 +351,6 @@ class TLSLineWriter(LineWriter):
             TLSMemoryBIOProtocol.write(self._transport, data)
         else:
             self._transport.write(data)
-
-    def _route(self) -> int:
-        """
-        Where the next write goes: to the wrapper (L{_BUFFER}, L{_WRAPPER})
-        when it or the TCP transport holds state of its own, else through
-        OpenSSL straight to the socket (L{_DIRECT}) or, for a transport
-        other than TCP, to the transport's C{write} (L{_ENCRYPT}).
-        """
-        tls = self._transport
-        if tls._appSendBuffer and not tls.disconnecting:
-            return _BUFFER
-        if self._ssl is None or not tls._handshakeDone or tls.disconnecting or tls._lostTLSConnection:
-            return _WRAPPER
-        tcp = self._tcp
-        if (
-            self._socket_send is not None
-            and not tcp.dataBuffer
-            and not tcp._tempDataLen
-            and tcp.connected
-            and not tcp.disconnecting
-        ):
-            return _DIRECT
-        return _ENCRYPT
 
     def _encrypt(self, data: bytes, direct: bool) -> None:
         """
