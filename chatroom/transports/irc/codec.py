@@ -152,6 +152,18 @@ def mask_target(mask: str) -> str:
     raise ValueError(f"cannot ban {mask}: give either nick!*@* (a name) or *!*@address (an address)")
 
 
+class LastShared:
+    """
+    The last event one variant of L{IRCCodec.shared} encoded, and its bytes.
+    """
+
+    __slots__ = ("data", "event")
+
+    def __init__(self) -> None:
+        self.event: Event | None = None
+        self.data = b""
+
+
 class IRCCodec:
     """
     Encodes events for the IRC connections of one listener.
@@ -171,8 +183,7 @@ class IRCCodec:
         self._source = f":{server}".encode()
         self._channel = channel.encode()
         # Per variant (0: plain, 1: with the time tag): the last event and its bytes.
-        self.last_events: list[Event | None] = [None, None]
-        self.last_data = [b"", b""]
+        self.variants = (LastShared(), LastShared())
         self._shared: dict[type[Any], Callable[[Any], list[bytes]]] = {
             Said: self._said,
             Acted: self._acted,
@@ -215,17 +226,17 @@ class IRCCodec:
         C{event}, which several members may get, as IRC lines (with the
         C{time} tag if C{tagged}): the same bytes for every recipient.
         """
-        variant = 1 if tagged else 0
-        if event is self.last_events[variant]:
-            return self.last_data[variant]
+        last = self.variants[tagged]
+        if event is last.event:
+            return last.data
         lines = self._shared[type(event)](event)
         if tagged:
             tag = f"@time={self._stamp(event.at)} ".encode()
             data = b"".join(tag + line + CRLF for line in lines)
         else:
             data = b"".join(line + CRLF for line in lines)
-        self.last_events[variant] = event
-        self.last_data[variant] = data
+        last.event = event
+        last.data = data
         return data
 
     def _chat(self, sender: str, target: bytes, text: str, ctcp: bytes = b"") -> list[bytes]:

@@ -143,6 +143,8 @@ class IRCProtocol(ConnectionSide, LineReceiver):
         self.nick = ""
         self.caps: set[str] = set()
         self._tagged = False
+        # The codec's last shared event and bytes for this client's variant.
+        self._last_shared = self.codec.variants[False]
         self._echo = False
         self._wanted = ""
         self._user = False
@@ -193,13 +195,8 @@ class IRCProtocol(ConnectionSide, LineReceiver):
             chat: Any = event
             if not self._echo and chat.sender == self.nick:
                 return 0
-            codec = self.codec
-            variant = self._tagged
-            data = (
-                codec.last_data[variant]
-                if event is codec.last_events[variant]
-                else codec.shared(event, variant)
-            )
+            last = self._last_shared
+            data = last.data if event is last.event else self.codec.shared(event, self._tagged)
             pending = self._pending
             if pending:
                 pending.append(data)
@@ -514,6 +511,7 @@ class IRCProtocol(ConnectionSide, LineReceiver):
                 else:
                     self.caps.add(cap)
             self._tagged = "server-time" in self.caps
+            self._last_shared = self.codec.variants[self._tagged]
             self._echo = "echo-message" in self.caps
             self.write(f"CAP {who} ACK :{' '.join(wanted)}".encode() + CRLF)
         elif sub == "END":
