@@ -337,7 +337,7 @@ class IRCProtocol(ConnectionSide, LineReceiver):
         if not data:
             return
         watch = self._watch
-        if watch.paused:
+        if self._paused:
             watch.queued += len(data)
             cap = self.session.limits.send_queue
             if cap and watch.queued > cap:

@@ -21,23 +21,20 @@ from chatroom.transports.line.writer import LineWriter
 class SendQueueWatch:
     """
     Registered with the transport so that it says when its write buffer is
-    full (paused) and drained again (resumed).
+    full (paused) and drained again (resumed): it tells C{paused} each time.
 
     @ivar queued: Bytes written while paused.
     """
 
     def __init__(self, paused: Callable[[bool], None], drained: Callable[[], None]) -> None:
-        self.paused = False
         self.queued = 0
         self._tell_paused = paused
         self._drained = drained
 
     def pauseProducing(self) -> None:
-        self.paused = True
         self._tell_paused(True)
 
     def resumeProducing(self) -> None:
-        self.paused = False
         self._tell_paused(False)
         if self.queued:
             self.queued = 0
@@ -64,7 +61,8 @@ class ConnectionSide:
 
     def __init__(self) -> None:
         self._watch = SendQueueWatch(self._set_paused, self._drained)
-        # The watch's paused, read by every delivery without touching the watch.
+        # Whether the transport's write buffer is full (as the watch says), kept
+        # here: every delivery reads it, and should not touch the watch.
         self._paused = False
         self._producing = False
 
