@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionLost
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
@@ -76,16 +78,20 @@ def make_server(
     return Server(clock, sessions.room, sessions, feature, line_factory(sessions, flusher, e2e))
 
 
-class FakeClient:
+class StringClient:
     """
-    One client connected to a L{LineFactory} through a L{StringTransport}.
+    One client connected to a transport's factory through a
+    L{StringTransport}; each transport's client class says which protocol
+    its factory builds.
     """
 
-    def __init__(self, factory: LineFactory, port: int, host: str = "127.0.0.1") -> None:
+    protocol_type: type[Any] = Protocol
+
+    def __init__(self, factory: Factory, port: int, host: str = "127.0.0.1") -> None:
         self.transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
         protocol = factory.buildProtocol(self.transport.getPeer())
-        assert isinstance(protocol, LineProtocol)
-        self.protocol = protocol
+        assert isinstance(protocol, self.protocol_type)
+        self.protocol: Any = protocol
         protocol.makeConnection(self.transport)
 
     @property
@@ -97,17 +103,33 @@ class FakeClient:
         data = line.encode("utf-8") if isinstance(line, str) else line
         self.protocol.dataReceived(data + end)
 
+    def raw(self) -> bytes:
+        """
+        The bytes received since the last call.
+        """
+        data = self.transport.value()
+        self.transport.clear()
+        return data
+
+    def disconnect(self) -> None:
+        self.protocol.connectionLost(Failure(ConnectionLost()))
+
+
+class FakeClient(StringClient):
+    """
+    One client connected to a L{LineFactory} through a L{StringTransport}.
+    """
+
+    protocol_type = LineProtocol
+    protocol: LineProtocol
+
     def lines(self) -> list[ServerLine]:
         """
         The lines received since the last call.
         """
-        data = self.transport.value()
-        self.transport.clear()
+        data = self.raw()
         assert data == b"" or data.endswith(b"\r\n"), data
         return [parse_line(raw) for raw in data.split(b"\r\n")[:-1]]
-
-    def disconnect(self) -> None:
-        self.protocol.connectionLost(Failure(ConnectionLost()))
 
 
 def make_room(limits: ClientLimits = UNLIMITED) -> tuple[Room, Clock, LineFactory]:

@@ -8,13 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from twisted.internet.address import IPv4Address
-from twisted.internet.error import ConnectionLost
-from twisted.internet.testing import StringTransport
-from twisted.python.failure import Failure
-
 from chatroom.transports.irc.protocol import IRCFactory, IRCProtocol, parse_message
-from tests.helpers import Server
+from tests.helpers import Server, StringClient
 
 
 @dataclass(frozen=True)
@@ -50,31 +45,16 @@ def irc_factory(server: Server, channel: str = "#chatroom") -> IRCFactory:
     return IRCFactory(server.sessions, channel)
 
 
-class IRCClient:
+class IRCClient(StringClient):
     """
     One IRC client connected to an L{IRCFactory} through a L{StringTransport}.
     """
 
+    protocol_type = IRCProtocol
+    protocol: IRCProtocol
+
     def __init__(self, factory: IRCFactory, port: int = 50001, host: str = "127.0.0.1") -> None:
-        self.transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
-        protocol = factory.buildProtocol(self.transport.getPeer())
-        assert isinstance(protocol, IRCProtocol)
-        self.protocol = protocol
-        protocol.makeConnection(self.transport)
-
-    @property
-    def member_name(self) -> str | None:
-        member = self.protocol.session.member
-        return None if member is None else member.name
-
-    def send(self, line: str | bytes, end: bytes = b"\r\n") -> None:
-        data = line.encode("utf-8") if isinstance(line, str) else line
-        self.protocol.dataReceived(data + end)
-
-    def raw(self) -> bytes:
-        data = self.transport.value()
-        self.transport.clear()
-        return data
+        super().__init__(factory, port, host)
 
     def messages(self) -> list[Message]:
         """
@@ -114,6 +94,3 @@ class IRCClient:
         self.send(f"JOIN {channel}")
         self.messages()
         return self
-
-    def disconnect(self) -> None:
-        self.protocol.connectionLost(Failure(ConnectionLost()))
