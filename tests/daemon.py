@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chatroom.wire import ServerLine, parse_line
+from tests.processes import stop_process
 
 REPO = Path(__file__).resolve().parent.parent
 _LISTENING = re.compile(rb"chatroom listening on 127\.0\.0\.1:(\d+) \((\w+)\)")
@@ -84,13 +85,7 @@ class Daemon:
         """
         for client in self.clients:
             client.close()
-        if self.process.poll() is None:
-            self.process.terminate()
-        try:
-            code = self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            code = self.process.wait(timeout=15)
+        code = stop_process(self.process)
         if self.reader is not None:
             self.reader.join(timeout=15)
         return code

@@ -20,6 +20,7 @@ import pytest
 
 from chatroom.wire import parse_line
 from tests.daemon import Daemon, LineClient, running_daemon
+from tests.processes import stop_process
 
 DEADLINE = 30.0
 LISTEN = ("--listen", "line:ssl:0:interface=127.0.0.1", "--listen", "irc:tcp:0:interface=127.0.0.1")
@@ -112,12 +113,7 @@ def test_weechat(tmp_path: Path) -> None:
             chat_rename_and_kick(boss, "wee", say, lambda text: text in read_text(channel_log))
             assert "kicked wee" in read_text(channel_log) or "has kicked wee" in read_text(channel_log)
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=15)
+            stop_process(process)
 
 
 @pytest.mark.skipif(

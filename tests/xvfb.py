@@ -10,6 +10,8 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from tests.processes import stop_process
+
 START_TIMEOUT = 20.0
 
 
@@ -38,9 +40,4 @@ def xvfb(size: str = "1024x768x24") -> Iterator[str]:
         yield f":{number}"
     finally:
         os.close(read_end)
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process, timeout=10)
