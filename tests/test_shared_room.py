@@ -213,12 +213,22 @@ def cluster() -> tuple[FakeRedis, Clock, Node, Node]:
     return redis, clock, make_node(redis, clock, "a"), make_node(redis, clock, "b")
 
 
-def test_chat_and_the_member_list_across_nodes(cluster: tuple[FakeRedis, Clock, Node, Node]) -> None:
-    redis, _clock, a, b = cluster
+def alice_on_a_and_bob_on_b(
+    redis: FakeRedis, a: Node, b: Node
+) -> tuple[MemberRecord, Inbox, MemberRecord, Inbox]:
+    """
+    alice joins node C{a} and bob node C{b}, each seen by the other node.
+    """
     alice, alice_box = a.join("alice")
     redis.pump()
-    _bob, bob_box = b.join("bob")
+    bob, bob_box = b.join("bob")
     redis.pump()
+    return alice, alice_box, bob, bob_box
+
+
+def test_chat_and_the_member_list_across_nodes(cluster: tuple[FakeRedis, Clock, Node, Node]) -> None:
+    redis, _clock, a, b = cluster
+    alice, alice_box, _bob, bob_box = alice_on_a_and_bob_on_b(redis, a, b)
     assert [m.name for m in a.room.members] == ["alice", "bob"]
     assert [m.name for m in b.room.members] == ["alice", "bob"]
     a.say(alice, "hello")
@@ -251,10 +261,7 @@ def test_a_kick_on_one_node_closes_the_connection_on_the_other(
     cluster: tuple[FakeRedis, Clock, Node, Node],
 ) -> None:
     redis, _clock, a, b = cluster
-    alice, _ = a.join("alice")
-    redis.pump()
-    bob, bob_box = b.join("bob")
-    redis.pump()
+    alice, _, bob, bob_box = alice_on_a_and_bob_on_b(redis, a, b)
     a.say(alice, "/kick bob bye")
     redis.pump()
     assert bob_box.closed
@@ -266,10 +273,7 @@ def test_a_kick_on_one_node_closes_the_connection_on_the_other(
 
 def test_a_dead_node_is_reaped_once(cluster: tuple[FakeRedis, Clock, Node, Node]) -> None:
     redis, clock, a, b = cluster
-    _alice, alice_box = a.join("alice")
-    redis.pump()
-    b.join("bob")
-    redis.pump()
+    _alice, alice_box, _, _ = alice_on_a_and_bob_on_b(redis, a, b)
     # b stops beating (killed): its heartbeat key expires.
     b.shared._running = False
     clock.advance(3.0)
@@ -286,10 +290,7 @@ def test_while_redis_is_away_events_wait_and_the_excess_is_reported(
 ) -> None:
     redis, _clock, a, b = cluster
     monkeypatch.setattr(store, "OUTBOX_LIMIT", 3)
-    alice, alice_box = a.join("alice")
-    redis.pump()
-    _bob, bob_box = b.join("bob")
-    redis.pump()
+    alice, alice_box, _bob, bob_box = alice_on_a_and_bob_on_b(redis, a, b)
     a.down()
     b.down()
     for n in range(5):
@@ -308,10 +309,7 @@ def test_redis_restarted_empty_gets_each_node_s_members_again(
     cluster: tuple[FakeRedis, Clock, Node, Node],
 ) -> None:
     redis, _clock, a, b = cluster
-    alice, _ = a.join("alice")
-    redis.pump()
-    bob, bob_box = b.join("bob")
-    redis.pump()
+    alice, _, bob, bob_box = alice_on_a_and_bob_on_b(redis, a, b)
     a.down()
     b.down()
     redis.flush()
@@ -439,10 +437,7 @@ def test_a_bad_entry_is_skipped_and_logged(cluster: tuple[FakeRedis, Clock, Node
 
 def test_the_events_of_one_turn_are_one_stream_entry(cluster: tuple[FakeRedis, Clock, Node, Node]) -> None:
     redis, _clock, a, b = cluster
-    alice, _ = a.join("alice")
-    redis.pump()
-    _, bob_box = b.join("bob")
-    redis.pump()
+    alice, _, _, bob_box = alice_on_a_and_bob_on_b(redis, a, b)
     before = len(redis.stream)
     for n in range(5):
         a.say(alice, f"m{n}")
