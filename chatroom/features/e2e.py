@@ -163,20 +163,41 @@ class E2EFeature(Feature):
             self.room.tell(member, self._announcement(holder, bundle))
         self.room.tell(member, KeyCount(self.room.now(), len(entries)))
 
-    def _send(self, member: MemberRecord, rest: str) -> None:
+    def _registered(self, member: MemberRecord) -> KeyBundle:
+        """
+        C{member}'s registered keys.
+
+        @raise ChatError: If it has none.
+        """
         bundle = self.directory.get(member.id)
         if bundle is None:
             raise ChatError("register your end-to-end keys first: /e2e hello")
+        return bundle
+
+    @staticmethod
+    def _check_sender(
+        what: str, member: MemberRecord, bundle: KeyBundle, key: bytes, session: bytes, sender: str
+    ) -> None:
+        """
+        Refuse C{what} (a message C{member} sent) unless it names C{member}
+        and its registered keys as its sender.
+        """
+        if (key, session) != (bundle.identity, bundle.session_id):
+            raise ChatError(f"{what} is not from your registered keys")
+        if sender != member.name:
+            raise ChatError(f"{what} says it is from {sender}, but you are {member.name}")
+
+    def _send(self, member: MemberRecord, rest: str) -> None:
+        bundle = self._registered(member)
         try:
             envelope = Envelope.decode(rest)
         except E2EError as e:
             raise ChatError(f"bad envelope: {e}") from e
         if envelope.room != self.room_id:
             raise ChatError(f"the envelope is for room {envelope.room}, this is {self.room_id}")
-        if (envelope.sender_key, envelope.sender_session) != (bundle.identity, bundle.session_id):
-            raise ChatError("the envelope is not from your registered keys")
-        if envelope.sender != member.name:
-            raise ChatError(f"the envelope says it is from {envelope.sender}, but you are {member.name}")
+        self._check_sender(
+            "the envelope", member, bundle, envelope.sender_key, envelope.sender_session, envelope.sender
+        )
         # Only current members' sessions, each once, and an envelope padded
         # with sessions of nobody is refused: one envelope costs at most a
         # delivery per member.
@@ -192,16 +213,13 @@ class E2EFeature(Feature):
         # it costs the server what a plain chat line costs (one delivery
         # per member, at most a few kilobytes), so only who sends it and
         # its structure are checked here; receivers check the rest.
-        bundle = self.directory.get(member.id)
-        if bundle is None:
-            raise ChatError("register your end-to-end keys first: /e2e hello")
+        bundle = self._registered(member)
         try:
             message = GroupLine.decode(rest)
         except E2EError as e:
             raise ChatError(f"bad group message: {e}") from e
-        if (message.sender_key, message.sender_session) != (bundle.identity, bundle.session_id):
-            raise ChatError("the group message is not from your registered keys")
-        if message.sender != member.name:
-            raise ChatError(f"the group message says it is from {message.sender}, but you are {member.name}")
+        self._check_sender(
+            "the group message", member, bundle, message.sender_key, message.sender_session, message.sender
+        )
         targets = tuple(member_id for member_id, _ in self.directory.items())
         self.room.fanout.publish(GroupSealed(self.room.now(), member.name, rest), Members(targets))
