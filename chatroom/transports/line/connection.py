@@ -47,9 +47,9 @@ class SendQueueWatch:
 class ConnectionSide:
     """
     The Connection port for a protocol that encodes events with its
-    C{encode} (or delivers them itself, calling L{_queue} while the
-    send queue is full), writes through a L{LineWriter} and watches its
-    send queue.
+    C{encode} (or overrides L{deliver}, calling L{_queue} while the send
+    queue is full, as the line protocol does), writes through a
+    L{LineWriter} and watches its send queue.
     """
 
     session: Session

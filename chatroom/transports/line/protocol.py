@@ -20,7 +20,6 @@ vanished without closing is found although it never has to type.
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
 from typing import Any, Protocol
 
 from twisted.internet.error import ConnectionDone
@@ -126,7 +125,6 @@ class LineProtocol(ConnectionSide, LineReceiver):
         self._head = b""
         ConnectionSide.__init__(self)
         self._codec = factory.codec
-        self.encode: Callable[[Event], bytes] = factory.codec.encode
 
     # Connection events
 
