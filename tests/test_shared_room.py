@@ -354,13 +354,22 @@ class SlowMembers(InMemoryMembers):
         self.waiting = []
 
 
-def test_lines_sent_while_joining_wait_for_the_join() -> None:
+def joining_alice() -> tuple[SlowMembers, FakeClient]:
+    """
+    A client that has asked to be alice in a room whose member store has
+    not answered its join yet.
+    """
     clock = Clock()
     clock.advance(START)
     members = SlowMembers()
     sessions, _ = compose(clock, ModerationSettings(), UNLIMITED, members=members)
     client = FakeClient(line_factory(sessions), 5000)
     client.send("/nick alice")
+    return members, client
+
+
+def test_lines_sent_while_joining_wait_for_the_join() -> None:
+    members, client = joining_alice()
     client.send("first words")
     assert client.lines() == []
     members.finish()
@@ -370,12 +379,7 @@ def test_lines_sent_while_joining_wait_for_the_join() -> None:
 
 
 def test_a_join_the_store_refuses_is_one_error_line() -> None:
-    clock = Clock()
-    clock.advance(START)
-    members = SlowMembers()
-    sessions, _ = compose(clock, ModerationSettings(), UNLIMITED, members=members)
-    client = FakeClient(line_factory(sessions), 5000)
-    client.send("/nick alice")
+    members, client = joining_alice()
     (_, d) = members.waiting.pop()
     d.errback(ChatError("the room's shared store is unreachable: try again in a moment"))
     assert [(line.kind, line.text) for line in client.lines()] == [
