@@ -153,6 +153,40 @@ def test_history_pages_back_by_count_id_and_time() -> None:
     assert alice.lines()[-1].text.startswith("missing argument")
 
 
+def test_history_pages_forward_after_and_since_an_id_or_a_time() -> None:
+    server, store = history_server()
+    (alice,) = connect_named(server.factory, "alice")
+    for n in range(120):
+        alice.send(f"m{n}")
+        server.clock.advance(1)
+    alice.lines()
+    m10 = next(e for e in store.select(200, server.clock.seconds()) if e.text == "m10")
+    # after: the first N after the bound, then where to page on from.
+    alice.send(f"/history after #{m10.id} 3")
+    lines = alice.lines()
+    assert [t for _, _, t in replayed(lines)] == ["m11", "m12", "m13"]
+    assert lines[-1].fields["next"] == f"#{m10.id + 3}"
+    assert "more" not in lines[-1].fields
+    alice.send(f"/history after {lines[-1].fields['next']} 2")
+    assert [t for _, _, t in replayed(alice.lines())] == ["m14", "m15"]
+    alice.send(f"/history after {format_timestamp(m10.at)} 1")
+    assert [t for _, _, t in replayed(alice.lines())] == ["m11"]
+    # since: the last N after the bound, then where to page back from.
+    alice.send(f"/history since #{m10.id} 2")
+    lines = alice.lines()
+    assert [t for _, _, t in replayed(lines)] == ["m118", "m119"]
+    assert lines[-1].fields["more"] == f"#{m10.id + 108}"
+    # Everything after the bound fits: nothing more either way.
+    alice.send(f"/history since #{m10.id + 106} 50")
+    lines = alice.lines()
+    assert [t for _, _, t in replayed(lines)] == ["m117", "m118", "m119"]
+    assert "more" not in lines[-1].fields and "next" not in lines[-1].fields
+    alice.send("/history after")
+    assert alice.lines()[-1].text.startswith("missing argument")
+    alice.send("/history after soon")
+    assert "bad time soon" in alice.lines()[-1].text
+
+
 def test_history_is_rate_limited() -> None:
     server, _ = history_server()
     (alice,) = connect_named(server.factory, "alice")

@@ -19,6 +19,8 @@ from twisted.logger import capturedLogs
 from twisted.python.usage import UsageError
 
 from chatroom.core.events import HistoryKind
+from chatroom.core.memory import InMemoryHistory
+from chatroom.core.ports import ALL_HISTORY, HistorySpan, HistoryStore
 from chatroom.features.history import HistorySettings
 from chatroom.features.moderation import ModerationSettings
 from chatroom.limits import ClientLimits
@@ -181,7 +183,7 @@ def test_retention_by_age_on_the_clock(tmp_path: Path) -> None:
     clock.advance(WRITE_INTERVAL)
     assert said(path) == ["old", "newer"]
     # Reads skip what is past the bound even before it is removed.
-    page = store.database.page(10, clock.seconds() + PRUNE_INTERVAL + 1, None, None)
+    page = store.database.page(10, clock.seconds() + PRUNE_INTERVAL + 1, ALL_HISTORY)
     assert [e.text for e in page if e.kind is HistoryKind.SAID] == ["newer"]
     # The next removal comes within PRUNE_INTERVAL of the day being over.
     clock.pump([PRUNE_INTERVAL] * 2)
@@ -209,6 +211,52 @@ def test_pages_older_than_the_memory_come_from_the_file(tmp_path: Path) -> None:
     more = next(line for line in lines if line.kind == "historyend").fields["more"]
     newcomer.send(f"/history before {more} 10")
     assert replayed_chat(newcomer) == [f"m{n}" for n in range(15, 25)]
+
+
+def pages(store: HistoryStore, count: int, now: float, span: HistorySpan) -> list[int]:
+    found: list[list[int]] = []
+    store.page(count, now, span).addCallback(lambda entries: found.append([e.id for e in entries]))
+    (ids,) = found
+    return ids
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_both_stores_read_every_span_alike(tmp_path: Path, kind: str) -> None:
+    clock = new_clock()
+    store: HistoryStore
+    if kind == "memory":
+        store = InMemoryHistory(1000, DAY)
+    else:
+        # A cache of 5: every page beyond it comes from the file.
+        store = store_at(tmp_path / HISTORY_FILE, clock, max_age=DAY, cache=5)
+    # 40 entries a second apart, the first ten past the age bound by the end.
+    entries = []
+    for n in range(40):
+        entries.append(store.append(clock.seconds(), HistoryKind.SAID, "alice", f"m{n}"))
+        clock.advance(1 if n != 9 else DAY - 20)
+    clock.advance(WRITE_INTERVAL)
+    now = clock.seconds()
+    fresh = entries[10:]
+    ids = [e.id for e in entries]
+    spans = [
+        ALL_HISTORY,
+        HistorySpan(before_id=ids[30]),
+        HistorySpan(before=entries[30].at),
+        HistorySpan(after_id=ids[20]),
+        HistorySpan(after=entries[20].at),
+        HistorySpan(after_id=ids[20], earliest=True),
+        HistorySpan(after=entries[20].at, earliest=True),
+        HistorySpan(after_id=ids[15], before_id=ids[25], earliest=True),
+        HistorySpan(after_id=ids[15], before=entries[25].at),
+        HistorySpan(after_id=ids[5], earliest=True),
+        HistorySpan(after_id=ids[39]),
+        HistorySpan(before_id=ids[10]),
+    ]
+    for span in spans:
+        for count in (1, 4, 100):
+            inside = [e.id for e in fresh if span.holds(e)]
+            expected = inside[:count] if span.earliest else inside[-count:]
+            assert pages(store, count, now, span) == expected, (span, count)
 
 
 def test_purge_removes_a_name_from_the_file(tmp_path: Path) -> None:

@@ -255,9 +255,11 @@ class ErrorReply(TextReply):
     What was wrong with a command, or why a connection ends.
 
     @ivar code: The L{chatroom.core.errors.ChatError} code, if any.
+    @ivar command: The name of the command that failed, if a command did.
     """
 
     code: str = ""
+    command: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -505,8 +507,11 @@ class Replayed(Event):
 class ReplayEnd(Event):
     """
     The end of a run of L{Replayed} events: C{count} were sent; C{oldest}
-    is the id of the oldest of them, if there may be older ones.
+    is the id of the oldest of them, if there may be older ones (a page
+    back); C{newest} the id of the newest, if there may be newer ones (a
+    page forward, C{/history after}).
     """
 
     count: int
     oldest: int | None
+    newest: int | None = None

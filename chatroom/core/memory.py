@@ -11,7 +11,7 @@ from twisted.internet.defer import Deferred, succeed
 
 from chatroom.bans import Ban, BanList
 from chatroom.core.events import Admins, Audience, Event, Everyone, HistoryEntry, HistoryKind
-from chatroom.core.ports import MemberRecord, Recipient, Topic
+from chatroom.core.ports import ALL_HISTORY, HistorySpan, MemberRecord, Recipient, Topic
 from chatroom.names import skeleton
 
 
@@ -208,25 +208,31 @@ class InMemoryHistory:
     def latest(self, count: int, now: float) -> list[HistoryEntry]:
         return self.select(count, now)
 
-    def select(
-        self, count: int, now: float, before: float | None = None, before_id: int | None = None
-    ) -> list[HistoryEntry]:
+    def select(self, count: int, now: float, span: HistorySpan = ALL_HISTORY) -> list[HistoryEntry]:
         """
         What L{page} answers, at once.
         """
         found: list[HistoryEntry] = []
+        if span.earliest:
+            for entry in self._entries:
+                if len(found) >= count or (span.before_id is not None and entry.id >= span.before_id):
+                    break
+                if self._fresh(entry, now) and span.holds(entry):
+                    found.append(entry)
+            return found
         for entry in reversed(self._entries):
+            # Ids grow with the entries: nothing older is past these bounds.
             if len(found) >= count or not self._fresh(entry, now):
                 break
-            if (before is None or entry.at < before) and (before_id is None or entry.id < before_id):
+            if span.after_id is not None and entry.id <= span.after_id:
+                break
+            if span.holds(entry):
                 found.append(entry)
         found.reverse()
         return found
 
-    def page(
-        self, count: int, now: float, before: float | None = None, before_id: int | None = None
-    ) -> Deferred[list[HistoryEntry]]:
-        return succeed(self.select(count, now, before, before_id))
+    def page(self, count: int, now: float, span: HistorySpan = ALL_HISTORY) -> Deferred[list[HistoryEntry]]:
+        return succeed(self.select(count, now, span))
 
     def purge(self, sender: str) -> Deferred[int]:
         return succeed(self.remove_sender(sender))

@@ -299,6 +299,41 @@ class TopicStore(Protocol):
         """
 
 
+@dataclass(frozen=True, slots=True)
+class HistorySpan:
+    """
+    Which stored entries a page is read from: those strictly between the
+    bounds given, by server time and by message id.
+
+    @ivar before: Only entries older than this time.
+    @ivar before_id: Only entries with a lower id.
+    @ivar after: Only entries newer than this time.
+    @ivar after_id: Only entries with a higher id.
+    @ivar earliest: Take the oldest entries of the span, not the newest
+        (to page forward).
+    """
+
+    before: float | None = None
+    before_id: int | None = None
+    after: float | None = None
+    after_id: int | None = None
+    earliest: bool = False
+
+    def holds(self, entry: HistoryEntry) -> bool:
+        """
+        Whether C{entry} is within the bounds.
+        """
+        return (
+            (self.before is None or entry.at < self.before)
+            and (self.before_id is None or entry.id < self.before_id)
+            and (self.after is None or entry.at > self.after)
+            and (self.after_id is None or entry.id > self.after_id)
+        )
+
+
+ALL_HISTORY = HistorySpan()
+
+
 class HistoryStore(Protocol):
     """
     The room's stored messages and notices, oldest first, bounded by count
@@ -320,13 +355,11 @@ class HistoryStore(Protocol):
         memory) not older than the age bound at C{now}, oldest first.
         """
 
-    def page(
-        self, count: int, now: float, before: float | None = None, before_id: int | None = None
-    ) -> Deferred[list[HistoryEntry]]:
+    def page(self, count: int, now: float, span: HistorySpan = ALL_HISTORY) -> Deferred[list[HistoryEntry]]:
         """
-        The newest C{count} entries older than C{before} (server time) and
-        with an id below C{before_id}, within the age bound at C{now},
-        oldest first.
+        C{count} entries within C{span} (by default: all of them) and the
+        age bound at C{now}, oldest first: the newest C{count} of them, or
+        the oldest if C{span.earliest}.
         """
 
     def purge(self, sender: str) -> Deferred[int]:

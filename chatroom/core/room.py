@@ -67,6 +67,12 @@ class Feature:
         C{member} has left (and everyone was told so).
         """
 
+    def message_id(self, event: Event) -> int | None:
+        """
+        The id this feature stored C{event} under, while it goes out.
+        """
+        return None
+
 
 class Room:
     """
@@ -104,8 +110,9 @@ class Room:
 
     def observe(self, observer: Callable[[Event], None]) -> None:
         """
-        Call C{observer} with every event broadcast to everyone, after it
-        went out (a feature that records the room, say).
+        Call C{observer} with every event broadcast to everyone, just
+        before it goes out (a feature that records the room, say: a
+        transport may show the id it stored the event under).
         """
         self._observers.append(observer)
 
@@ -120,6 +127,17 @@ class Room:
     def now(self) -> float:
         return self.clock.seconds()
 
+    def message_id(self, event: Event) -> int | None:
+        """
+        The message id C{event} was stored under, asked while it goes out
+        (a transport that tags chat with it); L{None} if not stored.
+        """
+        for feature in self._features:
+            id_ = feature.message_id(event)
+            if id_ is not None:
+                return id_
+        return None
+
     # Telling
 
     def tell(self, member: MemberRecord, event: Event) -> None:
@@ -132,8 +150,8 @@ class Room:
         """
         Send C{event} to every member.
         """
-        self.fanout.publish(event, EVERYONE)
         self._observed(event)
+        self.fanout.publish(event, EVERYONE)
 
     def _observed(self, event: Event) -> None:
         for observer in self._observers:
@@ -196,12 +214,12 @@ class Room:
         # The address to those who may see it, the cloak alone to the rest.
         seeing = [m.id for m in self.members if self.may_see_address(m, member)]
         others = [m.id for m in self.members if not self.may_see_address(m, member)]
-        self.fanout.publish(Joined(now, member.name, member.address, member.cloak), Members(tuple(seeing)))
         cloaked = Joined(now, member.name, None, member.cloak)
-        if others:
-            self.fanout.publish(cloaked, Members(tuple(others)))
         # What everyone may see of it, for the observers (the history).
         self._observed(cloaked)
+        self.fanout.publish(Joined(now, member.name, member.address, member.cloak), Members(tuple(seeing)))
+        if others:
+            self.fanout.publish(cloaked, Members(tuple(others)))
 
     def leave(self, member: MemberRecord, reason: str, disconnect: bool = False) -> None:
         """

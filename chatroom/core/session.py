@@ -331,7 +331,7 @@ class Session:
         if self.member is None:
             return
         if len(self._waiting) >= MAX_WAITING:
-            self.reply("too many commands at once: wait for the answers")
+            self.reply("too many commands at once: wait for the answers", command=command.name)
             return
         self._waiting.append(command)
         self._pump()
@@ -423,20 +423,21 @@ class Session:
 
     def _failed(self, failure: Failure, command: Command, member: MemberRecord) -> None:
         if failure.check(ChatError):
-            self.reply(str(failure.value), member, getattr(failure.value, "code", ""))
+            self.reply(str(failure.value), member, getattr(failure.value, "code", ""), command.name)
             return
         # A bug in one handler must not take the connection or the room down.
         self.log.failure("command {command!r} from {name} failed", failure, command=command, name=member.name)
-        self.reply("internal error: the command failed", member)
+        self.reply("internal error: the command failed", member, command=command.name)
 
-    def reply(self, text: str, member: MemberRecord | None = None, code: str = "") -> None:
+    def reply(self, text: str, member: MemberRecord | None = None, code: str = "", command: str = "") -> None:
         """
         Tell this session's member C{text} as an error reply (if C{member}
         is given: only while that member is still this session's), with
-        the L{ChatError} C{code} if any.
+        the L{ChatError} C{code} and the name of the failed C{command}, if
+        any.
         """
         if self.member is not None and (member is None or member is self.member):
-            self.receive(ErrorReply(self.clock.seconds(), text, code))
+            self.receive(ErrorReply(self.clock.seconds(), text, code, command))
 
     # The member's side of the fan-out (a Recipient)
 

@@ -42,7 +42,7 @@ from chatroom.core.events import (
     ReplayEnd,
     Said,
 )
-from chatroom.core.ports import HistoryStore, MemberRecord
+from chatroom.core.ports import ALL_HISTORY, HistorySpan, HistoryStore, MemberRecord
 from chatroom.core.room import Feature, Room
 from chatroom.limits import AttemptLimiter
 from chatroom.names import name_problem
@@ -61,8 +61,9 @@ HISTORY_LIMIT = (5, 10.0)
 
 HISTORY = CommandSpec(
     "history",
-    "[N] | before <timestamp|#id> [N]",
-    f"show the last N stored messages (at most {MAX_PAGE}), or those before a time or message id",
+    "[N] | before|after|since <timestamp|#id> [N]",
+    f"show the last N stored messages (at most {MAX_PAGE}); before: those before a time or"
+    " message id; after: the first N after it; since: the last N after it",
     0,
     3,
 )
@@ -92,10 +93,10 @@ class HistorySettings:
     on_join: int = 50
 
 
-def parse_before(text: str) -> tuple[float | None, int | None]:
+def parse_bound(text: str) -> tuple[float | None, int | None]:
     """
-    A C{/history before} argument: an ISO 8601 time (as on server lines;
-    UTC unless it says otherwise) or C{#id}.
+    A C{/history before}, C{after} or C{since} argument: an ISO 8601 time
+    (as on server lines; UTC unless it says otherwise) or C{#id}.
 
     @return: The time, or the message id.
     @raise ChatError: If it is neither.
@@ -126,6 +127,25 @@ def parse_count(text: str) -> int:
     return int(text)
 
 
+def parse_span(word: str, bound: str) -> HistorySpan:
+    """
+    The span a C{/history} page is read from: C{before}, C{after} or
+    C{since} the time or message id C{bound}.
+
+    @raise ChatError: If either is not one of those.
+    """
+    at, id_ = parse_bound(bound)
+    if word == "before":
+        return HistorySpan(before=at, before_id=id_)
+    if word == "after":
+        return HistorySpan(after=at, after_id=id_, earliest=True)
+    return HistorySpan(after=at, after_id=id_)
+
+
+# What comes before a bound in /history.
+SPAN_WORDS = ("before", "after", "since")
+
+
 class History(Feature):
     """
     The stored history of one room, and the commands that read and purge it.
@@ -138,6 +158,8 @@ class History(Feature):
         self.settings = settings
         self.store = settings.store
         self._limiter = AttemptLimiter(room.clock, *HISTORY_LIMIT)
+        # The event last stored, and its message id.
+        self._last_recorded: tuple[Event | None, int] = (None, 0)
         room.observe(self.record)
 
     def register(self, commands: CommandRegistry) -> None:
@@ -153,7 +175,16 @@ class History(Feature):
         recorder = RECORDERS.get(type(event))
         if recorder is not None:
             kind, sender, text, target = recorder(event)
-            self.store.append(event.at, kind, sender, text, target)
+            entry = self.store.append(event.at, kind, sender, text, target)
+            self._last_recorded = (event, entry.id)
+
+    def message_id(self, event: Event) -> int | None:
+        """
+        The message id C{event} is stored under, while it goes out: the
+        room records an event before it tells anyone (IRC's C{msgid}).
+        """
+        recorded, id_ = self._last_recorded
+        return id_ if recorded is event else None
 
     # Replaying
 
@@ -165,19 +196,22 @@ class History(Feature):
         if entries:
             self._replay(entries, member, count)
 
-    def _replay(self, entries: list[HistoryEntry], member: MemberRecord, asked: int) -> None:
+    def _replay(
+        self, entries: list[HistoryEntry], member: MemberRecord, asked: int, span: HistorySpan = ALL_HISTORY
+    ) -> None:
         if member not in self.room.members:
             # It left while the page was read.
             return
+        # The entries that fit the budget: the newest, or on a page forward the oldest.
         budget = REPLAY_BUDGET
-        first = len(entries)
-        while first > 0 and budget >= 0:
-            entry = entries[first - 1]
+        fitting = 0
+        for entry in entries if span.earliest else reversed(entries):
             budget -= len(entry.text) + len(entry.sender) + len(entry.target) + LINE_OVERHEAD
-            if budget >= 0:
-                first -= 1
-        truncated = first > 0
-        entries = entries[first:]
+            if budget < 0:
+                break
+            fitting += 1
+        full = fitting < len(entries) or len(entries) >= asked
+        entries = entries[:fitting] if span.earliest else entries[len(entries) - fitting :]
         sent = 0
         for entry in entries:
             if (
@@ -189,18 +223,18 @@ class History(Feature):
                 continue
             self.room.tell(member, Replayed(entry.at, entry))
             sent += 1
-        # A full page may have older entries behind it.
-        oldest = entries[0].id if entries and (truncated or len(entries) >= asked) else None
-        self.room.tell(member, ReplayEnd(self.room.now(), sent, oldest))
+        # A full page may have more entries behind it, older or newer.
+        oldest = entries[0].id if entries and full and not span.earliest else None
+        newest = entries[-1].id if entries and full and span.earliest else None
+        self.room.tell(member, ReplayEnd(self.room.now(), sent, oldest, newest))
 
     def history(self, member: MemberRecord, args: tuple[str, ...]) -> Deferred[None]:
-        before: float | None = None
-        before_id: int | None = None
+        span = ALL_HISTORY
         count = DEFAULT_PAGE
-        if args and args[0].lower() == "before":
+        if args and args[0].lower() in SPAN_WORDS:
             if len(args) < 2:
                 raise ChatError(f"missing argument: usage {HISTORY.usage}")
-            before, before_id = parse_before(args[1])
+            span = parse_span(args[0].lower(), args[1])
             if len(args) > 2:
                 count = parse_count(args[2])
         elif len(args) > 1:
@@ -211,9 +245,9 @@ class History(Feature):
         if wait > 0:
             raise ChatError(f"too many /history requests: try again in {wait:.0f}s")
         self._limiter.record(member.id)
-        reading = self.store.page(count, self.room.now(), before, before_id)
+        reading = self.store.page(count, self.room.now(), span)
         return reading.addCallbacks(
-            self._replay, self._unreadable, callbackArgs=(member, count), errbackArgs=(member,)
+            self._replay, self._unreadable, callbackArgs=(member, count, span), errbackArgs=(member,)
         )
 
     def _unreadable(self, failure: Failure, member: MemberRecord) -> None:

@@ -30,6 +30,7 @@ from twisted.python.failure import Failure
 
 from chatroom.core.events import HistoryEntry, HistoryKind
 from chatroom.core.memory import InMemoryHistory
+from chatroom.core.ports import ALL_HISTORY, HistorySpan
 
 HISTORY_FILE = "history.sqlite3"
 SCHEMA_VERSION = 1
@@ -133,13 +134,17 @@ class HistoryDatabase:
             connection.close()
             raise
 
-    def _select(self, where: str, parameters: tuple[Any, ...], count: int) -> list[HistoryEntry]:
+    def _select(
+        self, where: str, parameters: tuple[Any, ...], count: int, earliest: bool = False
+    ) -> list[HistoryEntry]:
         kinds = ", ".join("?" * len(_KINDS))
+        order = "ASC" if earliest else "DESC"
         rows = self.connection.execute(
-            f"SELECT {_COLUMNS} FROM history WHERE kind IN ({kinds}){where} ORDER BY id DESC LIMIT ?",
+            f"SELECT {_COLUMNS} FROM history WHERE kind IN ({kinds}){where} ORDER BY id {order} LIMIT ?",
             (*_KINDS, *parameters, count),
         ).fetchall()
-        rows.reverse()
+        if not earliest:
+            rows.reverse()
         return [_entry(row) for row in rows]
 
     def latest(self, count: int) -> list[HistoryEntry]:
@@ -148,19 +153,21 @@ class HistoryDatabase:
         """
         return self._select("", (), count)
 
-    def page(self, count: int, now: float, before: float | None, before_id: int | None) -> list[HistoryEntry]:
+    def page(self, count: int, now: float, span: HistorySpan) -> list[HistoryEntry]:
         where = ""
         parameters: list[Any] = []
-        if self.max_age is not None:
-            where += " AND at >= ?"
-            parameters.append(now - self.max_age)
-        if before is not None:
-            where += " AND at < ?"
-            parameters.append(before)
-        if before_id is not None:
-            where += " AND id < ?"
-            parameters.append(before_id)
-        return self._select(where, tuple(parameters), count)
+        bounds = (
+            (self.max_age is not None, "at >= ?", now - (self.max_age or 0)),
+            (span.before is not None, "at < ?", span.before),
+            (span.before_id is not None, "id < ?", span.before_id),
+            (span.after is not None, "at > ?", span.after),
+            (span.after_id is not None, "id > ?", span.after_id),
+        )
+        for given, condition, value in bounds:
+            if given:
+                where += f" AND {condition}"
+                parameters.append(value)
+        return self._select(where, tuple(parameters), count, span.earliest)
 
     def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
         connection = self.connection
@@ -302,12 +309,10 @@ class SQLiteHistory:
     def latest(self, count: int, now: float) -> list[HistoryEntry]:
         return self.memory.latest(count, now)
 
-    def page(
-        self, count: int, now: float, before: float | None = None, before_id: int | None = None
-    ) -> Deferred[list[HistoryEntry]]:
+    def page(self, count: int, now: float, span: HistorySpan = ALL_HISTORY) -> Deferred[list[HistoryEntry]]:
         # Written first: the writer runs calls in order, so the page sees them.
         self.flush(now=True)
-        return self.run(lambda: self.database.page(count, now, before, before_id))
+        return self.run(lambda: self.database.page(count, now, span))
 
     def purge(self, sender: str) -> Deferred[int]:
         self.flush(now=True)

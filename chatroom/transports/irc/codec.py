@@ -4,8 +4,10 @@ them, with IRCv3's server-time tag).
 
 Events that several members get (chat, joins, leaves, renames, kicks, mode
 changes, the topic) are encoded by L{IRCCodec.shared}, once per event and
-variant (with or without the C{time} tag): every IRC recipient of that
-variant gets the same bytes. Replies to one member (numerics, notices) name
+variant (with or without the C{time} tag, with or without the C{msgid}
+tag): every IRC recipient of that variant gets the same bytes. Stored
+entries sent again (history) are encoded per member: they may carry its
+batch's reference. Replies to one member (numerics, notices) name
 their recipient, so L{IRCCodec.reply} encodes them for that member.
 
 IRC lines hold at most 512 bytes with their line ending (tags aside): a
@@ -29,12 +31,12 @@ from chatroom.core.events import (
     BanSet,
     ErrorReply,
     Event,
+    HistoryEntry,
     HistoryKind,
     Joined,
     Kicked,
     Left,
     Renamed,
-    Replayed,
     Said,
     TextReply,
     TopicChanged,
@@ -48,6 +50,11 @@ MAX_LINE = 512
 VERSION = f"chatroom-{__version__}"
 # The host shown for a member the room no longer knows (it has left).
 UNKNOWN_HOST = "chatroom"
+# The tags of a client's variant of shared lines: IRCv3 server-time, and
+# message ids (message-tags, where the room stores chat).
+TIME = 1
+IDS = 2
+VARIANTS = 4
 
 
 def irc_host(host: str) -> str:
@@ -172,22 +179,30 @@ class IRCCodec:
     @ivar channel: The room's channel name.
     """
 
-    def __init__(self, server: str, channel: str, host_of: Callable[[str], str | None]) -> None:
+    def __init__(
+        self,
+        server: str,
+        channel: str,
+        host_of: Callable[[str], str | None],
+        message_id: Callable[[Event], int | None] | None = None,
+    ) -> None:
         """
         @param host_of: The host of the member called so, if it is present.
+        @param message_id: The id an event going out is stored under, if
+            it is (L{chatroom.core.room.Room.message_id}).
         """
         self.server = server
         self.channel = channel
         self._host_of = host_of
+        self._message_id = message_id
         self._stamp = Timestamps().format
         self._source = f":{server}".encode()
         self._channel = channel.encode()
-        # Per variant (0: plain, 1: with the time tag): the last event and its bytes.
-        self.variants = (LastShared(), LastShared())
+        # Per variant (the sum of its TIME and IDS): the last event and its bytes.
+        self.variants = tuple(LastShared() for _ in range(VARIANTS))
         self._shared: dict[type[Any], Callable[[Any], list[bytes]]] = {
             Said: self._said,
             Acted: self._acted,
-            Replayed: self._replayed,
             Whispered: self._whispered,
             Joined: lambda e: [self.prefix(e.name) + b" JOIN " + self._channel],
             Left: lambda e: [_fit(self.prefix(e.name) + b" QUIT :", e.reason)],
@@ -221,23 +236,47 @@ class IRCCodec:
         """
         return type(event) in self._shared
 
-    def shared(self, event: Event, tagged: bool) -> bytes:
+    def shared(self, event: Event, variant: int) -> bytes:
         """
-        C{event}, which several members may get, as IRC lines (with the
-        C{time} tag if C{tagged}): the same bytes for every recipient.
+        C{event}, which several members may get, as IRC lines with the
+        tags of C{variant} (L{TIME}, L{IDS}): the same bytes for every
+        recipient.
         """
-        last = self.variants[tagged]
+        last = self.variants[variant]
         if event is last.event:
             return last.data
         lines = self._shared[type(event)](event)
-        if tagged:
-            tag = f"@time={self._stamp(event.at)} ".encode()
-            data = b"".join(tag + line + CRLF for line in lines)
+        if variant:
+            id_ = self._message_id(event) if variant & IDS and self._message_id is not None else None
+            data = self._tag(lines, [], event.at if variant & TIME else None, id_)
         else:
             data = b"".join(line + CRLF for line in lines)
         last.event = event
         last.data = data
         return data
+
+    def replayed(self, entry: HistoryEntry, variant: int, batch: str = "") -> bytes:
+        """
+        The stored C{entry} sent again as IRC lines, with the tags of
+        C{variant} and, if given, those of the C{batch} it is part of.
+        """
+        return self._tag(
+            self._replayed(entry),
+            [f"batch={batch}"] if batch else [],
+            entry.at if variant & TIME else None,
+            entry.id if variant & IDS else None,
+        )
+
+    def _tag(self, lines: list[bytes], tags: list[str], at: float | None, id_: int | None) -> bytes:
+        # The message id goes on the first line only: ids are unique, and a
+        # chat text split over lines is one message.
+        if not lines:
+            return b""
+        if at is not None:
+            tags = [*tags, f"time={self._stamp(at)}"]
+        every = f"@{';'.join(tags)} ".encode() if tags else b""
+        first = f"@{';'.join([*tags, f'msgid={id_}'])} ".encode() if id_ is not None else every
+        return first + lines[0] + CRLF + b"".join(every + line + CRLF for line in lines[1:])
 
     def _chat(self, sender: str, target: bytes, text: str, ctcp: bytes = b"") -> list[bytes]:
         head = self.prefix(sender) + b" PRIVMSG " + target + b" :"
@@ -247,11 +286,10 @@ class IRCCodec:
         budget = MAX_LINE - len(CRLF) - len(head) - len(tail)
         return [head + _safe(piece) + tail for piece in split_text(text, budget)]
 
-    def _replayed(self, e: Replayed) -> list[bytes]:
+    def _replayed(self, entry: HistoryEntry) -> list[bytes]:
         # Stored chat as the chat it was (the time tag carries its time);
         # stored notices as a server NOTICE, not as joins and parts a
         # client would take for the channel's state now.
-        entry = e.entry
         if entry.kind is HistoryKind.SAID:
             return self._chat(entry.sender, self._channel, entry.text)
         if entry.kind is HistoryKind.ACTED:

@@ -18,7 +18,9 @@ not end to end encrypted).
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from twisted.internet.error import ConnectionDone
@@ -36,6 +38,7 @@ from chatroom.core.events import (
     Challenge,
     ErrorReply,
     Event,
+    HistoryEntry,
     KeyAnnounced,
     KeyCount,
     KeyDropped,
@@ -44,6 +47,8 @@ from chatroom.core.events import (
     Listed,
     Ping,
     Renamed,
+    Replayed,
+    ReplayEnd,
     Said,
     Sealed,
     TextReply,
@@ -56,7 +61,9 @@ from chatroom.core.session import Session, Sessions
 from chatroom.names import MAX_NAME_LENGTH, name_problem
 from chatroom.transports.irc.codec import (
     CRLF,
+    IDS,
     MAX_LINE,
+    TIME,
     VERSION,
     IRCCodec,
     ban_masks,
@@ -90,6 +97,13 @@ MAX_TAGS = 4096
 # and a few nick retries); past that it is closed.
 MAX_REGISTRATION_LINES = 30
 CAPABILITIES = ("server-time", "message-tags", "echo-message", "multi-prefix")
+# Where the room keeps a history: IRCv3 draft/chathistory, in batches.
+HISTORY_CAPABILITIES = ("batch", "draft/chathistory")
+CHATHISTORY = "draft/chathistory"
+# The most entries one CHATHISTORY answers with (the room's /history page).
+CHATHISTORY_LIMIT = 100
+_MSGID = re.compile(r"msgid=([0-9]{1,18})")
+_TIMESTAMP = re.compile(r"timestamp=([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z?)")
 TOPICLEN = 300
 # IRC's text formatting (bold, colours, italics, reset...): dropped, as the
 # room's text holds no control characters.
@@ -122,6 +136,34 @@ def _clean(text: str) -> str:
     return normalize_text(_FORMATTING.sub("", text))
 
 
+def history_bound(reference: str) -> str | None:
+    """
+    A CHATHISTORY message reference (C{msgid=N}, C{timestamp=ISO 8601}) as
+    the bound C{/history} takes (C{#N}, the time); L{None} if it is neither.
+    """
+    if (match := _MSGID.fullmatch(reference)) is not None:
+        return f"#{int(match[1])}"
+    if (match := _TIMESTAMP.fullmatch(reference)) is not None:
+        return match[1]
+    return None
+
+
+@dataclass
+class HistoryRequest:
+    """
+    A run of history a client asked for and has not had all of yet.
+
+    @ivar subcommand: The CHATHISTORY subcommand; empty for the entries
+        sent on joining the channel.
+    @ivar target: The CHATHISTORY target.
+    @ivar batch: The reference of its batch, once opened.
+    """
+
+    subcommand: str = ""
+    target: str = ""
+    batch: str = ""
+
+
 class IRCProtocol(ConnectionSide, LineReceiver):
     """
     One IRC client connection.
@@ -142,9 +184,13 @@ class IRCProtocol(ConnectionSide, LineReceiver):
         self.port = 0
         self.nick = ""
         self.caps: set[str] = set()
-        self._tagged = False
+        # Which tags this client gets on shared lines (TIME, IDS).
+        self._variant = 0
         # The codec's last shared event and bytes for this client's variant.
-        self._last_shared = self.codec.variants[False]
+        self._last_shared = self.codec.variants[0]
+        # History runs asked for, oldest first, and the last batch reference.
+        self._histories: deque[HistoryRequest] = deque()
+        self._batches = 0
         self._echo = False
         self._wanted = ""
         self._user = False
@@ -196,7 +242,7 @@ class IRCProtocol(ConnectionSide, LineReceiver):
             if not self._echo and chat.sender == self.nick:
                 return 0
             last = self._last_shared
-            data = last.data if event is last.event else self.codec.shared(event, self._tagged)
+            data = last.data if event is last.event else self.codec.shared(event, self._variant)
             pending = self._pending
             if pending:
                 pending.append(data)
@@ -211,15 +257,20 @@ class IRCProtocol(ConnectionSide, LineReceiver):
             # Chat while the send queue is full (else deliver has it).
             chat: Any = event
             if self._in_channel and (self._echo or chat.sender != self.nick):
-                return self.codec.shared(event, self._tagged)
+                return self.codec.shared(event, self._variant)
             return b""
         if kind is Whispered:
             whisper: Any = event
             if whisper.sender == self.nick and whisper.target != self.nick and not self._echo:
                 return b""
-            return self.codec.shared(event, self._tagged)
+            return self.codec.shared(event, self._variant)
         if self.codec.shares(event):
             return self._shared(event)
+        if kind is Replayed:
+            replayed: Any = event
+            return self._replayed(replayed.entry)
+        if kind is ReplayEnd:
+            return self._replay_end()
         if kind in _NEVER:
             return b""
         return self._reply(event)
@@ -232,10 +283,10 @@ class IRCProtocol(ConnectionSide, LineReceiver):
                     return self._welcome()
             elif not self._in_channel:
                 return b""
-            return self.codec.shared(event, self._tagged)
+            return self.codec.shared(event, self._variant)
         if isinstance(event, AdminChanged) and event.name == self.nick and event.admin and self._registered:
             you = self.codec.numeric("381", self.nick, text="You are now an IRC operator (a room admin)")
-            return (self.codec.shared(event, self._tagged) if self._in_channel else b"") + you
+            return (self.codec.shared(event, self._variant) if self._in_channel else b"") + you
         if not self._in_channel:
             return b""
         if isinstance(event, Kicked):
@@ -244,13 +295,55 @@ class IRCProtocol(ConnectionSide, LineReceiver):
         elif isinstance(event, Left) and event.name == self._kicked:
             self._kicked = ""
             return b""
-        return self.codec.shared(event, self._tagged)
+        return self.codec.shared(event, self._variant)
+
+    def _replayed(self, entry: HistoryEntry) -> bytes:
+        if not self._histories:
+            # Sent on joining the room, before the client joined the channel.
+            return b""
+        request = self._histories[0]
+        if not request.subcommand:
+            return self.codec.replayed(entry, self._variant) if self._in_channel else b""
+        return self._open(request) + self.codec.replayed(entry, self._variant, request.batch)
+
+    def _replay_end(self) -> bytes:
+        if not self._histories:
+            return b""
+        request = self._histories.popleft()
+        return self._open(request) + self._close(request) if request.subcommand else b""
+
+    def _open(self, request: HistoryRequest) -> bytes:
+        # A CHATHISTORY answer is one batch, even an empty one (for a
+        # client that asked for batches).
+        if request.batch or "batch" not in self.caps:
+            return b""
+        self._batches += 1
+        request.batch = f"h{self._batches}"
+        return f":{self.server} BATCH +{request.batch} chathistory {request.target}".encode() + CRLF
+
+    def _close(self, request: HistoryRequest) -> bytes:
+        return f":{self.server} BATCH -{request.batch}".encode() + CRLF if request.batch else b""
+
+    def _fail(self, code: str, subcommand: str, *context: str, text: str) -> bytes:
+        # IRCv3 standard replies.
+        middle = "".join(f" {c}" for c in (code, subcommand, *context))
+        return f":{self.server} FAIL CHATHISTORY{middle} :{text}".encode() + CRLF
 
     def _reply(self, event: Event) -> bytes:
         codec, nick = self.codec, self.nick
         if isinstance(event, Welcome):
             self.nick = event.name
             return b""
+        if isinstance(event, ErrorReply) and event.command == "history" and self._histories:
+            request = self._histories.popleft()
+            if request.subcommand:
+                failed = self._fail(
+                    "MESSAGE_ERROR",
+                    request.subcommand,
+                    request.target,
+                    text=f"Messages could not be retrieved: {event.text}",
+                )
+                return self._close(request) + failed
         if isinstance(event, ErrorReply):
             if not self._registered:
                 if self.session.member is not None and self._last == "nick":
@@ -495,14 +588,14 @@ class IRCProtocol(ConnectionSide, LineReceiver):
         if sub == "LS":
             if not self._registered:
                 self._negotiating = True
-            self.write(f"CAP {who} LS :{' '.join(CAPABILITIES)}".encode() + CRLF)
+            self.write(f"CAP {who} LS :{' '.join(self.factory.capabilities)}".encode() + CRLF)
         elif sub == "LIST":
             self.write(f"CAP {who} LIST :{' '.join(sorted(self.caps))}".encode() + CRLF)
         elif sub == "REQ":
             if not self._registered:
                 self._negotiating = True
             wanted = params[1].split() if len(params) > 1 else []
-            if not wanted or any(cap.removeprefix("-") not in CAPABILITIES for cap in wanted):
+            if not wanted or any(cap.removeprefix("-") not in self.factory.capabilities for cap in wanted):
                 self.write(f"CAP {who} NAK :{' '.join(wanted)}".encode() + CRLF)
                 return
             for cap in wanted:
@@ -510,8 +603,10 @@ class IRCProtocol(ConnectionSide, LineReceiver):
                     self.caps.discard(cap[1:])
                 else:
                     self.caps.add(cap)
-            self._tagged = "server-time" in self.caps
-            self._last_shared = self.codec.variants[self._tagged]
+            self._variant = (TIME if "server-time" in self.caps else 0) | (
+                IDS if "message-tags" in self.caps and self.factory.history else 0
+            )
+            self._last_shared = self.codec.variants[self._variant]
             self._echo = "echo-message" in self.caps
             self.write(f"CAP {who} ACK :{' '.join(wanted)}".encode() + CRLF)
         elif sub == "END":
@@ -540,7 +635,7 @@ class IRCProtocol(ConnectionSide, LineReceiver):
         self._registered = True
         self._last = ""
         codec, nick = self.codec, self.nick
-        isupport = (
+        isupport: tuple[str, ...] = (
             "CHANTYPES=#",
             "PREFIX=(o)@",
             "CHANMODES=b,,,nt",
@@ -554,13 +649,19 @@ class IRCProtocol(ConnectionSide, LineReceiver):
             "TARGMAX=PRIVMSG:1,NOTICE:1,KICK:1,WHOIS:1,NAMES:1,JOIN:1,PART:1",
             "NETWORK=chatroom",
         )
+        if self.factory.history:
+            isupport += (f"CHATHISTORY={CHATHISTORY_LIMIT}", "MSGREFTYPES=msgid,timestamp")
         return b"".join(
             (
                 codec.numeric("001", nick, text=f"Welcome to the chatroom IRC gateway, {nick}"),
                 codec.numeric("002", nick, text=f"Your host is {self.server}, running version {VERSION}"),
                 codec.numeric("003", nick, text=f"This room is {self.channel}"),
                 codec.numeric("004", nick, self.server, VERSION, "o", "bnot", "bo"),
-                codec.numeric("005", nick, *isupport, text="are supported by this server"),
+                # At most 13 tokens a line: with the nick and the text, 15 parameters.
+                *(
+                    codec.numeric("005", nick, *isupport[i : i + 13], text="are supported by this server")
+                    for i in range(0, len(isupport), 13)
+                ),
                 self._lusers(),
                 codec.numeric("422", nick, text=f"MOTD File is missing: /join {self.channel} to chat"),
             )
@@ -605,9 +706,11 @@ class IRCProtocol(ConnectionSide, LineReceiver):
                 self.write(self.codec.prefix(self.nick) + b" JOIN " + self.channel.encode() + CRLF)
                 self._run(Command("topic"))
                 self._run(Command("list"))
-                if self._tagged and self.session.room.commands.handler("history") is not None:
+                if self._variant & TIME and self.factory.history and CHATHISTORY not in self.caps:
                     # Earlier chat, with its own times: only for a client
-                    # that shows server-time tags (others would take it for new).
+                    # that shows server-time tags (others would take it for
+                    # new) and does not ask for it itself.
+                    self._histories.append(HistoryRequest())
                     self._run(Command("history"))
 
     def irc_PART(self, params: list[str]) -> None:
@@ -801,6 +904,39 @@ class IRCProtocol(ConnectionSide, LineReceiver):
         nick = params[-1].split(",")[0]
         self._run(Command("whois", (nick,)), nick)
 
+    def irc_CHATHISTORY(self, params: list[str]) -> None:
+        if not self.factory.history:
+            self._numeric("421", "CHATHISTORY", text="Unknown command")
+            return
+        subcommand = params[0].upper() if params else ""
+        if subcommand not in ("LATEST", "BEFORE", "AFTER"):
+            text = "Unknown subcommand: this server has LATEST, BEFORE and AFTER"
+            self.write(self._fail("UNKNOWN_COMMAND", subcommand or "*", text=text))
+            return
+        if len(params) < 4:
+            self.write(self._fail("NEED_MORE_PARAMS", subcommand, text="Missing parameters"))
+            return
+        target, reference, limit = params[1:4]
+        bound = None if reference == "*" and subcommand == "LATEST" else history_bound(reference)
+        if (bound is None and reference != "*") or (reference == "*" and subcommand != "LATEST"):
+            self.write(self._fail("INVALID_PARAMS", subcommand, reference, text="Bad message reference"))
+            return
+        if not limit.isdigit() or not 0 < int(limit) < 10**6:
+            self.write(self._fail("INVALID_PARAMS", subcommand, limit, text="Bad limit"))
+            return
+        count = str(min(int(limit), CHATHISTORY_LIMIT))
+        request = HistoryRequest(subcommand, target)
+        if not self._mine(target):
+            if target.startswith("#"):
+                self.write(self._fail("INVALID_TARGET", subcommand, target, text="No such channel"))
+            else:
+                # Whispers are not stored: a conversation has no history.
+                self.write(self._open(request) + self._close(request))
+            return
+        word = {"LATEST": "since", "BEFORE": "before", "AFTER": "after"}[subcommand]
+        self._histories.append(request)
+        self._run(Command("history", (word, bound, count) if bound is not None else (count,)))
+
     def irc_LUSERS(self, params: list[str]) -> None:
         self.write(self._lusers())
 
@@ -863,7 +999,11 @@ class IRCFactory(ServerFactory):
             member = members.find(name)
             return None if member is None else member.host
 
-        self.codec = IRCCodec(server, channel, host_of)
+        room = sessions.room
+        # Whether the room keeps a history (IRCv3 chathistory, message ids).
+        self.history = room.commands.handler("history") is not None
+        self.capabilities = CAPABILITIES + (HISTORY_CAPABILITIES if self.history else ())
+        self.codec = IRCCodec(server, channel, host_of, room.message_id if self.history else None)
 
     def buildProtocol(self, addr: Any) -> IRCProtocol:
         return IRCProtocol(self)

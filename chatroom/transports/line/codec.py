@@ -159,12 +159,15 @@ def _replayed(e: Replayed) -> Parts:
 
 
 def _replay_end(e: ReplayEnd) -> Parts:
-    if e.oldest is None:
-        more: tuple[str, ...] = ()
-        text = f"{e.count} earlier messages; that is all the server keeps"
-    else:
-        more = (f"more=#{e.oldest}",)
+    if e.oldest is not None:
+        more: tuple[str, ...] = (f"more=#{e.oldest}",)
         text = f"{e.count} earlier messages; /history before #{e.oldest} for more"
+    elif e.newest is not None:
+        more = (f"next=#{e.newest}",)
+        text = f"{e.count} earlier messages; /history after #{e.newest} for later ones"
+    else:
+        more = ()
+        text = f"{e.count} earlier messages; that is all the server keeps"
     return Kind.HISTORY_END, SERVER_SOURCE, text, (f"count={e.count}", *more)
 
 
