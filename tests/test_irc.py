@@ -246,6 +246,38 @@ def test_echo_message_and_server_time() -> None:
     assert echo.raw.endswith(":alice!alice@127.0.0.1 PRIVMSG #chatroom :hi")
 
 
+def test_what_each_client_gets_of_chat_follows_its_state_when_others_share_its_bytes() -> None:
+    # One variant, two clients: the second gets the bytes the codec made
+    # for the first, so what it may get is read from its own state.
+    server = make_server()
+    (bob,) = connect_named(server.factory, "bob")
+    factory = irc_factory(server)
+    alice = IRCClient(factory).join("alice")
+    carol = IRCClient(factory, port=50002).join("carol")
+    bob.send("one")
+    assert [m.text for m in carol.messages()] == ["one"]
+    # Its own chat, without echo-message: not back, under a new nick too.
+    carol.send("NICK carla")
+    carol.send("PRIVMSG #chatroom :mine")
+    assert [m.command for m in carol.messages()] == ["NICK"]
+    # With echo-message, asked for once registered: back.
+    carol.send("CAP REQ :echo-message")
+    carol.send("PRIVMSG #chatroom :echoed")
+    assert [m.text for m in carol.messages()] == ["echo-message", "echoed"]
+    # Not reading: held in its send queue, and counted there.
+    carol.transport.producer.pauseProducing()
+    bob.send("while carol does not read")
+    assert carol.protocol.session.held > 0
+    carol.transport.producer.resumeProducing()
+    assert carol.protocol.session.held == 0
+    # Out of the channel: no channel chat, while alice still gets it.
+    carol.send("PART #chatroom")
+    carol.messages()
+    bob.send("two")
+    assert carol.messages() == []
+    assert [m.text for m in alice.messages()][-1] == "two"
+
+
 def test_whispers_both_ways() -> None:
     server = make_server()
     (bob,) = connect_named(server.factory, "bob")

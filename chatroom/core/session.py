@@ -60,6 +60,48 @@ class Session:
     """
 
     log = Logger()
+    # Slots, not a dict: more than 30 attributes would make every one of
+    # them slower to read (CPython shares a dict's keys only up to 30), and
+    # a delivery reads several.
+    __slots__ = (
+        "_admitted",
+        "_alive_at",
+        "_answer_bucket",
+        "_answered",
+        "_answering",
+        "_answers_pings",
+        "_bad_bucket",
+        "_bytes_bucket",
+        "_cap",
+        "_closing",
+        "_complained",
+        "_dropped",
+        "_filtering",
+        "_flooding",
+        "_joining",
+        "_keeping_alive",
+        "_lag",
+        "_lines_bucket",
+        "_metered",
+        "_nick_bucket",
+        "_partial",
+        "_pumping",
+        "_running",
+        "_send_queue",
+        "_timer",
+        "_waiting",
+        "budget_key",
+        "clock",
+        "connection",
+        "held",
+        "host",
+        "limits",
+        "member",
+        "meter",
+        "room",
+        "sessions",
+        "transport",
+    )
 
     def __init__(
         self, sessions: Sessions, connection: Connection, transport: str = "unknown", pings: bool = False

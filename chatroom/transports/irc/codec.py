@@ -198,8 +198,10 @@ class IRCCodec:
         self._stamp = Timestamps().format
         self._source = f":{server}".encode()
         self._channel = channel.encode()
-        # Per variant (the sum of its TIME and IDS): the last event and its bytes.
+        # Per variant (the sum of its TIME and IDS): the last event and its
+        # bytes, and the last chat (said or acted) and its bytes.
         self.variants = tuple(LastShared() for _ in range(VARIANTS))
+        self.chats = tuple(LastShared() for _ in range(VARIANTS))
         self._shared: dict[type[Any], Callable[[Any], list[bytes]]] = {
             Said: self._said,
             Acted: self._acted,
@@ -245,7 +247,8 @@ class IRCCodec:
         last = self.variants[variant]
         if event is last.event:
             return last.data
-        lines = self._shared[type(event)](event)
+        kind = type(event)
+        lines = self._shared[kind](event)
         if variant:
             id_ = self._message_id(event) if variant & IDS and self._message_id is not None else None
             data = self._tag(lines, [], event.at if variant & TIME else None, id_)
@@ -253,6 +256,10 @@ class IRCCodec:
             data = b"".join(line + CRLF for line in lines)
         last.event = event
         last.data = data
+        if kind is Said or kind is Acted:
+            chat = self.chats[variant]
+            chat.event = event
+            chat.data = data
         return data
 
     def replayed(self, entry: HistoryEntry, variant: int, batch: str = "") -> bytes:

@@ -66,6 +66,7 @@ from chatroom.transports.irc.codec import (
     TIME,
     VERSION,
     IRCCodec,
+    LastShared,
     ban_masks,
     irc_host,
     mask_target,
@@ -133,6 +134,9 @@ def parse_message(line: str) -> tuple[str, list[str]]:
 
 
 def _clean(text: str) -> str:
+    if text.isascii() and text.isprintable():
+        # Nothing to drop or normalise: most chat, on every message.
+        return text
     return normalize_text(_FORMATTING.sub("", text))
 
 
@@ -174,20 +178,52 @@ class IRCProtocol(ConnectionSide, LineReceiver):
 
     delimiter = b"\n"
     MAX_LENGTH = MAX_TAGS + MAX_LINE
+    __slots__ = (
+        "_bans_left",
+        "_batches",
+        "_chat",
+        "_discarding",
+        "_echo",
+        "_folded_channel",
+        "_histories",
+        "_in_channel",
+        "_joining",
+        "_kicked",
+        "_last",
+        "_lines",
+        "_negotiating",
+        "_own",
+        "_registered",
+        "_target",
+        "_user",
+        "_variant",
+        "_wanted",
+        "caps",
+        "channel",
+        "codec",
+        "factory",
+        "host",
+        "nick",
+        "port",
+        "server",
+        "session",
+    )
 
     def __init__(self, factory: IRCFactory) -> None:
         self.factory = factory
         self.codec = factory.codec
         self.server = factory.codec.server
         self.channel = factory.codec.channel
+        self._folded_channel = self.channel.casefold()
         self.host = "?"
         self.port = 0
         self.nick = ""
         self.caps: set[str] = set()
         # Which tags this client gets on shared lines (TIME, IDS).
         self._variant = 0
-        # The codec's last shared event and bytes for this client's variant.
-        self._last_shared = self.codec.variants[0]
+        # The hot path's state (see _refresh).
+        self._chat: LastShared | None = None
+        self._own = ""
         # History runs asked for, oldest first, and the last batch reference.
         self._histories: deque[HistoryRequest] = deque()
         self._batches = 0
@@ -234,22 +270,42 @@ class IRCProtocol(ConnectionSide, LineReceiver):
     # The Connection port, for the session
 
     def deliver(self, event: Event, cap: int) -> int:
-        kind = type(event)
-        if (kind is Said or kind is Acted) and self._in_channel and not self._paused:
+        chat = self._chat
+        if chat is not None and event is chat.event:
             # The hot path, once per member for every line of chat: the
             # bytes the codec made for the first member of the variant.
-            chat: Any = event
-            if not self._echo and chat.sender == self.nick:
+            said: Any = event
+            if said.sender == self._own:
                 return 0
-            last = self._last_shared
-            data = last.data if event is last.event else self.codec.shared(event, self._variant)
+            data = chat.data
             pending = self._pending
             if pending:
                 pending.append(data)
             else:
                 self._writer.write(data)
             return len(data)
+        kind = type(event)
+        if (kind is Said or kind is Acted) and self._in_channel and not self._paused:
+            # The first member of its variant to get it.
+            said = event
+            if said.sender == self._own:
+                return 0
+            data = self.codec.shared(event, self._variant)
+            self._writer.write(data)
+            return len(data)
         return ConnectionSide.deliver(self, event, cap)
+
+    def _set_paused(self, paused: bool) -> None:
+        ConnectionSide._set_paused(self, paused)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        # What the hot path reads, kept up to date as the state it stands
+        # for changes: the codec's last chat for this client's variant
+        # while it is in the channel and reading, and whose chat it does
+        # not get back (its own, without echo-message; "" is nobody's).
+        self._chat = self.codec.chats[self._variant] if self._in_channel and not self._paused else None
+        self._own = "" if self._echo else self.nick
 
     def encode(self, event: Event) -> bytes:
         kind = type(event)
@@ -279,6 +335,7 @@ class IRCProtocol(ConnectionSide, LineReceiver):
         if isinstance(event, Renamed):
             if event.old == self.nick:
                 self.nick = event.new
+                self._refresh()
                 if not self._registered:
                     return self._welcome()
             elif not self._in_channel:
@@ -333,6 +390,7 @@ class IRCProtocol(ConnectionSide, LineReceiver):
         codec, nick = self.codec, self.nick
         if isinstance(event, Welcome):
             self.nick = event.name
+            self._refresh()
             return b""
         if isinstance(event, ErrorReply) and event.command == "history" and self._histories:
             request = self._histories.popleft()
@@ -503,7 +561,9 @@ class IRCProtocol(ConnectionSide, LineReceiver):
         command, params = parse_message(line)
         if not command:
             return
-        if has_control_characters(_FORMATTING.sub("", line).replace("\x01", "")):
+        # Printable ASCII (most lines) holds no formatting and no control characters.
+        plain = line.isascii() and line.isprintable()
+        if not plain and has_control_characters(_FORMATTING.sub("", line).replace("\x01", "")):
             self._bad("control characters are not allowed in a line", "control characters")
             return
         if self._registered:
@@ -606,8 +666,8 @@ class IRCProtocol(ConnectionSide, LineReceiver):
             self._variant = (TIME if "server-time" in self.caps else 0) | (
                 IDS if "message-tags" in self.caps and self.factory.history else 0
             )
-            self._last_shared = self.codec.variants[self._variant]
             self._echo = "echo-message" in self.caps
+            self._refresh()
             self.write(f"CAP {who} ACK :{' '.join(wanted)}".encode() + CRLF)
         elif sub == "END":
             self._negotiating = False
@@ -685,7 +745,7 @@ class IRCProtocol(ConnectionSide, LineReceiver):
     # Commands, once registered
 
     def _mine(self, channel: str) -> bool:
-        return channel.casefold() == self.channel.casefold()
+        return channel == self.channel or channel.casefold() == self._folded_channel
 
     def _need(self, command: str, params: list[str], count: int) -> bool:
         if len(params) < count or not all(params[:count]):
@@ -703,6 +763,7 @@ class IRCProtocol(ConnectionSide, LineReceiver):
                 self._numeric("403", channel, text=f"No such channel: this server has only {self.channel}")
             elif not self._in_channel:
                 self._in_channel = True
+                self._refresh()
                 self.write(self.codec.prefix(self.nick) + b" JOIN " + self.channel.encode() + CRLF)
                 self._run(Command("topic"))
                 self._run(Command("list"))
@@ -723,6 +784,7 @@ class IRCProtocol(ConnectionSide, LineReceiver):
                 self._numeric("442", channel, text="You're not on that channel")
             else:
                 self._in_channel = False
+                self._refresh()
                 reason = f" :{params[1]}" if len(params) > 1 else ""
                 self.write(self.codec.prefix(self.nick) + f" PART {self.channel}{reason}".encode() + CRLF)
 

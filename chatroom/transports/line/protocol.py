@@ -109,6 +109,18 @@ class LineProtocol(ConnectionSide, LineReceiver):
     """
 
     delimiter = b"\n"
+    __slots__ = (
+        "_codec",
+        "_discarding",
+        "_exceeded",
+        "_head",
+        "_leftover",
+        "_partial",
+        "factory",
+        "host",
+        "port",
+        "session",
+    )
 
     def __init__(self, factory: LineFactory) -> None:
         self.factory = factory
