@@ -6,11 +6,13 @@ listener (chatroom-irc, over TLS like ngircd), under the same load.
     .venv/bin/python bench/fanout.py [--scenarios s1,s2,idle1000,idle5000]
                                      [--servers chatroom,chatroom-irc,ngircd,words] [--smoke]
                                      [--chatroom-args '--history 0 --no-tls-fast-path']
-    .venv/bin/python bench/fanout.py --scenarios s1,s2 --servers redis1,redis2
+    .venv/bin/python bench/fanout.py --scenarios s1,s2 --servers redis1,redis2 [--unpinned]
 
 The second form is the multi-process mode: chatroom with --redis as one
 process, then as two processes on one port (--reuse-port), with the clients
-spread over them by the kernel; about half the deliveries cross nodes.
+spread over them by the kernel; about half the deliveries cross nodes. All
+the servers' processes share one core unless --unpinned lets the kernel
+spread them (and the load generator) over every core.
 
 For every scenario and server it starts the server (on 127.0.0.1, with a
 fresh throwaway CA and certificate, pinned to one core), runs the compiled
@@ -547,6 +549,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--smoke", action="store_true", help="tiny scenarios, for CI: checks it runs, not speed"
     )
+    parser.add_argument(
+        "--unpinned",
+        action="store_true",
+        help="pin nothing: the kernel spreads the servers and the load generator over the cores"
+        " (for redis2, whose nodes then need not share one core)",
+    )
     args = parser.parse_args(argv)
     table = SMOKE if args.smoke else SCENARIOS
     names = [n for n in args.scenarios.split(",") if n in table]
@@ -556,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if unknown:
         parser.error(f"unknown: {', '.join(unknown)}")
-    server_cpu, loadgen_cpu = cpus()
+    server_cpu, loadgen_cpu = (None, None) if args.unpinned else cpus()
     print(f"server core {server_cpu}, load generator core {loadgen_cpu}; 127.0.0.1 only")
     print(LEGEND)
     failed = False
