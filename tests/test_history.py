@@ -122,13 +122,21 @@ def test_filters_apply_to_the_history() -> None:
     assert lines[-1].kind == "historyend"
 
 
-def test_history_pages_back_by_count_id_and_time() -> None:
+def alice_said(count: int) -> tuple[Server, InMemoryHistory, FakeClient]:
+    """
+    A room where alice said m0, m1... a second apart, C{count} times.
+    """
     server, store = history_server()
     (alice,) = connect_named(server.factory, "alice")
-    for n in range(150):
+    for n in range(count):
         alice.send(f"m{n}")
         server.clock.advance(1)
     alice.lines()
+    return server, store, alice
+
+
+def test_history_pages_back_by_count_id_and_time() -> None:
+    server, store, alice = alice_said(150)
     alice.send("/history 5")
     assert [t for _, _, t in replayed(alice.lines())] == [f"m{n}" for n in range(145, 150)]
     alice.send(f"/history {MAX_PAGE + 1}")
@@ -154,12 +162,7 @@ def test_history_pages_back_by_count_id_and_time() -> None:
 
 
 def test_history_pages_forward_after_and_since_an_id_or_a_time() -> None:
-    server, store = history_server()
-    (alice,) = connect_named(server.factory, "alice")
-    for n in range(120):
-        alice.send(f"m{n}")
-        server.clock.advance(1)
-    alice.lines()
+    server, store, alice = alice_said(120)
     m10 = next(e for e in store.select(200, server.clock.seconds()) if e.text == "m10")
     # after: the first N after the bound, then where to page on from.
     alice.send(f"/history after #{m10.id} 3")
