@@ -226,12 +226,18 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--only", default="line,line+history,irc,irc+history,plain")
+    parser.add_argument(
+        "--once", action="store_true", help="run each setup once and print nothing (bench/instructions.py)"
+    )
     args = parser.parse_args()
     for name in args.only.split(","):
         kind, _, extra = name.partition("+")
         tls = kind != "plain"
         kind = "line" if kind == "plain" else kind
         history = extra == "history"
+        if args.once:
+            measure(kind, args.members, args.messages, history, tls)
+            continue
         delivery = best(args.rounds, kind, args.members, args.messages, history, tls)
         message = 2 * best(args.rounds, kind, 2, args.messages, history, tls)
         print(

@@ -57,3 +57,12 @@ def test_smoke_run_of_the_delivery_benchmark() -> None:
     stdout = run_bench("delivery.py", "--members", "5", "--messages", "50", "--rounds", "1")
     names = [line.split(":")[0] for line in stdout.splitlines()]
     assert names == ["line", "line+history", "irc", "irc+history", "plain"]
+
+
+def test_smoke_run_of_the_instruction_count_benchmark() -> None:
+    # Counted under valgrind, one small room (IRC with the history: the most
+    # code on the path); it prints a positive count, no figure is asserted.
+    stdout = run_bench("instructions.py", "--members", "3", "--only", "irc+history")
+    (line,) = stdout.splitlines()
+    name, count = line.split()[:2]
+    assert name == "irc+history:" and int(count) > 0

@@ -221,9 +221,9 @@ class InMemoryHistory:
                     found.append(entry)
             return found
         for entry in reversed(self._entries):
-            # Ids grow with the entries: nothing older is past these bounds.
             if len(found) >= count or not self._fresh(entry, now):
                 break
+            # Ids grow with the entries: every older one is at or below this id too.
             if span.after_id is not None and entry.id <= span.after_id:
                 break
             if span.holds(entry):

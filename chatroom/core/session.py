@@ -60,9 +60,9 @@ class Session:
     """
 
     log = Logger()
-    # Slots, not a dict: more than 30 attributes would make every one of
-    # them slower to read (CPython shares a dict's keys only up to 30), and
-    # a delivery reads several.
+    # Slots, not a dict: from 30 attributes on, CPython stops sharing an
+    # instance dict's keys and every attribute is slower to read; a
+    # delivery reads several.
     __slots__ = (
         "_admitted",
         "_alive_at",
