@@ -103,6 +103,26 @@ def test_chat_whisper_list_whois_across_two_nodes(tmp_path: Path, redis_server: 
         assert bob.read_kind("whisper")[-1].text == "renamed?"
 
 
+def test_a_newcomer_on_either_node_gets_the_whole_room_s_history(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    with nodes(tmp_path, redis_server, 2) as (a, b):
+        alice = joined(a, "alice")
+        bob = joined(b, "bob")
+        alice.send("said on a")
+        said(bob, "alice", "said on a")
+        bob.send("said on b")
+        said(alice, "bob", "said on b")
+        for daemon in (a, b):
+            lines = daemon.connect().read_kind("historyend")
+            chat = [
+                (line.source, line.text)
+                for line in lines
+                if line.kind == "history" and line.args[0] == "message"
+            ]
+            assert chat == [("alice", "said on a"), ("bob", "said on b")]
+
+
 def test_a_name_is_claimed_once_across_nodes(tmp_path: Path, redis_server: RedisServer) -> None:
     with nodes(tmp_path, redis_server, 2) as (a, b):
         alice = joined(a, "alice")

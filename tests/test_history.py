@@ -90,12 +90,16 @@ def test_replayed_lines_read_like_the_live_ones() -> None:
     server, _ = history_server()
     alice, _bob = connect_named(server.factory, "alice", "bob")
     alice.send("/me waves")
+    alice.send("/topic release on Friday")
+    alice.send("/topic -")
     alice.send("/kick bob spam")
     alice.send("/nick carol")
     lines = FakeClient(server.factory, 50000).lines()
     history = [line for line in lines if line.kind == "history"]
     texts = {(line.args[0], line.text) for line in history}
     assert ("action", "alice waves") in texts
+    assert ("topic", "alice set the topic: release on Friday") in texts
+    assert ("topic", "alice cleared the topic") in texts
     assert ("kick", "alice kicked bob: spam") in texts
     assert ("rename", "alice is now known as carol") in texts
     assert ("join", "guest1 joined") in texts

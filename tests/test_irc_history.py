@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from chatroom.core.memory import InMemoryHistory
 from chatroom.features.history import HistorySettings
+from chatroom.features.moderation import ModerationSettings
 from chatroom.transports.irc.protocol import CHATHISTORY_LIMIT
 from chatroom.wire import format_timestamp
 from tests.helpers import FakeClient, Server, connect_named, make_server
@@ -17,14 +18,16 @@ HISTORY_CAPS = "server-time message-tags batch draft/chathistory"
 
 
 def history_room(
-    said: int = 0, caps: str = HISTORY_CAPS
+    said: int = 0, caps: str = HISTORY_CAPS, alice_admin: bool = False
 ) -> tuple[Server, InMemoryHistory, FakeClient, IRCClient]:
     """
-    A room with a history, where IRC client alice (with C{caps}) joined,
-    then line member bob, who said m0, m1... a second apart, C{said} times.
+    A room with a history, where IRC client alice (with C{caps}; its admin
+    if C{alice_admin}) joined, then line member bob, who said m0, m1... a
+    second apart, C{said} times.
     """
     store = InMemoryHistory(1000)
-    server = make_server(history=HistorySettings(store, 50))
+    moderation = ModerationSettings(first_admin=alice_admin)
+    server = make_server(history=HistorySettings(store, 50), moderation=moderation)
     alice = IRCClient(irc_factory(server)).join("alice", caps=caps)
     (bob,) = connect_named(server.factory, "bob")
     for n in range(said):
@@ -152,18 +155,20 @@ def test_a_limit_past_the_token_gets_the_most_one_answer_holds() -> None:
 
 
 def test_stored_notices_are_notices_in_the_batch() -> None:
-    _server, _, bob, alice = history_room(said=1)
+    _server, _, bob, alice = history_room(said=1, alice_admin=True)
     bob.send("/nick robert")
+    alice.send("TOPIC #chatroom :release on Friday")
     alice.messages()
-    alice.send("CHATHISTORY LATEST #chatroom * 4")
+    alice.send("CHATHISTORY LATEST #chatroom * 5")
     inside = batch(alice.messages())[1]
-    # No JOIN or NICK lines without event-playback: those would read as now.
-    assert [m.command for m in inside] == ["NOTICE", "NOTICE", "PRIVMSG", "NOTICE"]
+    # No JOIN, NICK or TOPIC lines without event-playback: those would read as now.
+    assert [m.command for m in inside] == ["NOTICE", "NOTICE", "PRIVMSG", "NOTICE", "NOTICE"]
     assert texts(inside) == [
         "[history] guest2 joined",
         "[history] guest2 is now known as bob",
         "m0",
         "[history] bob is now known as robert",
+        "[history] alice set the topic: release on Friday",
     ]
     assert all("msgid" in tags(m) for m in inside)
 

@@ -15,9 +15,10 @@ from twisted.internet.task import Clock
 from chatroom.bans import Ban
 from chatroom.core import events as ev
 from chatroom.core.errors import ChatError
-from chatroom.core.memory import InMemoryMembers
+from chatroom.core.memory import InMemoryHistory, InMemoryMembers
 from chatroom.core.ports import MemberRecord
 from chatroom.core.room import Room
+from chatroom.features.history import HistorySettings
 from chatroom.features.moderation import ModerationSettings
 from chatroom.stores.redis import room as store
 from chatroom.stores.redis.codec import (
@@ -71,7 +72,8 @@ SAMPLES: list[ev.Event] = [
     ev.TopicChanged(1.0, "alice", "news"),
     ev.TopicReply(1.0, "news", "alice", 0.5),
     ev.Replayed(0.5, ev.HistoryEntry(7, 0.5, ev.HistoryKind.KICKED, "alice", "spam", "bob")),
-    ev.ReplayEnd(1.0, 3, 7),
+    ev.ReplayEnd(1.0, 3, 7, 9),
+    ev.HistoryPurged(1.0, "mallory"),
     ev.Joined(1.0, "guest1", None, "cloak-1.chatroom"),
 ]
 
@@ -189,7 +191,9 @@ def inbox_error(failure: object) -> None:
     raise AssertionError(f"command failed: {failure}")
 
 
-def make_node(redis: FakeRedis, clock: Clock, name: str) -> Node:
+def make_node(
+    redis: FakeRedis, clock: Clock, name: str, history: HistorySettings | None = None, cloak: bool = False
+) -> Node:
     writer, reader = FakeLink(redis), FakeLink(redis)
     shared = SharedRoom(clock, writer, reader, name, node_timeout=3.0, boot="x")
     sessions, _ = compose(
@@ -198,6 +202,8 @@ def make_node(redis: FakeRedis, clock: Clock, name: str) -> Node:
         members=shared.members,
         fanout=shared.fanout,
         keys=shared.keys,
+        history=history,
+        cloak=(lambda host: "cloak.chatroom") if cloak else None,
     )
     shared.attach(sessions.room)
     started = shared.start()
@@ -454,3 +460,62 @@ def test_the_events_of_one_turn_are_one_stream_entry(cluster: tuple[FakeRedis, C
     redis.pump()
     assert [e.text for e in bob_box.texts(ev.Said)][-1] == "before"
     assert bob_box.texts(ev.Renamed)[-1] == ev.Renamed(bob_box.events[-1].at, "alice", "alicia")
+
+
+def stored(store: InMemoryHistory, clock: Clock) -> list[tuple[ev.HistoryKind, str, str]]:
+    return [(e.kind, e.sender, e.text) for e in store.select(100, clock.seconds())]
+
+
+@pytest.mark.parametrize("cloak", [False, True], ids=["addresses", "cloaks"])
+def test_every_node_keeps_the_whole_room_s_history(cloak: bool) -> None:
+    redis, clock = FakeRedis(), Clock()
+    redis.clock = clock
+    clock.advance(1000)
+    store_a, store_b = InMemoryHistory(100), InMemoryHistory(100)
+    a = make_node(redis, clock, "a", HistorySettings(store_a, 50), cloak)
+    b = make_node(redis, clock, "b", HistorySettings(store_b, 50), cloak)
+    alice, _, bob, bob_box = alice_on_a_and_bob_on_b(redis, a, b)
+    a.say(alice, "from a")
+    redis.pump()
+    # Stored on b before b's members got it: b's IRC members see b's id.
+    (said,) = bob_box.texts(ev.Said)
+    assert b.room.message_id(said) == store_b.latest(1, clock.seconds())[0].id
+    a.say(alice, "/topic news")
+    redis.pump()
+    b.say(bob, "/me from b")
+    redis.pump()
+    # The same entries on both nodes, in the same order, each stored once.
+    entries = stored(store_a, clock)
+    assert stored(store_b, clock) == entries
+    assert [kind for kind, _, _ in entries[:4]] == [ev.HistoryKind.JOINED, ev.HistoryKind.RENAMED] * 2
+    assert entries[4:] == [
+        (ev.HistoryKind.SAID, "alice", "from a"),
+        (ev.HistoryKind.TOPIC, "alice", "news"),
+        (ev.HistoryKind.ACTED, "bob", "from b"),
+    ]
+    # A newcomer on either node gets it all.
+    _, carol_box = b.join(None)
+    assert [e.entry.text for e in carol_box.texts(ev.Replayed)][-3:] == ["from a", "news", "from b"]
+    # A purge on one node empties the name's entries on every node.
+    a.say(alice, "/purge alice")
+    redis.pump()
+    assert [s for _, s, _ in stored(store_b, clock)].count("alice") == 0
+    assert [s for _, s, _ in stored(store_a, clock)].count("alice") == 0
+    assert ("bob", "from b") in [(s, t) for _, s, t in stored(store_b, clock)]
+
+
+def test_a_join_only_this_node_s_members_see_is_in_every_node_s_history() -> None:
+    # With cloaks, the cloaked join goes to those who may not see the
+    # address; when they are all on this node, no event entry carries it.
+    redis, clock = FakeRedis(), Clock()
+    redis.clock = clock
+    clock.advance(1000)
+    store_a, store_b = InMemoryHistory(100), InMemoryHistory(100)
+    a = make_node(redis, clock, "a", HistorySettings(store_a, 50), cloak=True)
+    make_node(redis, clock, "b", HistorySettings(store_b, 50), cloak=True)
+    for _ in range(3):
+        a.join(None)
+        redis.pump()
+    joins = [e for e in stored(store_a, clock) if e[0] is ev.HistoryKind.JOINED]
+    assert len(joins) == 3
+    assert stored(store_b, clock) == stored(store_a, clock)

@@ -457,6 +457,7 @@ class HistoryKind(StrEnum):
     LEFT = "left"
     RENAMED = "renamed"
     KICKED = "kicked"
+    TOPIC = "topic"
 
 
 # The kinds that are chat (members' filters apply to them).
@@ -491,6 +492,16 @@ class HistoryEntry:
         The text filters are matched against, as for the live event.
         """
         return f"{self.sender} {self.text}" if self.kind is HistoryKind.ACTED else self.text
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPurged(Event):
+    """
+    An admin removed C{name}'s stored messages: told to the room's
+    observers (every process's history), never to a member.
+    """
+
+    name: str
 
 
 @dataclass(frozen=True, slots=True)

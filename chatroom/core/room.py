@@ -153,6 +153,14 @@ class Room:
         self._observed(event)
         self.fanout.publish(event, EVERYONE)
 
+    def note(self, event: Event) -> None:
+        """
+        Tell C{event} to the observers alone, no member: a feature's fact
+        for the observers of every process of the room, or (from a shared
+        store) what another process's observers heard.
+        """
+        self._observed(event)
+
     def _observed(self, event: Event) -> None:
         for observer in self._observers:
             observer(event)

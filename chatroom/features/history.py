@@ -3,7 +3,8 @@ Message history, as a feature of the room: what was said before one joined.
 
 The feature watches what the room tells everyone (L{Room.observe}) and
 stores chat, actions and the room notices (joins, leaves, renames, kicks,
-and so bans, which kick) in a L{chatroom.core.ports.HistoryStore}, each
+and so bans, which kick, and topic changes) in a
+L{chatroom.core.ports.HistoryStore}, each
 with its server time, sender and a message id. Whispers and end-to-end
 envelopes never reach it: they are not told to everyone, and the server
 cannot read an envelope (nor could a later session decrypt it).
@@ -33,6 +34,7 @@ from chatroom.core.events import (
     Event,
     HistoryEntry,
     HistoryKind,
+    HistoryPurged,
     Joined,
     Kicked,
     Left,
@@ -41,6 +43,7 @@ from chatroom.core.events import (
     Replayed,
     ReplayEnd,
     Said,
+    TopicChanged,
 )
 from chatroom.core.ports import ALL_HISTORY, HistorySpan, HistoryStore, MemberRecord
 from chatroom.core.room import Feature, Room
@@ -77,6 +80,7 @@ RECORDERS: dict[type[Event], Callable[[Any], tuple[HistoryKind, str, str, str]]]
     Left: lambda e: (HistoryKind.LEFT, e.name, e.reason, ""),
     Renamed: lambda e: (HistoryKind.RENAMED, e.old, "", e.new),
     Kicked: lambda e: (HistoryKind.KICKED, e.by, e.reason, e.victim),
+    TopicChanged: lambda e: (HistoryKind.TOPIC, e.by, e.text, ""),
 }
 
 
@@ -160,6 +164,8 @@ class History(Feature):
         self._limiter = AttemptLimiter(room.clock, *HISTORY_LIMIT)
         # The event last stored, and its message id.
         self._last_recorded: tuple[Event | None, int] = (None, 0)
+        # The purge this process noted (for the others), last.
+        self._purging: HistoryPurged | None = None
         room.observe(self.record)
 
     def register(self, commands: CommandRegistry) -> None:
@@ -177,6 +183,9 @@ class History(Feature):
             kind, sender, text, target = recorder(event)
             entry = self.store.append(event.at, kind, sender, text, target)
             self._last_recorded = (event, entry.id)
+        elif isinstance(event, HistoryPurged) and event is not self._purging:
+            # Purged on another process of the room: here too.
+            self.store.purge(event.name).addErrback(self._purge_elsewhere_failed, event.name)
 
     def message_id(self, event: Event) -> int | None:
         """
@@ -263,9 +272,17 @@ class History(Feature):
         problem = name_problem(name)
         if problem is not None:
             raise ChatError(f"invalid name {name!r}: {problem}")
-        return self.store.purge(name).addCallbacks(
+        purging = self.store.purge(name).addCallbacks(
             self._purged, self._purge_failed, callbackArgs=(member, name), errbackArgs=(member, name)
         )
+        # For the history of every other process of the room (a shared
+        # store passes what the observers hear on); not again here.
+        self._purging = HistoryPurged(self.room.now(), name)
+        self.room.note(self._purging)
+        return purging
+
+    def _purge_elsewhere_failed(self, failure: Failure, name: str) -> None:
+        self.log.failure("purging the history of {name} as another node did failed", failure, name=name)
 
     def _purged(self, count: int, member: MemberRecord, name: str) -> None:
         self.log.info(

@@ -54,6 +54,7 @@ EVENT_NAMES: dict[type[Event], str] = {
     ev.TopicChanged: "topic_changed",
     ev.TopicReply: "topic",
     ev.Replayed: "replayed",
+    ev.HistoryPurged: "purged",
     ev.ReplayEnd: "replay_end",
 }
 EVENT_TYPES: dict[str, type[Event]] = {name: kind for kind, name in EVENT_NAMES.items()}

@@ -187,6 +187,10 @@ class SharedRoom:
         self._timer: IDelayedCall | None = None
         self._synced = False
         self._loading = False
+        # What the room's observers (the history) heard here and no stream
+        # entry carries yet; what they hear from another node, while they do.
+        self._observed: Event | None = None
+        self._remote: Event | None = None
 
     # Keys
 
@@ -200,9 +204,49 @@ class SharedRoom:
 
     def attach(self, room: Room) -> None:
         """
-        Serve C{room} (reaping a dead node's members makes them leave it).
+        Serve C{room} (reaping a dead node's members makes them leave it),
+        and pass what its observers hear on to the other nodes' observers,
+        so that every node's history holds the whole room.
         """
         self.room = room
+        room.observe(self._observe)
+
+    # What the observers hear, room-wide
+
+    def _observe(self, event: Event) -> None:
+        if event is self._remote:
+            return
+        self._note_observed()
+        self._observed = event
+        # Said with the event's own entry, or on its own at the end of the turn.
+        self._flush_soon()
+
+    def observed(self, event: Event) -> bool:
+        """
+        Whether the room's observers heard C{event} here and its stream
+        entry is to say so (it is then said).
+        """
+        if event is self._observed:
+            self._observed = None
+            return True
+        return False
+
+    def _note_observed(self) -> None:
+        # Heard and never published through the stream (a fact for the
+        # observers alone, or an event only this node's members got): an
+        # entry of its own.
+        if self._observed is not None:
+            event, self._observed = self._observed, None
+            self.append("obs", e=encode_event(event))
+
+    def _tell_observers(self, event: Event) -> None:
+        if self.room is None:
+            return
+        self._remote = event
+        try:
+            self.room.note(event)
+        finally:
+            self._remote = None
 
     def start(self) -> Deferred[None]:
         """
@@ -278,6 +322,9 @@ class SharedRoom:
             self._xadd(self.entry(kind, **fields))
             return
         self._batch.append({"k": kind, **fields})
+        self._flush_soon()
+
+    def _flush_soon(self) -> None:
         if self._flush_call is None:
             self._flush_call = self.clock.callLater(0, self.flush)
 
@@ -285,6 +332,7 @@ class SharedRoom:
         """
         Send the entries appended since the last flush.
         """
+        self._note_observed()
         if self._flush_call is not None and self._flush_call.active():
             self._flush_call.cancel()
         self._flush_call = None
@@ -379,7 +427,14 @@ class SharedRoom:
     def _dispatch(self, data: dict[str, Any]) -> None:
         kind = data["k"]
         if kind == "ev":
-            self.fanout.local.publish(decode_event(data["e"]), decode_audience(data["a"]))
+            event = decode_event(data["e"])
+            audience = decode_audience(data["a"])
+            if data.get("o"):
+                # Before it goes out, as where it happened (its stored id).
+                self._tell_observers(event)
+            self.fanout.local.publish(event, audience)
+        elif kind == "obs":
+            self._tell_observers(decode_event(data["e"]))
         elif kind == "join":
             self._apply_join(decode_record(data["r"]), data["n"])
         elif kind == "ren":
@@ -788,9 +843,15 @@ class SharedFanOut:
         self.local.publish(event, audience)
         if self.closing:
             return
+        observed = self.shared.observed(event)
         if isinstance(audience, Members) and all(i in self._local_ids for i in audience.ids):
+            if observed:
+                self.shared.append("obs", e=encode_event(event))
             return
-        self.shared.append("ev", e=encode_event(event), a=encode_audience(audience))
+        if observed:
+            self.shared.append("ev", e=encode_event(event), a=encode_audience(audience), o=1)
+        else:
+            self.shared.append("ev", e=encode_event(event), a=encode_audience(audience))
 
     def disconnect(self, member_id: str) -> None:
         if member_id in self._local_ids:

@@ -307,6 +307,9 @@ class IRCCodec:
             HistoryKind.RENAMED: f"{entry.sender} is now known as {entry.target}",
             HistoryKind.KICKED: f"{entry.sender} kicked {entry.target}"
             + (f": {entry.text}" if entry.text else ""),
+            HistoryKind.TOPIC: f"{entry.sender} set the topic: {entry.text}"
+            if entry.text
+            else f"{entry.sender} cleared the topic",
         }[entry.kind]
         head = f":{self.server} NOTICE ".encode() + self._channel + b" :[history] "
         return [head + _safe(piece) for piece in split_text(notice, MAX_LINE - len(CRLF) - len(head))]

@@ -148,7 +148,12 @@ _REPLAYED: dict[HistoryKind, tuple[Kind, Callable[[HistoryEntry], str]]] = {
     HistoryKind.LEFT: (Kind.LEAVE, lambda h: f"{h.sender} left ({h.text})"),
     HistoryKind.RENAMED: (Kind.RENAME, lambda h: f"{h.sender} is now known as {h.target}"),
     HistoryKind.KICKED: (Kind.KICK, lambda h: f"{h.sender} kicked {h.target}{_because(h.text)}"),
+    HistoryKind.TOPIC: (Kind.TOPIC, lambda h: _topic_text(h.sender, h.text)),
 }
+
+
+def _topic_text(by: str, text: str) -> str:
+    return f"{by} set the topic: {text}" if text else f"{by} cleared the topic"
 
 
 def _replayed(e: Replayed) -> Parts:
@@ -230,7 +235,7 @@ ENCODERS: dict[type[Any], Callable[[Any], Parts]] = {
     TopicChanged: lambda e: (
         Kind.TOPIC,
         e.by,
-        f"{e.by} set the topic: {e.text}" if e.text else f"{e.by} cleared the topic",
+        _topic_text(e.by, e.text),
         (),
     ),
     TopicReply: lambda e: (
