@@ -29,6 +29,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -148,50 +149,91 @@ def tls_factories(server: Factory, clock: Clock, client_clock: Clock) -> tuple[F
     return TLSMemoryBIOFactory(options, False, server, clock), client
 
 
-def setup(kind: str, members: int, history: bool, tls: bool) -> tuple[Clock, list[Pair]]:
+def setup(
+    kind: str, members: int, history: bool, tls: bool, nodes: int = 1
+) -> tuple[Clock, list[Pair], Callable[[], None]]:
     """
-    A room of C{members} connections of C{kind}, all joined.
+    A room of C{members} connections of C{kind}, all joined; with C{nodes}
+    above one, that many processes' rooms sharing one through an
+    in-process Redis (tests/fake_redis.py), the members spread over them.
+
+    @return: The clock, the members' connections, and the end of a
+        reactor turn (with nodes: until the stream is read everywhere).
     """
     clock = Clock()
     clock.advance(START)
-    settings = HistorySettings(InMemoryHistory(10_000), on_join=0) if history else None
-    sessions, _ = compose(clock, ModerationSettings(bans=InMemoryBans()), LIMITS, history=settings)
-    flusher = TurnFlusher(clock)
-    factory: Any = (
-        line_factory(sessions, flusher) if kind == "line" else IRCFactory(sessions, flusher=flusher)
-    )
+    factories: list[Any] = []
+    redis: Any = None
+    if nodes > 1:
+        from chatroom.stores.redis.room import SharedRoom
+        from tests.fake_redis import FakeLink, FakeRedis
+
+        redis = FakeRedis()
+        redis.clock = clock
+    for index in range(nodes):
+        settings = HistorySettings(InMemoryHistory(10_000), on_join=0) if history else None
+        if redis is None:
+            sessions, _ = compose(clock, ModerationSettings(bans=InMemoryBans()), LIMITS, history=settings)
+        else:
+            shared = SharedRoom(clock, FakeLink(redis), FakeLink(redis), f"n{index}", boot="bench")
+            sessions, _ = compose(
+                clock,
+                ModerationSettings(bans=shared.bans),
+                LIMITS,
+                members=shared.members,
+                fanout=shared.fanout,
+                keys=shared.keys,
+                history=settings,
+            )
+            shared.attach(sessions.room)
+            shared.start()
+        flusher = TurnFlusher(clock)
+        factories.append(
+            line_factory(sessions, flusher) if kind == "line" else IRCFactory(sessions, flusher=flusher)
+        )
+
+    def end_of_turn() -> None:
+        clock.advance(0)
+        if redis is not None:
+            # The other nodes read this turn's entry, then write in theirs.
+            redis.pump()
+            clock.advance(0)
+
     client_factory = None
     client_clock = Clock()
     if tls:
-        factory, client_factory = tls_factories(factory, clock, client_clock)
+        for index, factory in enumerate(factories):
+            factories[index], client_factory = tls_factories(factory, clock, client_clock)
     pairs = []
     for n in range(members):
         client = client_factory.buildProtocol(None) if client_factory is not None else None
-        pair = Pair(factory.buildProtocol(None), client, 2000 + n, client_clock)
+        pair = Pair(factories[n % nodes].buildProtocol(None), client, 2000 + n, client_clock)
         client_clock.advance(0)
         pair.pump()
         if kind == "irc":
             pair.say(f"NICK n{n}\r\nUSER n{n} 0 * :n{n}\r\nJOIN #chatroom\r\n".encode())
-        clock.advance(0)
+        end_of_turn()
         client_clock.advance(0)
         pair.pump()
         pair.server_side.counting = True
         pair.server_side.clear()
         pairs.append(pair)
-    return clock, pairs
+    end_of_turn()
+    return clock, pairs, end_of_turn
 
 
-def measure(kind: str, members: int, messages: int, history: bool, tls: bool) -> float:
+def measure(kind: str, members: int, messages: int, history: bool, tls: bool, nodes: int = 1) -> float:
     """
     Microseconds of CPU per delivery, for C{messages} from (up to) ten members.
     """
-    clock, pairs = setup(kind, members, history, tls)
+    _clock, pairs, end_of_turn = setup(kind, members, history, tls, nodes)
     senders = pairs[:SENDERS]
     prefix = b"" if kind == "line" else b"PRIVMSG #chatroom :"
+    # Each sender's share of the messages, as it puts them on the wire.
     records = [
         [
             sender.record(prefix + f"message {n} with some text in it".encode() + b"\r\n")
-            for n in range(messages)
+            for n in range(messages // len(senders) + 1)
         ]
         for sender in senders
     ]
@@ -204,18 +246,21 @@ def measure(kind: str, members: int, messages: int, history: bool, tls: bool) ->
             sender = n % len(senders)
             senders[sender].server.dataReceived(records[sender][n // len(senders)])
         # The end of a reactor turn: every writer flushes once.
-        clock.advance(0)
+        end_of_turn()
     spent = time.process_time() - start
     written = sum(pair.server_side.written for pair in pairs) - before
-    assert written > messages * (members - 1) * 20, "the messages did not go out"
+    # Each line is some 70 bytes: half the deliveries missing would fall short.
+    assert written > messages * (members - 1) * 50, "the messages did not go out"
     return spent / (messages * members) * 1e6
 
 
-def best(rounds: int, kind: str, members: int, messages: int, history: bool, tls: bool) -> float:
+def best(
+    rounds: int, kind: str, members: int, messages: int, history: bool, tls: bool, nodes: int = 1
+) -> float:
     """
     The least of C{rounds} L{measure}s: the figure least disturbed by the rest of the machine.
     """
-    return min(measure(kind, members, messages, history, tls) for _ in range(rounds))
+    return min(measure(kind, members, messages, history, tls, nodes) for _ in range(rounds))
 
 
 def main() -> None:
@@ -229,6 +274,12 @@ def main() -> None:
     parser.add_argument(
         "--once", action="store_true", help="run each setup once and print nothing (bench/instructions.py)"
     )
+    parser.add_argument(
+        "--nodes",
+        type=int,
+        default=1,
+        help="that many processes' rooms sharing one through an in-process Redis (--redis), in one process",
+    )
     args = parser.parse_args()
     for name in args.only.split(","):
         kind, _, extra = name.partition("+")
@@ -236,10 +287,10 @@ def main() -> None:
         kind = "line" if kind == "plain" else kind
         history = extra == "history"
         if args.once:
-            measure(kind, args.members, args.messages, history, tls)
+            measure(kind, args.members, args.messages, history, tls, args.nodes)
             continue
-        delivery = best(args.rounds, kind, args.members, args.messages, history, tls)
-        message = 2 * best(args.rounds, kind, 2, args.messages, history, tls)
+        delivery = best(args.rounds, kind, args.members, args.messages, history, tls, args.nodes)
+        message = 2 * best(args.rounds, kind, 2, args.messages, history, tls, args.nodes)
         print(
             f"{name}: {delivery:.3f} us per delivery ({args.members} members), {message:.1f} us per message",
             flush=True,

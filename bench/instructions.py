@@ -27,7 +27,7 @@ FEW, MANY = 40, 840
 _REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 
 
-def instructions(setup: str, members: int, messages: int) -> int:
+def instructions(setup: str, members: int, messages: int, nodes: int = 1) -> int:
     """
     The instructions one run of C{setup} with C{messages} takes, start-up included.
     """
@@ -46,6 +46,8 @@ def instructions(setup: str, members: int, messages: int) -> int:
             str(members),
             "--messages",
             str(messages),
+            "--nodes",
+            str(nodes),
         ],
         capture_output=True,
         text=True,
@@ -63,11 +65,16 @@ def main() -> None:
     )
     parser.add_argument("--members", type=int, default=100)
     parser.add_argument("--only", default="line,irc,line+history,irc+history")
+    parser.add_argument(
+        "--nodes", type=int, default=1, help="bench/delivery.py's --nodes: that many rooms sharing one"
+    )
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
     for setup in args.only.split(","):
-        spent = instructions(setup, args.members, MANY) - instructions(setup, args.members, FEW)
+        spent = instructions(setup, args.members, MANY, args.nodes) - instructions(
+            setup, args.members, FEW, args.nodes
+        )
         deliveries = (MANY - FEW) * args.members
         figure = f"{spent / deliveries:.0f} instructions per delivery ({args.members} members)"
         print(f"{setup}: {figure}", flush=True)

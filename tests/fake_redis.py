@@ -15,6 +15,11 @@ from twisted.internet.task import Clock
 from chatroom.stores.redis import room as store
 
 
+def _entry_key(entry_id: str) -> tuple[int, int]:
+    millis, _, seq = entry_id.partition("-")
+    return int(millis), int(seq or 0)
+
+
 class FakeRedis:
     def __init__(self) -> None:
         self.strings: dict[str, str] = {}
@@ -61,8 +66,12 @@ class FakeRedis:
                     self.readers.append((last, d))
 
     def _after(self, last: str) -> list[tuple[str, list[str]]]:
-        key = tuple(int(p) for p in last.split("-"))
-        return [(i, f) for i, f in self.stream if tuple(int(p) for p in i.split("-")) > key]
+        key = _entry_key(last)
+        # Ids grow along the stream: the entries after C{last} are its tail.
+        start = len(self.stream)
+        while start > 0 and _entry_key(self.stream[start - 1][0]) > key:
+            start -= 1
+        return self.stream[start:]
 
     def _xadd(self, entry: str, node: str) -> None:
         self._seq += 1

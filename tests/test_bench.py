@@ -57,6 +57,9 @@ def test_smoke_run_of_the_delivery_benchmark() -> None:
     stdout = run_bench("delivery.py", "--members", "5", "--messages", "50", "--rounds", "1")
     names = [line.split(":")[0] for line in stdout.splitlines()]
     assert names == ["line", "line+history", "irc", "irc+history", "plain"]
+    # Two rooms sharing one through the in-process Redis: every member still gets every message.
+    stdout = run_bench("delivery.py", "--members", "6", "--messages", "50", "--rounds", "1", "--nodes", "2")
+    assert [line.split(":")[0] for line in stdout.splitlines()] == names
 
 
 def test_smoke_run_of_the_instruction_count_benchmark() -> None:
