@@ -7,6 +7,7 @@ per-turn writer, on a fake clock and fake TCP transports.
 
     .venv/bin/python bench/delivery.py [--members 100] [--messages 3000]
                                        [--only line,line+history,irc,irc+history,plain]
+                                       [--nodes 2]
 
 The senders' records are encrypted before the clock starts and the members'
 ciphertext is only counted, so the figure is the server's work alone: no
@@ -14,7 +15,10 @@ client, no kernel, no load generator, none of C{bench/fanout.py}'s noise
 from a shared machine. C{plain} is the line transport without TLS. Each
 line of output is microseconds of CPU per delivery (one message to one
 member), the best of C{--rounds}, and per message (the parse, the
-commands, the history) measured with two members.
+commands, the history) measured with two members. With C{--nodes 2} the
+members are spread over two rooms that share one through the in-process
+Redis of the tests (C{--redis} as two processes, in one): each turn ends
+once the other room has read the stream and written in its own turn.
 
 It imports C{chatroom} from the first entry of C{sys.path}; the figures of
 another tree come from running it with C{PYTHONPATH} set to that tree.
