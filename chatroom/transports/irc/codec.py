@@ -42,6 +42,7 @@ from chatroom.core.events import (
     TopicChanged,
     Whispered,
 )
+from chatroom.transports.line.codec import replayed_text
 from chatroom.wire import Timestamps
 
 CRLF = b"\r\n"
@@ -301,16 +302,7 @@ class IRCCodec:
             return self._chat(entry.sender, self._channel, entry.text)
         if entry.kind is HistoryKind.ACTED:
             return self._chat(entry.sender, self._channel, entry.text, b"ACTION")
-        notice = {
-            HistoryKind.JOINED: f"{entry.sender} joined",
-            HistoryKind.LEFT: f"{entry.sender} left ({entry.text})",
-            HistoryKind.RENAMED: f"{entry.sender} is now known as {entry.target}",
-            HistoryKind.KICKED: f"{entry.sender} kicked {entry.target}"
-            + (f": {entry.text}" if entry.text else ""),
-            HistoryKind.TOPIC: f"{entry.sender} set the topic: {entry.text}"
-            if entry.text
-            else f"{entry.sender} cleared the topic",
-        }[entry.kind]
+        notice = replayed_text(entry)
         head = f":{self.server} NOTICE ".encode() + self._channel + b" :[history] "
         return [head + _safe(piece) for piece in split_text(notice, MAX_LINE - len(CRLF) - len(head))]
 

@@ -156,11 +156,19 @@ def _topic_text(by: str, text: str) -> str:
     return f"{by} set the topic: {text}" if text else f"{by} cleared the topic"
 
 
+def replayed_text(entry: HistoryEntry) -> str:
+    """
+    The text of the live line C{entry} stored (the IRC listener's stored
+    notices say the same).
+    """
+    return _REPLAYED[entry.kind][1](entry)
+
+
 def _replayed(e: Replayed) -> Parts:
     entry = e.entry
-    kind, text = _REPLAYED[entry.kind]
+    kind = _REPLAYED[entry.kind][0]
     target = (entry.target,) if entry.target else ()
-    return Kind.HISTORY, entry.sender, text(entry), (kind.value, f"id={entry.id}", *target)
+    return Kind.HISTORY, entry.sender, replayed_text(entry), (kind.value, f"id={entry.id}", *target)
 
 
 def _replay_end(e: ReplayEnd) -> Parts:
