@@ -270,30 +270,26 @@ class IRCProtocol(ConnectionSide, LineReceiver):
     # The Connection port, for the session
 
     def deliver(self, event: Event, cap: int) -> int:
+        # Chat while in the channel and reading (_chat is set then).
         chat = self._chat
         if chat is not None and event is chat.event:
             # The hot path, once per member for every line of chat: the
             # bytes the codec made for the first member of the variant.
-            said: Any = event
-            if said.sender == self._own:
-                return 0
             data = chat.data
-            pending = self._pending
-            if pending:
-                pending.append(data)
-            else:
-                self._writer.write(data)
-            return len(data)
-        kind = type(event)
-        if (kind is Said or kind is Acted) and self._in_channel and not self._paused:
+        elif chat is not None and (type(event) is Said or type(event) is Acted):
             # The first member of its variant to get it.
-            said = event
-            if said.sender == self._own:
-                return 0
             data = self.codec.shared(event, self._variant)
+        else:
+            return ConnectionSide.deliver(self, event, cap)
+        said: Any = event
+        if said.sender == self._own:
+            return 0
+        pending = self._pending
+        if pending:
+            pending.append(data)
+        else:
             self._writer.write(data)
-            return len(data)
-        return ConnectionSide.deliver(self, event, cap)
+        return len(data)
 
     def _set_paused(self, paused: bool) -> None:
         ConnectionSide._set_paused(self, paused)
