@@ -103,6 +103,8 @@ HISTORY_CAPABILITIES = ("batch", "draft/chathistory")
 CHATHISTORY = "draft/chathistory"
 # The most entries one CHATHISTORY answers with (the room's /history page).
 CHATHISTORY_LIMIT = 100
+# Each CHATHISTORY subcommand served, as the /history word it becomes.
+CHATHISTORY_WORDS = {"LATEST": "since", "BEFORE": "before", "AFTER": "after"}
 _MSGID = re.compile(r"msgid=([0-9]{1,18})")
 _TIMESTAMP = re.compile(r"timestamp=([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z?)")
 TOPICLEN = 300
@@ -967,7 +969,7 @@ class IRCProtocol(ConnectionSide, LineReceiver):
             self._numeric("421", "CHATHISTORY", text="Unknown command")
             return
         subcommand = params[0].upper() if params else ""
-        if subcommand not in ("LATEST", "BEFORE", "AFTER"):
+        if subcommand not in CHATHISTORY_WORDS:
             text = "Unknown subcommand: this server has LATEST, BEFORE and AFTER"
             self.write(self._fail("UNKNOWN_COMMAND", subcommand or "*", text=text))
             return
@@ -991,7 +993,7 @@ class IRCProtocol(ConnectionSide, LineReceiver):
                 # Whispers are not stored: a conversation has no history.
                 self.write(self._open(request) + self._close(request))
             return
-        word = {"LATEST": "since", "BEFORE": "before", "AFTER": "after"}[subcommand]
+        word = CHATHISTORY_WORDS[subcommand]
         self._histories.append(request)
         self._run(Command("history", (word, bound, count) if bound is not None else (count,)))
 
