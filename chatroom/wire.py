@@ -126,6 +126,9 @@ def has_control_characters(text: str) -> bool:
     """
     Whether C{text} holds a character that must never reach another client.
     """
+    if text.isascii() and text.isprintable():
+        # Most text: no control character, and this is faster than the search.
+        return False
     return _UNSAFE.search(text) is not None
 
 
@@ -169,6 +172,9 @@ def sanitize(text: str) -> str:
     (so it stays one line), every invisible format character dropped (see
     L{strip_invisible}). C{sanitize(sanitize(text)) == sanitize(text)}.
     """
+    if text.isascii() and text.isprintable():
+        # Most text: nothing to replace or drop (see has_control_characters).
+        return text
     return strip_invisible(_UNSAFE.sub("\ufffd", text))
 
 
@@ -234,10 +240,12 @@ def format_line(
         L{Timestamps}'s C{format}).
     @raise WireError: If a header token is malformed (a programming error).
     """
-    kind_name = kind.value if isinstance(kind, Kind) else kind
-    header = [stamp(seconds), _check_token(kind_name), _check_token(source)]
-    header.extend(_check_token(arg) for arg in args)
-    return (" ".join(header) + " :" + sanitize(text)).encode("utf-8")
+    # A Kind is a str, its value, and a good token (tests/test_wire.py checks each).
+    name = kind if isinstance(kind, Kind) else _check_token(kind)
+    header = f"{stamp(seconds)} {name} {_check_token(source)}"
+    for arg in args:
+        header += " " + _check_token(arg)
+    return f"{header} :{sanitize(text)}".encode()
 
 
 def parse_line(line: bytes | str) -> ServerLine:

@@ -73,9 +73,9 @@ class FakeRedis:
             start -= 1
         return self.stream[start:]
 
-    def _xadd(self, entry: str, node: str) -> None:
+    def _xadd(self, fields: list[str]) -> None:
         self._seq += 1
-        self.stream.append((f"1-{self._seq}", ["n", node, "d", entry]))
+        self.stream.append((f"1-{self._seq}", fields))
 
     def execute(self, *args: Any) -> Any:
         name, rest = args[0], [str(a) for a in args[1:]]
@@ -103,8 +103,8 @@ class FakeRedis:
             return 1
         if name == "XADD":
             fields = rest[rest.index("*") + 1 :]
-            assert fields[0] == "n" and fields[2] == "d"
-            self._xadd(fields[3], fields[1])
+            assert fields[0] == "n" and fields[-2] == "d"
+            self._xadd(fields)
             return f"1-{self._seq}"
         if name == "XREVRANGE":
             return [list(self.stream[-1])] if self.stream else []
@@ -124,13 +124,13 @@ class FakeRedis:
                 del self.strings[keys[1]]
             self.strings[keys[0]] = argv[0]
             self.hashes.setdefault(members, {})[argv[0]] = argv[1]
-            self._xadd(argv[2], argv[4])
+            self._xadd(["n", argv[4], "d", argv[2]])
             return None
         if script == store.REMOVE:
             if self.strings.get(keys[0]) == argv[0]:
                 del self.strings[keys[0]]
             self.hashes.get(keys[1], {}).pop(argv[0], None)
-            self._xadd(argv[1], argv[3])
+            self._xadd(["n", argv[3], "d", argv[1]])
             return None
         if script == store.CHANGE:
             table = self.hashes.setdefault(keys[0], {})
@@ -138,7 +138,7 @@ class FakeRedis:
                 table.pop(argv[0], None)
             elif argv[4] != "1" or argv[0] in table:
                 table[argv[0]] = argv[1]
-            self._xadd(argv[2], argv[5])
+            self._xadd(["n", argv[5], "d", argv[2]])
             return None
         raise AssertionError("unknown script")
 

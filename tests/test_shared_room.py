@@ -519,3 +519,94 @@ def test_a_join_only_this_node_s_members_see_is_in_every_node_s_history() -> Non
     joins = [e for e in stored(store_a, clock) if e[0] is ev.HistoryKind.JOINED]
     assert len(joins) == 3
     assert stored(store_b, clock) == stored(store_a, clock)
+
+
+def said(inbox: Inbox) -> list[str]:
+    return [e.text for e in inbox.texts(ev.Said)]
+
+
+def test_every_node_hands_out_the_room_s_chat_in_the_stream_s_order(
+    cluster: tuple[FakeRedis, Clock, Node, Node],
+) -> None:
+    redis, _clock, a, b = cluster
+    alice, alice_box, bob, bob_box = alice_on_a_and_bob_on_b(redis, a, b)
+    _carol, carol_box = a.join("carol")
+    redis.pump()
+    a.say(alice, "from a")
+    b.say(bob, "from b")
+    # Held for the stream: not even the members of its own node have it yet.
+    assert said(alice_box) == said(carol_box) == said(bob_box) == []
+    redis.pump()
+    assert sorted(said(bob_box)) == ["from a", "from b"]
+    assert said(alice_box) == said(carol_box) == said(bob_box)
+
+
+def test_chat_is_not_held_while_no_other_node_has_a_member(
+    cluster: tuple[FakeRedis, Clock, Node, Node],
+) -> None:
+    _redis, _clock, a, _b = cluster
+    alice, _ = a.join("alice")
+    _carol, carol_box = a.join("carol")
+    a.say(alice, "hi")
+    assert said(carol_box) == ["hi"]
+
+
+def test_held_chat_goes_out_before_what_its_node_does_next(
+    cluster: tuple[FakeRedis, Clock, Node, Node],
+) -> None:
+    redis, _clock, a, b = cluster
+    alice, _, _bob, _ = alice_on_a_and_bob_on_b(redis, a, b)
+    _carol, carol_box = a.join("carol")
+    redis.pump()
+    a.say(alice, "last words")
+    a.say(alice, "/kick carol enough")
+    assert carol_box.closed
+    kinds = [type(e) for e in carol_box.events]
+    assert kinds.index(ev.Said) < kinds.index(ev.Kicked)
+    assert said(carol_box) == ["last words"]
+
+
+def test_held_chat_goes_out_when_redis_is_lost(cluster: tuple[FakeRedis, Clock, Node, Node]) -> None:
+    redis, _clock, a, b = cluster
+    alice, _, _bob, _ = alice_on_a_and_bob_on_b(redis, a, b)
+    _carol, carol_box = a.join("carol")
+    redis.pump()
+    a.say(alice, "hi")
+    a.down()
+    assert said(carol_box) == ["hi"]
+    a.up()
+    redis.pump()
+    assert said(carol_box) == ["hi"]
+
+
+def test_held_chat_goes_out_if_the_stream_does_not_bring_it_back(
+    cluster: tuple[FakeRedis, Clock, Node, Node],
+) -> None:
+    redis, clock, a, b = cluster
+    alice, _, _bob, bob_box = alice_on_a_and_bob_on_b(redis, a, b)
+    _carol, carol_box = a.join("carol")
+    redis.pump()
+    a.say(alice, "hi")
+    # Sent, and no read answered (a slow Redis).
+    clock.advance(0)
+    clock.advance(store.HOLD_LIMIT - 0.01)
+    assert said(carol_box) == []
+    clock.advance(0.01)
+    assert said(carol_box) == ["hi"]
+    # Read back late: nobody gets it twice.
+    redis.pump()
+    assert said(carol_box) == said(bob_box) == ["hi"]
+
+
+def test_a_member_who_joins_while_chat_is_held_gets_it_once() -> None:
+    redis, clock = FakeRedis(), Clock()
+    redis.clock = clock
+    clock.advance(1000)
+    a = make_node(redis, clock, "a", HistorySettings(InMemoryHistory(100), 50))
+    b = make_node(redis, clock, "b", HistorySettings(InMemoryHistory(100), 50))
+    alice, _, _bob, _ = alice_on_a_and_bob_on_b(redis, a, b)
+    a.say(alice, "hi")
+    _dave, dave_box = a.join(None)
+    redis.pump()
+    replayed = [e.entry.text for e in dave_box.texts(ev.Replayed)]
+    assert replayed.count("hi") + said(dave_box).count("hi") == 1

@@ -94,6 +94,22 @@ def test_bad_header_tokens_are_refused(token: str) -> None:
         format_line(NOON, Kind.INFO, "*", "text", (token,))
 
 
+def test_every_kind_is_its_value_on_the_wire_and_a_kind_string_is_checked() -> None:
+    # format_line writes a Kind as it is, unchecked: each must be a good token.
+    for kind in Kind:
+        assert parse_line(format_line(NOON, kind, "alice", "x")).kind == kind.value
+    with pytest.raises(WireError):
+        format_line(NOON, "two words", "*", "text")
+
+
+@given(st.text(st.characters(max_codepoint=127)))
+def test_ascii_text_is_sanitized_as_any_other(text: str) -> None:
+    # The printable-ASCII shortcut gives what the full replacement gives.
+    expected = "".join("\ufffd" if ord(c) < 32 or c == "\x7f" else c for c in text)
+    assert sanitize(text) == expected
+    assert has_control_characters(text) == (expected != text)
+
+
 @pytest.mark.parametrize(
     "raw",
     [

@@ -10,11 +10,12 @@ here.
 
 from __future__ import annotations
 
-import json
 import typing
 from collections.abc import Callable
 from enum import Enum
 from typing import Any
+
+import orjson
 
 from chatroom.bans import Ban
 from chatroom.core import events as ev
@@ -108,6 +109,9 @@ def _converter(hint: Any) -> Converter:
         return lambda value: tuple(c(v) for c, v in zip(items, _list(value), strict=True))
     if hint is float:
         return _float
+    if hint is str:
+        # The type of most fields, on every chat line's path.
+        return _str
     optional = type(None) in typing.get_args(hint)
     types = tuple(h for h in (typing.get_args(hint) or (hint,)) if h is not type(None))
 
@@ -119,6 +123,12 @@ def _converter(hint: Any) -> Converter:
         return value
 
     return check
+
+
+def _str(value: Any) -> str:
+    if type(value) is not str:
+        raise CodecError(f"expected a string, not {value!r}")
+    return value
 
 
 def _history_entry(value: Any) -> ev.HistoryEntry:
@@ -146,6 +156,14 @@ def _float(value: Any) -> float:
 _DECODERS: dict[type[Event], list[tuple[str, Converter]]] = {
     kind: [(name, _converter(hint)) for name, hint in fields.items()] for kind, fields in _FIELDS.items()
 }
+# The fields written as they are (strings, numbers, flags): no _to_json.
+_PLAIN: dict[type[Event], list[str]] = {
+    kind: [name for name, hint in fields.items() if hint in (str, float, int, bool)]
+    for kind, fields in _FIELDS.items()
+}
+_CONVERTED: dict[type[Event], list[str]] = {
+    kind: [name for name in fields if name not in _PLAIN[kind]] for kind, fields in _FIELDS.items()
+}
 
 
 def encode_event(event: Event) -> dict[str, Any]:
@@ -154,7 +172,9 @@ def encode_event(event: Event) -> dict[str, Any]:
     """
     kind = type(event)
     data: dict[str, Any] = {"t": EVENT_NAMES[kind]}
-    for name in _FIELDS[kind]:
+    for name in _PLAIN[kind]:
+        data[name] = getattr(event, name)
+    for name in _CONVERTED[kind]:
         data[name] = _to_json(getattr(event, name))
     return data
 
@@ -169,12 +189,13 @@ def decode_event(data: Any) -> Event:
         raise CodecError(f"not an event: {data!r}")
     kind = EVENT_TYPES[data["t"]]
     try:
-        values = {name: convert(data[name]) for name, convert in _DECODERS[kind]}
+        values = [convert(data[name]) for name, convert in _DECODERS[kind]]
     except KeyError as e:
         raise CodecError(f"{data['t']} without {e}") from e
     except (TypeError, ValueError) as e:
         raise CodecError(f"bad {data['t']}: {e}") from e
-    return kind(**values)
+    # Positional, in the order of the type's fields (as _FIELDS reads them).
+    return kind(*values)
 
 
 def encode_audience(audience: Audience) -> Any:
@@ -236,11 +257,13 @@ def decode_record(data: Any) -> MemberRecord:
 
 
 def dumps(data: Any) -> str:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    # orjson: the stream's JSON is on every chat line's path, and it takes
+    # a tenth of the standard library's time to write, half to read.
+    return orjson.dumps(data).decode()
 
 
-def loads(text: str) -> Any:
+def loads(text: str | bytes) -> Any:
     try:
-        return json.loads(text)
-    except ValueError as e:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as e:
         raise CodecError(f"not JSON: {text[:80]!r}") from e

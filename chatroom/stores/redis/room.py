@@ -38,7 +38,16 @@ from twisted.python.failure import Failure
 
 from chatroom.bans import BanList
 from chatroom.core.errors import ChatError
-from chatroom.core.events import EVERYONE, Audience, Event, Members, Notice
+from chatroom.core.events import (
+    EVERYONE,
+    Audience,
+    ChatEvent,
+    Event,
+    GroupSealed,
+    Members,
+    Notice,
+    Sealed,
+)
 from chatroom.core.memory import InMemoryBans, InMemoryMembers, LocalFanOut
 from chatroom.core.ports import MemberRecord, Recipient
 from chatroom.core.room import Room
@@ -71,8 +80,13 @@ UNREACHABLE = "the room's shared store is unreachable: try again in a moment"
 # A remote member's idle time is refreshed at most this often (seconds).
 TOUCH_INTERVAL = 5.0
 
-# Every entry has two fields: n, the node that wrote it (read first, so a
-# node skips its own without decoding them), and d, the entry as JSON.
+# How long (s) at most this node's chat waits for its stream entry to come
+# back before its members get it anyway.
+HOLD_LIMIT = 1.0
+# Every entry has the fields n, the node that wrote it (read first, so a
+# node skips its own without decoding them), then (in what a node appends
+# itself, not in its scripts') t, its number among that node's appends,
+# and last d, the entry as JSON.
 # KEYS[1] the name's skeleton key, [2] the members hash, [3] the stream;
 # ARGV[1] the id, [2] the record, [3] the entry, [4] the stream length,
 # [5] the node.
@@ -180,6 +194,8 @@ class SharedRoom:
         self._outbox: deque[tuple[Any, ...]] = deque()
         self._batch: list[dict[str, Any]] = []
         self._flush_call: IDelayedCall | None = None
+        # The number (t) of this node's next XADD.
+        self.appends = 0
         self._lost = 0
         self._reading = False
         self._running = False
@@ -282,6 +298,7 @@ class SharedRoom:
 
     def stop(self) -> Deferred[Any]:
         self._running = False
+        self.fanout.stop()
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         return self.writer.execute("DEL", self.heartbeat_key(self.node)).addErrback(lambda _: None)
@@ -346,7 +363,18 @@ class SharedRoom:
                 self._xadd(dumps({"n": self.node, **item}))
 
     def _xadd(self, entry: str) -> None:
-        self.send("XADD", self.stream, "MAXLEN", "~", STREAM_LENGTH, "*", "n", self.node, "d", entry)
+        number, self.appends = self.appends, self.appends + 1
+        self.send(
+            "XADD", self.stream, "MAXLEN", "~", STREAM_LENGTH, "*", "n", self.node, "t", number, "d", entry
+        )
+
+    @property
+    def relaying(self) -> bool:
+        """
+        Whether this node's chat may wait for the stream: the stream is
+        read and written.
+        """
+        return self._synced and self._running and self.writer.connected and self.reader.connected
 
     def entry(self, kind: str, **fields: Any) -> str:
         return dumps({"n": self.node, "k": kind, **fields})
@@ -393,15 +421,19 @@ class SharedRoom:
 
     def _read(self, reply: Any) -> None:
         self._reading = False
+        node = self.node
         for _, entries in reply or []:
             for entry_id, fields in entries:
                 self.last_id = entry_id
-                if fields[1] != self.node:
-                    self.receive(fields[3])
+                if fields[1] != node:
+                    self.receive(fields[-1])
+                elif fields[2] == "t":
+                    self.fanout.release(int(fields[3]))
         self._read_next()
 
     def _read_failed(self, failure: Failure) -> None:
         self._reading = False
+        self.fanout.release()
         if failure.check(ConnectionError):
             # The reader's on_up starts reading again.
             return
@@ -571,6 +603,7 @@ class SharedRoom:
         )
 
     def writer_down(self) -> None:
+        self.fanout.release()
         if self._synced and self._running:
             self.log.error("lost the connection to Redis: serving this node's clients, reconnecting")
 
@@ -823,6 +856,13 @@ class SharedFanOut:
     """
     The L{chatroom.core.ports.FanOut} of a shared room: this node's sessions
     at once, the other nodes through the stream.
+
+    While members of other nodes are in the room, this node's chat reaches
+    its own members when its stream entry is read back (or after
+    L{HOLD_LIMIT}): so every node hands out the room's chat in the
+    stream's order, and a member gets what every node said in a turn in
+    one write instead of one for its own node's chat and one for the
+    others'. Every other event first hands out the chat held before it.
     """
 
     def __init__(self, shared: SharedRoom) -> None:
@@ -830,8 +870,13 @@ class SharedFanOut:
         self.local = LocalFanOut(shared.members.replica)
         self.closing = False
         self._local_ids: set[str] = set()
+        # (the number of the XADD that carries it, event, audience)
+        self._held: deque[tuple[int, Event, Audience]] = deque()
+        self._expiry: IDelayedCall | None = None
 
     def subscribe(self, member_id: str, recipient: Recipient) -> None:
+        # What it was said before the member came is in its replay, if anywhere.
+        self.release()
         self._local_ids.add(member_id)
         self.local.subscribe(member_id, recipient)
 
@@ -840,21 +885,70 @@ class SharedFanOut:
         self.local.unsubscribe(member_id)
 
     def publish(self, event: Event, audience: Audience) -> None:
-        self.local.publish(event, audience)
+        shared = self.shared
         if self.closing:
+            self.release()
+            self.local.publish(event, audience)
             return
-        observed = self.shared.observed(event)
+        observed = shared.observed(event)
         if isinstance(audience, Members) and all(i in self._local_ids for i in audience.ids):
+            self.release()
+            self.local.publish(event, audience)
             if observed:
-                self.shared.append("obs", e=encode_event(event))
+                shared.append("obs", e=encode_event(event))
             return
-        if observed:
-            self.shared.append("ev", e=encode_event(event), a=encode_audience(audience), o=1)
+        if (
+            isinstance(event, ChatEvent | Sealed | GroupSealed)
+            and len(shared.members.replica) > len(self._local_ids)
+            and shared.relaying
+        ):
+            self._hold(shared.appends, event, audience)
         else:
-            self.shared.append("ev", e=encode_event(event), a=encode_audience(audience))
+            self.release()
+            self.local.publish(event, audience)
+        if observed:
+            shared.append("ev", e=encode_event(event), a=encode_audience(audience), o=1)
+        else:
+            shared.append("ev", e=encode_event(event), a=encode_audience(audience))
+
+    def _hold(self, number: int, event: Event, audience: Audience) -> None:
+        self._held.append((number, event, audience))
+        if self._expiry is None:
+            self._expiry = self.shared.clock.callLater(HOLD_LIMIT, self._expire, number)
+
+    def _expire(self, number: int) -> None:
+        # Once a HOLD_LIMIT, whatever was held a whole one goes out.
+        self._expiry = None
+        held = self._held
+        if held and held[0][0] <= number:
+            self.shared.log.warn(
+                "this node's chat did not come back from Redis within {limit} s: delivered directly",
+                limit=HOLD_LIMIT,
+            )
+            self.release(number)
+        if held:
+            self._expiry = self.shared.clock.callLater(HOLD_LIMIT, self._expire, held[-1][0])
+
+    def release(self, number: int | None = None) -> None:
+        """
+        Hand this node's members the chat held for the XADDs up to
+        C{number} (all of it if L{None}).
+        """
+        held = self._held
+        publish = self.local.publish
+        while held and (number is None or held[0][0] <= number):
+            _, event, audience = held.popleft()
+            publish(event, audience)
+
+    def stop(self) -> None:
+        self.release()
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
 
     def disconnect(self, member_id: str) -> None:
         if member_id in self._local_ids:
+            self.release()
             self._local_ids.discard(member_id)
             self.local.disconnect(member_id)
         elif not self.closing:
