@@ -6,7 +6,8 @@ for the core's synchronous reads, and one Redis stream carries every change
 and every room event in order: each node appends what happens on it (XADD,
 trimmed; the events of one reactor turn as one entry) and reads what the
 others appended (XREAD BLOCK from the last id it read, so after a reconnect
-it reads what it missed). Names are claimed
+it reads what it missed), and its own entries' numbers, which release the
+chat it held for them (see L{SharedFanOut}). Names are claimed
 atomically on their look-alike skeleton by Lua scripts that also append
 the change to the stream, so no node sees a claim out of order.
 
