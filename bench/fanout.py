@@ -6,7 +6,7 @@ listener (chatroom-irc, over TLS like ngircd), under the same load.
     .venv/bin/python bench/fanout.py [--scenarios s1,s2,idle1000,idle5000]
                                      [--servers chatroom,chatroom-irc,ngircd,words] [--smoke]
                                      [--chatroom-args '--history 0 --no-tls-fast-path']
-    .venv/bin/python bench/fanout.py --scenarios s1,s2 --servers redis1,redis2 [--unpinned]
+    .venv/bin/python bench/fanout.py --scenarios s1,s2 --servers redis1,redis2 [--unpinned] [--rounds 5]
 
 The second form is the multi-process mode: chatroom with --redis as one
 process, then as two processes on one port (--reuse-port), with the clients
@@ -18,7 +18,11 @@ For every scenario and server it starts the server (on 127.0.0.1, with a
 fresh throwaway CA and certificate, pinned to one core), runs the compiled
 load generator (bench/loadgen.c, pinned to the other core) against it, and
 prints every server's figures, then the ratios of chatroom to the others.
-Nothing here asserts a speed: the figures are for people to read.
+With --rounds N the servers run N times, taking turns, and the ratios'
+medians follow: on a shared machine the speed drifts over minutes, and
+servers measured side by side, again and again, compare better than one
+run of each. Nothing here asserts a speed: the figures are for people to
+read.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import resource
 import shlex
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -477,7 +482,10 @@ connect s: TLS connect and join of all clients; reconnects: connections the serv
 busy and the load generator made again; KB/conn: RSS added per idle connection."""
 
 
-def show(scenario: Scenario, results: dict[str, dict[str, float]]) -> None:
+def show(scenario: Scenario, results: dict[str, dict[str, float]]) -> dict[str, float]:
+    """
+    Print C{results} and their ratios; return the ratios, by what they compare.
+    """
     columns = [c for c in COLUMNS if not scenario.idle or c[1] in IDLE_COLUMNS]
     print(f"\n== {scenario.name}: {scenario.describe()}")
     header = f"{'server':<13}" + "".join(f"{title:>13}" for title, _, _ in columns)
@@ -490,17 +498,22 @@ def show(scenario: Scenario, results: dict[str, dict[str, float]]) -> None:
                 value /= 1024
             cells.append(fmt.format(value) if value is not None else "-")
         print(f"{server:<13}" + "".join(f"{cell:>13}" for cell in cells))
+    ratios = compare(results)
+    for line in ratio_lines(ratios):
+        print(line)
+    return ratios
+
+
+def compare(results: dict[str, dict[str, float]]) -> dict[str, float]:
+    """
+    The ratios of one run: two nodes to one, and chatroom to each reference.
+    """
+    ratios: dict[str, float] = {}
     one, two = results.get("redis1"), results.get("redis2")
     if one and two:
-        efficiency, latency = "-", "-"
-        if one.get("deliveries_per_cpu_s") and two.get("deliveries_per_cpu_s"):
-            efficiency = f"x{two['deliveries_per_cpu_s'] / one['deliveries_per_cpu_s']:.2f}"
-        if one.get("p99_ms") and two.get("p99_ms"):
-            latency = f"x{two['p99_ms'] / one['p99_ms']:.2f}"
-        print(
-            f"two nodes / one node: deliveries per server CPU-second {efficiency}"
-            f" (target >= 0.85), p99 {latency} (target < 2)"
-        )
+        for key in ("deliveries_per_cpu_s", "p99_ms"):
+            if one.get(key) and two.get(key):
+                ratios[f"redis2/redis1 {key}"] = two[key] / one[key]
     for name in ("chatroom", "chatroom-irc"):
         ours = results.get(name)
         if ours is None:
@@ -508,12 +521,35 @@ def show(scenario: Scenario, results: dict[str, dict[str, float]]) -> None:
         for other, figures in results.items():
             if other.startswith(("chatroom", "redis")):
                 continue
-            parts = []
             for key in RATIOS:
                 if key in ours and figures.get(key):
-                    parts.append(f"{key} x{ours[key] / figures[key]:.2f}")
-            if parts:
-                print(f"{name} / {other}: " + ", ".join(parts))
+                    ratios[f"{name}/{other} {key}"] = ours[key] / figures[key]
+    return ratios
+
+
+def ratio_lines(ratios: dict[str, float], every: dict[str, list[float]] | None = None) -> list[str]:
+    """
+    The ratios as lines; with C{every}, as medians, each run's figure after.
+    """
+
+    def cell(key: str) -> str:
+        if key not in ratios:
+            return "-"
+        runs = f" ({' '.join(f'{v:.2f}' for v in every[key])})" if every else ""
+        return f"x{ratios[key]:.2f}{runs}"
+
+    lines = []
+    if any(key.startswith("redis2/") for key in ratios):
+        lines.append(
+            "two nodes / one node: deliveries per server CPU-second"
+            f" {cell('redis2/redis1 deliveries_per_cpu_s')} (target >= 0.85),"
+            f" p99 {cell('redis2/redis1 p99_ms')} (target < 2)"
+        )
+    pairs = dict.fromkeys(key.split(" ")[0] for key in ratios if not key.startswith("redis2/"))
+    for pair in pairs:
+        parts = [f"{key} {cell(f'{pair} {key}')}" for key in RATIOS if f"{pair} {key}" in ratios]
+        lines.append(f"{pair.replace('/', ' / ')}: " + ", ".join(parts))
+    return lines
 
 
 def cpus() -> tuple[int | None, int | None]:
@@ -550,6 +586,12 @@ def main(argv: list[str] | None = None) -> int:
         "--smoke", action="store_true", help="tiny scenarios, for CI: checks it runs, not speed"
     )
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the servers this many times, taking turns; print the medians",
+    )
+    parser.add_argument(
         "--unpinned",
         action="store_true",
         help="pin nothing: the kernel spreads the servers and the load generator over the cores"
@@ -582,30 +624,38 @@ def main(argv: list[str] | None = None) -> int:
                 scenario = Scenario(
                     **{**scenario.__dict__, "daemon_args": tuple(shlex.split(args.chatroom_args))}
                 )
-            results: dict[str, dict[str, float]] = {}
-            for server in servers:
-                work = root / f"{name}-{server}"
-                work.mkdir()
-                try:
-                    with running(server, work, certs, server_cpu, scenario) as started:
-                        profile = None
-                        if args.profile is not None and server.startswith("chatroom"):
-                            args.profile.mkdir(parents=True, exist_ok=True)
-                            profile = (args.profile / f"{name}-{server}.txt").resolve()
-                        results[server] = measure(
-                            loadgen, started, certs / "ca.pem", scenario, loadgen_cpu, profile
-                        )
-                except (RuntimeError, subprocess.SubprocessError, OSError) as e:
-                    print(f"{server} failed in {name}: {e}", file=sys.stderr)
-                    for log in work.glob("*.log"):
-                        lines = log.read_text(errors="replace").splitlines()
-                        tail = lines[-15:]
-                        print(f"the end of {log.name}:", *tail, sep="\n    ", file=sys.stderr)
-                    failed = True
-            show(scenario, results)
-            for figures in results.values():
-                if any(figures.get(key) for key in ("lost", "reordered", "duplicated")):
-                    failed = True
+            every: dict[str, list[float]] = {}
+            for round_ in range(max(1, args.rounds)):
+                results: dict[str, dict[str, float]] = {}
+                for server in servers:
+                    work = root / f"{name}-{server}-{round_}"
+                    work.mkdir()
+                    try:
+                        with running(server, work, certs, server_cpu, scenario) as started:
+                            profile = None
+                            if args.profile is not None and server.startswith("chatroom"):
+                                args.profile.mkdir(parents=True, exist_ok=True)
+                                profile = (args.profile / f"{name}-{server}.txt").resolve()
+                            results[server] = measure(
+                                loadgen, started, certs / "ca.pem", scenario, loadgen_cpu, profile
+                            )
+                    except (RuntimeError, subprocess.SubprocessError, OSError) as e:
+                        print(f"{server} failed in {name}: {e}", file=sys.stderr)
+                        for log in work.glob("*.log"):
+                            lines = log.read_text(errors="replace").splitlines()
+                            tail = lines[-15:]
+                            print(f"the end of {log.name}:", *tail, sep="\n    ", file=sys.stderr)
+                        failed = True
+                for key, value in show(scenario, results).items():
+                    every.setdefault(key, []).append(value)
+                for figures in results.values():
+                    if any(figures.get(key) for key in ("lost", "reordered", "duplicated")):
+                        failed = True
+            if args.rounds > 1 and every:
+                print(f"\n== {name}: medians of {args.rounds} rounds (each round's figure in brackets)")
+                medians = {key: statistics.median(values) for key, values in every.items()}
+                for line in ratio_lines(medians, every):
+                    print(line)
     return 1 if failed else 0
 
 

@@ -6,9 +6,12 @@ reordered or duplicated a message; it asserts no speed.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -43,13 +46,22 @@ def test_smoke_run_of_the_cost_benchmark() -> None:
 
 
 def test_smoke_run_of_the_multi_process_mode() -> None:
-    stdout = run_bench("fanout.py", "--smoke", "--scenarios", "s1", "--servers", "redis1,redis2")
-    (table,) = stdout.split("\n== ")[1:]
-    rows = [line.split() for line in table.splitlines()[2:4]]
-    assert [row[0] for row in rows] == ["redis1", "redis2"], table
-    # Nothing lost, reordered or duplicated across the nodes (columns 5-7).
-    assert all(row[5:8] == ["0", "0", "0"] for row in rows), table
-    assert "two nodes / one node: deliveries per server CPU-second " in stdout
+    stdout = run_bench(
+        "fanout.py", "--smoke", "--scenarios", "s1", "--servers", "redis1,redis2", "--rounds", "2"
+    )
+    *tables, medians = stdout.split("\n== ")[1:]
+    assert len(tables) == 2, stdout
+    for table in tables:
+        rows = [line.split() for line in table.splitlines()[2:4]]
+        assert [row[0] for row in rows] == ["redis1", "redis2"], table
+        # Nothing lost, reordered or duplicated across the nodes (columns 5-7).
+        assert all(row[5:8] == ["0", "0", "0"] for row in rows), table
+        assert "two nodes / one node: deliveries per server CPU-second x" in table
+    # The medians of the two rounds, each round's figure after.
+    runs = re.findall(r"CPU-second x([\d.]+) \(([\d.]+) ([\d.]+)\)", medians)
+    assert medians.startswith("s1: medians of 2 rounds") and len(runs) == 1, medians
+    median, first, second = map(float, runs[0])
+    assert median == pytest.approx((first + second) / 2, abs=0.01)
 
 
 def test_smoke_run_of_the_delivery_benchmark() -> None:
