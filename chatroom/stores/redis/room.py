@@ -336,11 +336,18 @@ class SharedRoom:
         one stream entry: under load that is one XADD, and one entry for
         every other node to read, for many events.
         """
+        self.add({"k": kind, **fields})
+
+    def add(self, item: dict[str, Any]) -> None:
+        """
+        L{append} the entry C{item} (its kind under C{k}).
+        """
         if not self.writer.connected:
-            self._xadd(self.entry(kind, **fields))
+            self._xadd(dumps({"n": self.node, **item}))
             return
-        self._batch.append({"k": kind, **fields})
-        self._flush_soon()
+        self._batch.append(item)
+        if self._flush_call is None:
+            self._flush_call = self.clock.callLater(0, self.flush)
 
     def _flush_soon(self) -> None:
         if self._flush_call is None:
@@ -853,6 +860,10 @@ class SharedMembers:
         return len(self.replica)
 
 
+# The chat a node holds for its stream entry (see SharedFanOut).
+_HELD = (ChatEvent, Sealed, GroupSealed)
+
+
 class SharedFanOut:
     """
     The L{chatroom.core.ports.FanOut} of a shared room: this node's sessions
@@ -899,7 +910,7 @@ class SharedFanOut:
                 shared.append("obs", e=encode_event(event))
             return
         if (
-            isinstance(event, ChatEvent | Sealed | GroupSealed)
+            isinstance(event, _HELD)
             and len(shared.members.replica) > len(self._local_ids)
             and shared.relaying
         ):
@@ -907,10 +918,10 @@ class SharedFanOut:
         else:
             self.release()
             self.local.publish(event, audience)
+        item = {"k": "ev", "e": encode_event(event), "a": encode_audience(audience)}
         if observed:
-            shared.append("ev", e=encode_event(event), a=encode_audience(audience), o=1)
-        else:
-            shared.append("ev", e=encode_event(event), a=encode_audience(audience))
+            item["o"] = 1
+        shared.add(item)
 
     def _hold(self, number: int, event: Event, audience: Audience) -> None:
         self._held.append((number, event, audience))
