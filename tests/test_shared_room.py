@@ -525,13 +525,23 @@ def said(inbox: Inbox) -> list[str]:
     return [e.text for e in inbox.texts(ev.Said)]
 
 
+def and_carol_on_a(
+    redis: FakeRedis, a: Node, b: Node
+) -> tuple[MemberRecord, Inbox, MemberRecord, Inbox, Inbox]:
+    """
+    alice and carol on node C{a}, bob on C{b}: alice's node has members of its own.
+    """
+    alice, alice_box, bob, bob_box = alice_on_a_and_bob_on_b(redis, a, b)
+    _carol, carol_box = a.join("carol")
+    redis.pump()
+    return alice, alice_box, bob, bob_box, carol_box
+
+
 def test_every_node_hands_out_the_room_s_chat_in_the_stream_s_order(
     cluster: tuple[FakeRedis, Clock, Node, Node],
 ) -> None:
     redis, _clock, a, b = cluster
-    alice, alice_box, bob, bob_box = alice_on_a_and_bob_on_b(redis, a, b)
-    _carol, carol_box = a.join("carol")
-    redis.pump()
+    alice, alice_box, bob, bob_box, carol_box = and_carol_on_a(redis, a, b)
     a.say(alice, "from a")
     b.say(bob, "from b")
     # Held for the stream: not even the members of its own node have it yet.
@@ -555,9 +565,7 @@ def test_held_chat_goes_out_before_what_its_node_does_next(
     cluster: tuple[FakeRedis, Clock, Node, Node],
 ) -> None:
     redis, _clock, a, b = cluster
-    alice, _, _bob, _ = alice_on_a_and_bob_on_b(redis, a, b)
-    _carol, carol_box = a.join("carol")
-    redis.pump()
+    alice, _, _bob, _, carol_box = and_carol_on_a(redis, a, b)
     a.say(alice, "last words")
     a.say(alice, "/kick carol enough")
     assert carol_box.closed
@@ -568,9 +576,7 @@ def test_held_chat_goes_out_before_what_its_node_does_next(
 
 def test_held_chat_goes_out_when_redis_is_lost(cluster: tuple[FakeRedis, Clock, Node, Node]) -> None:
     redis, _clock, a, b = cluster
-    alice, _, _bob, _ = alice_on_a_and_bob_on_b(redis, a, b)
-    _carol, carol_box = a.join("carol")
-    redis.pump()
+    alice, _, _bob, _, carol_box = and_carol_on_a(redis, a, b)
     a.say(alice, "hi")
     a.down()
     assert said(carol_box) == ["hi"]
@@ -583,9 +589,7 @@ def test_held_chat_goes_out_if_the_stream_does_not_bring_it_back(
     cluster: tuple[FakeRedis, Clock, Node, Node],
 ) -> None:
     redis, clock, a, b = cluster
-    alice, _, _bob, bob_box = alice_on_a_and_bob_on_b(redis, a, b)
-    _carol, carol_box = a.join("carol")
-    redis.pump()
+    alice, _, _bob, bob_box, carol_box = and_carol_on_a(redis, a, b)
     a.say(alice, "hi")
     # Sent, and no read answered (a slow Redis).
     clock.advance(0)
