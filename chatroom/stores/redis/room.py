@@ -346,8 +346,7 @@ class SharedRoom:
             self._xadd(dumps({"n": self.node, **item}))
             return
         self._batch.append(item)
-        if self._flush_call is None:
-            self._flush_call = self.clock.callLater(0, self.flush)
+        self._flush_soon()
 
     def _flush_soon(self) -> None:
         if self._flush_call is None:
