@@ -17,6 +17,7 @@ Admins can C{/purge} a name's entries.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -61,6 +62,9 @@ LINE_OVERHEAD = 64
 # /history calls per member in a window of seconds: each may send a
 # hundred lines and read the disk.
 HISTORY_LIMIT = (5, 10.0)
+# The events stored last whose ids a transport may ask while they go out:
+# at once, or (a shared room's chat waiting for Redis) up to a second later.
+RECENT_IDS = 4096
 
 HISTORY = CommandSpec(
     "history",
@@ -162,8 +166,9 @@ class History(Feature):
         self.settings = settings
         self.store = settings.store
         self._limiter = AttemptLimiter(room.clock, *HISTORY_LIMIT)
-        # The event last stored, and its message id.
-        self._last_recorded: tuple[Event | None, int] = (None, 0)
+        # The events stored last, by identity (each kept, so its id is not
+        # reused), with their message ids.
+        self._recorded: OrderedDict[int, tuple[Event, int]] = OrderedDict()
         # The purge this process noted (for the others), last.
         self._purging: HistoryPurged | None = None
         room.observe(self.record)
@@ -182,7 +187,10 @@ class History(Feature):
         if recorder is not None:
             kind, sender, text, target = recorder(event)
             entry = self.store.append(event.at, kind, sender, text, target)
-            self._last_recorded = (event, entry.id)
+            recorded = self._recorded
+            recorded[id(event)] = (event, entry.id)
+            if len(recorded) > RECENT_IDS:
+                recorded.popitem(last=False)
         elif isinstance(event, HistoryPurged) and event is not self._purging:
             # Purged on another process of the room: here too.
             self.store.purge(event.name).addErrback(self._purge_elsewhere_failed, event.name)
@@ -192,8 +200,8 @@ class History(Feature):
         The message id C{event} is stored under, while it goes out: the
         room records an event before it tells anyone (IRC's C{msgid}).
         """
-        recorded, id_ = self._last_recorded
-        return id_ if recorded is event else None
+        found = self._recorded.get(id(event))
+        return found[1] if found is not None and found[0] is event else None
 
     # Replaying
 
