@@ -665,8 +665,9 @@ def test_the_ids_kept_for_events_going_out_are_bounded(monkeypatch: pytest.Monke
     inbox = IdInbox(a.room)
     a.room.join(inbox, "10.0.0.1", 5001)
     redis.pump()
-    for n in range(3):
+    for n in range(5):
         a.say(alice, f"line {n}")
     redis.pump()
-    # Only the last two stored are remembered: the first goes out untagged.
-    assert inbox.ids[0] is None and None not in inbox.ids[1:]
+    # Only the last two to four stored are remembered: with two kept, the
+    # first of the last five goes out untagged, the last two tagged.
+    assert inbox.ids[0] is None and None not in inbox.ids[-2:]

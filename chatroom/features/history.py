@@ -17,7 +17,6 @@ Admins can C{/purge} a name's entries.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -62,8 +61,9 @@ LINE_OVERHEAD = 64
 # /history calls per member in a window of seconds: each may send a
 # hundred lines and read the disk.
 HISTORY_LIMIT = (5, 10.0)
-# The events stored last whose ids a transport may ask while they go out:
-# at once, or (a shared room's chat waiting for Redis) up to a second later.
+# The events stored last whose ids a transport may ask while they go out
+# (at once, or up to a second later: a shared room's chat waiting for
+# Redis): the last RECENT_IDS at least, twice that at most.
 RECENT_IDS = 4096
 
 HISTORY = CommandSpec(
@@ -167,8 +167,9 @@ class History(Feature):
         self.store = settings.store
         self._limiter = AttemptLimiter(room.clock, *HISTORY_LIMIT)
         # The events stored last, by identity (each kept, so its id is not
-        # reused), with their message ids.
-        self._recorded: OrderedDict[int, tuple[Event, int]] = OrderedDict()
+        # reused), with their message ids: two generations, the newer filling.
+        self._recorded: dict[int, tuple[Event, int]] = {}
+        self._older: dict[int, tuple[Event, int]] = {}
         # The purge this process noted (for the others), last.
         self._purging: HistoryPurged | None = None
         room.observe(self.record)
@@ -189,8 +190,8 @@ class History(Feature):
             entry = self.store.append(event.at, kind, sender, text, target)
             recorded = self._recorded
             recorded[id(event)] = (event, entry.id)
-            if len(recorded) > RECENT_IDS:
-                recorded.popitem(last=False)
+            if len(recorded) >= RECENT_IDS:
+                self._older, self._recorded = recorded, {}
         elif isinstance(event, HistoryPurged) and event is not self._purging:
             # Purged on another process of the room: here too.
             self.store.purge(event.name).addErrback(self._purge_elsewhere_failed, event.name)
@@ -200,7 +201,7 @@ class History(Feature):
         The message id C{event} is stored under, while it goes out: the
         room records an event before it tells anyone (IRC's C{msgid}).
         """
-        found = self._recorded.get(id(event))
+        found = self._recorded.get(id(event)) or self._older.get(id(event))
         return found[1] if found is not None and found[0] is event else None
 
     # Replaying
