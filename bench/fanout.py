@@ -635,7 +635,8 @@ def main(argv: list[str] | None = None) -> int:
                             profile = None
                             if args.profile is not None and server.startswith("chatroom"):
                                 args.profile.mkdir(parents=True, exist_ok=True)
-                                profile = (args.profile / f"{name}-{server}.txt").resolve()
+                                suffix = f"-{round_}" if args.rounds > 1 else ""
+                                profile = (args.profile / f"{name}-{server}{suffix}.txt").resolve()
                             results[server] = measure(
                                 loadgen, started, certs / "ca.pem", scenario, loadgen_cpu, profile
                             )
