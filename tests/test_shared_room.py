@@ -18,7 +18,6 @@ from chatroom.core.errors import ChatError
 from chatroom.core.memory import InMemoryHistory, InMemoryMembers
 from chatroom.core.ports import MemberRecord
 from chatroom.core.room import Room
-from chatroom.features import history as history_feature
 from chatroom.features.history import HistorySettings
 from chatroom.features.moderation import ModerationSettings
 from chatroom.stores.redis import room as store
@@ -652,22 +651,3 @@ def test_held_chat_goes_out_with_the_ids_it_was_stored_under() -> None:
     stored_ids = [e.id for e in store_a.latest(3, clock.seconds())]
     assert [e.text for e in inbox.texts(ev.Said)] == ["line 0", "line 1", "line 2"]
     assert inbox.ids == stored_ids
-
-
-def test_the_ids_kept_for_events_going_out_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(history_feature, "RECENT_IDS", 2)
-    redis, clock = FakeRedis(), Clock()
-    redis.clock = clock
-    clock.advance(1000)
-    a = make_node(redis, clock, "a", HistorySettings(InMemoryHistory(100), 0))
-    b = make_node(redis, clock, "b", HistorySettings(InMemoryHistory(100), 0))
-    alice, _, _bob, _ = alice_on_a_and_bob_on_b(redis, a, b)
-    inbox = IdInbox(a.room)
-    a.room.join(inbox, "10.0.0.1", 5001)
-    redis.pump()
-    for n in range(5):
-        a.say(alice, f"line {n}")
-    redis.pump()
-    # Only the last two to four stored are remembered: with two kept, the
-    # first of the last five goes out untagged, the last two tagged.
-    assert inbox.ids[0] is None and None not in inbox.ids[-2:]

@@ -102,6 +102,7 @@ class Room:
         self.limits = limits = limits if limits is not None else RoomLimits()
         self._features: list[Feature] = []
         self._observers: list[Callable[[Event], None]] = []
+        self._id_sources: list[Callable[[Event], int | None]] = []
         self._notices = TokenBucket(clock, limits.notice_rate, limits.notice_burst)
         # Arrivals and departures past the budget, until the next summary.
         self._arrived: dict[str, MemberRecord] = {}
@@ -136,7 +137,18 @@ class Room:
             id_ = feature.message_id(event)
             if id_ is not None:
                 return id_
+        for source in self._id_sources:
+            id_ = source(event)
+            if id_ is not None:
+                return id_
         return None
+
+    def add_message_ids(self, source: Callable[[Event], int | None]) -> None:
+        """
+        Ask C{source} too for an event's message id (a fan-out that hands
+        an event out later than it was stored keeps its id meanwhile).
+        """
+        self._id_sources.append(source)
 
     # Telling
 

@@ -61,10 +61,6 @@ LINE_OVERHEAD = 64
 # /history calls per member in a window of seconds: each may send a
 # hundred lines and read the disk.
 HISTORY_LIMIT = (5, 10.0)
-# The events stored last whose ids a transport may ask while they go out
-# (at once, or up to a second later: a shared room's chat waiting for
-# Redis): the last RECENT_IDS at least, twice that at most.
-RECENT_IDS = 4096
 
 HISTORY = CommandSpec(
     "history",
@@ -166,10 +162,8 @@ class History(Feature):
         self.settings = settings
         self.store = settings.store
         self._limiter = AttemptLimiter(room.clock, *HISTORY_LIMIT)
-        # The events stored last, by identity (each kept, so its id is not
-        # reused), with their message ids: two generations, the newer filling.
-        self._recorded: dict[int, tuple[Event, int]] = {}
-        self._older: dict[int, tuple[Event, int]] = {}
+        # The event last stored, and its message id.
+        self._last_recorded: tuple[Event | None, int] = (None, 0)
         # The purge this process noted (for the others), last.
         self._purging: HistoryPurged | None = None
         room.observe(self.record)
@@ -188,10 +182,7 @@ class History(Feature):
         if recorder is not None:
             kind, sender, text, target = recorder(event)
             entry = self.store.append(event.at, kind, sender, text, target)
-            recorded = self._recorded
-            recorded[id(event)] = (event, entry.id)
-            if len(recorded) >= RECENT_IDS:
-                self._older, self._recorded = recorded, {}
+            self._last_recorded = (event, entry.id)
         elif isinstance(event, HistoryPurged) and event is not self._purging:
             # Purged on another process of the room: here too.
             self.store.purge(event.name).addErrback(self._purge_elsewhere_failed, event.name)
@@ -201,8 +192,8 @@ class History(Feature):
         The message id C{event} is stored under, while it goes out: the
         room records an event before it tells anyone (IRC's C{msgid}).
         """
-        found = self._recorded.get(id(event)) or self._older.get(id(event))
-        return found[1] if found is not None and found[0] is event else None
+        recorded, id_ = self._last_recorded
+        return id_ if recorded is event else None
 
     # Replaying
 

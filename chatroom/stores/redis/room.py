@@ -227,6 +227,7 @@ class SharedRoom:
         """
         self.room = room
         room.observe(self._observe)
+        room.add_message_ids(self.fanout.message_id)
 
     # What the observers hear, room-wide
 
@@ -881,9 +882,12 @@ class SharedFanOut:
         self.local = LocalFanOut(shared.members.replica)
         self.closing = False
         self._local_ids: set[str] = set()
-        # (the number of the XADD that carries it, event, audience)
-        self._held: deque[tuple[int, Event, Audience]] = deque()
+        # (the number of the XADD that carries it, event, audience, the
+        # message id it was stored under)
+        self._held: deque[tuple[int, Event, Audience, int | None]] = deque()
         self._expiry: IDelayedCall | None = None
+        # The held event going out now, and its message id.
+        self._releasing: tuple[Event | None, int | None] = (None, None)
 
     def subscribe(self, member_id: str, recipient: Recipient) -> None:
         # What it was said before the member came is in its replay, if anywhere.
@@ -923,7 +927,9 @@ class SharedFanOut:
         shared.add(item)
 
     def _hold(self, number: int, event: Event, audience: Audience) -> None:
-        self._held.append((number, event, audience))
+        # Its id now, while the room can tell it: the room stored it just before.
+        room = self.shared.room
+        self._held.append((number, event, audience, room.message_id(event) if room is not None else None))
         if self._expiry is None:
             self._expiry = self.shared.clock.callLater(HOLD_LIMIT, self._expire, number)
 
@@ -947,9 +953,20 @@ class SharedFanOut:
         """
         held = self._held
         publish = self.local.publish
-        while held and (number is None or held[0][0] <= number):
-            _, event, audience = held.popleft()
-            publish(event, audience)
+        try:
+            while held and (number is None or held[0][0] <= number):
+                _, event, audience, id_ = held.popleft()
+                self._releasing = (event, id_)
+                publish(event, audience)
+        finally:
+            self._releasing = (None, None)
+
+    def message_id(self, event: Event) -> int | None:
+        """
+        The message id of the held C{event} going out now.
+        """
+        releasing, id_ = self._releasing
+        return id_ if releasing is event else None
 
     def stop(self) -> None:
         self.release()
