@@ -344,7 +344,7 @@ class SharedRoom:
         L{append} the entry C{item} (its kind under C{k}).
         """
         if not self.writer.connected:
-            self._xadd(dumps({"n": self.node, **item}))
+            self._xadd(self._text(item))
             return
         self._batch.append(item)
         self._flush_soon()
@@ -363,12 +363,12 @@ class SharedRoom:
         self._flush_call = None
         batch, self._batch = self._batch, []
         if len(batch) == 1:
-            self._xadd(dumps({"n": self.node, **batch[0]}))
+            self._xadd(self._text(batch[0]))
         elif batch and self.writer.connected:
             self._xadd(self.entry("batch", b=batch))
         else:
             for item in batch:
-                self._xadd(dumps({"n": self.node, **item}))
+                self._xadd(self._text(item))
 
     def _xadd(self, entry: str) -> None:
         number, self.appends = self.appends, self.appends + 1
@@ -385,7 +385,11 @@ class SharedRoom:
         return self._synced and self._running and self.writer.connected and self.reader.connected
 
     def entry(self, kind: str, **fields: Any) -> str:
-        return dumps({"n": self.node, "k": kind, **fields})
+        return self._text({"k": kind, **fields})
+
+    def _text(self, item: dict[str, Any]) -> str:
+        # An entry as the stream carries it: the node that wrote it, then the item.
+        return dumps({"n": self.node, **item})
 
     def send(self, *command: Any) -> None:
         """
@@ -906,14 +910,10 @@ class SharedFanOut:
             self.local.publish(event, audience)
             return
         observed = shared.observed(event)
-        if isinstance(audience, Members) and all(i in self._local_ids for i in audience.ids):
-            self.release()
-            self.local.publish(event, audience)
-            if observed:
-                shared.append("obs", e=encode_event(event))
-            return
+        local = isinstance(audience, Members) and all(i in self._local_ids for i in audience.ids)
         if (
-            isinstance(event, _HELD)
+            not local
+            and isinstance(event, _HELD)
             and len(shared.members.replica) > len(self._local_ids)
             and shared.relaying
         ):
@@ -921,6 +921,10 @@ class SharedFanOut:
         else:
             self.release()
             self.local.publish(event, audience)
+        if local:
+            if observed:
+                shared.append("obs", e=encode_event(event))
+            return
         item = {"k": "ev", "e": encode_event(event), "a": encode_audience(audience)}
         if observed:
             item["o"] = 1
