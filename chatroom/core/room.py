@@ -67,12 +67,6 @@ class Feature:
         C{member} has left (and everyone was told so).
         """
 
-    def message_id(self, event: Event) -> int | None:
-        """
-        The id this feature stored C{event} under, while it goes out.
-        """
-        return None
-
 
 class Room:
     """
@@ -133,10 +127,6 @@ class Room:
         The message id C{event} was stored under, asked while it goes out
         (a transport that tags chat with it); L{None} if not stored.
         """
-        for feature in self._features:
-            id_ = feature.message_id(event)
-            if id_ is not None:
-                return id_
         for source in self._id_sources:
             id_ = source(event)
             if id_ is not None:
@@ -145,8 +135,9 @@ class Room:
 
     def add_message_ids(self, source: Callable[[Event], int | None]) -> None:
         """
-        Ask C{source} too for an event's message id (a fan-out that hands
-        an event out later than it was stored keeps its id meanwhile).
+        Ask C{source} for an event's message id: a feature that stores
+        events (the history), or a fan-out that hands an event out later
+        than it was stored and keeps its id meanwhile.
         """
         self._id_sources.append(source)
 

@@ -167,6 +167,7 @@ class History(Feature):
         # The purge this process noted (for the others), last.
         self._purging: HistoryPurged | None = None
         room.observe(self.record)
+        room.add_message_ids(self.message_id)
 
     def register(self, commands: CommandRegistry) -> None:
         commands.add(HISTORY, self.history)
