@@ -2,12 +2,13 @@
 What one delivery costs the daemon: the CPU from a sender's TLS records
 arriving to every member's ciphertext handed to its TCP transport, in one
 process, with the room as the daemon composes it (moderation, E2E, and with
-C{+history} the history kept in memory) over Twisted's TLS and the daemon's
+C{+history} the history kept in memory, with C{+sqlite} in a SQLite file as
+the daemon keeps it, its writes inline) over Twisted's TLS and the daemon's
 per-turn writer, on a fake clock and fake TCP transports.
 
     .venv/bin/python bench/delivery.py [--members 100] [--messages 3000]
-                                       [--only line,line+history,irc,irc+history,plain]
-                                       [--nodes 2]
+                                       [--only line,line+history,line+sqlite,irc,irc+history,plain]
+                                       [--nodes 2] [--shared]
 
 The senders' records are encrypted before the clock starts and the members'
 ciphertext is only counted, so the figure is the server's work alone: no
@@ -18,7 +19,9 @@ member), the best of C{--rounds}, and per message (the parse, the
 commands, the history) measured with two members. With C{--nodes 2} the
 members are spread over two rooms that share one through the in-process
 Redis of the tests (C{--redis} as two processes, in one): each turn ends
-once the other room has read the stream and written in its own turn.
+once the other room has read the stream and written in its own turn. With
+C{--shared} one room goes through that Redis too (C{--redis}, one process:
+bench/fanout.py's redis1, against which its redis2 is measured).
 
 It imports C{chatroom} from the first entry of C{sys.path}; the figures of
 another tree come from running it with C{PYTHONPATH} set to that tree.
@@ -27,9 +30,11 @@ another tree come from running it with C{PYTHONPATH} set to that tree.
 from __future__ import annotations
 
 import argparse
+import atexit
 import datetime
 import gc
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -42,15 +47,18 @@ if not os.environ.get("PYTHONPATH"):
 
 from twisted.internet import ssl
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import maybeDeferred
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from chatroom.core.memory import InMemoryBans, InMemoryHistory
+from chatroom.core.ports import HistoryStore
 from chatroom.features.history import HistorySettings
 from chatroom.features.moderation import ModerationSettings
 from chatroom.limits import ClientLimits
+from chatroom.stores.sqlite import HISTORY_FILE, open_history
 from chatroom.tap import compose, line_factory
 from chatroom.tls import SERVER_CERT_NAME, SERVER_KEY_NAME, create_local_ca
 from chatroom.transports.irc.protocol import IRCFactory
@@ -62,6 +70,8 @@ LIMITS = ClientLimits(flood_rate=0, nick_rate=0, byte_rate=0, address_byte_rate=
 SENDERS = 10
 # Lines each sender sends in one reactor turn (bench/fanout.py's window is 32).
 PER_TURN = 4
+# Seconds one reactor turn takes, on the fake clock.
+TURN = 0.005
 
 
 class Sink(StringTransport):
@@ -153,12 +163,26 @@ def tls_factories(server: Factory, clock: Clock, client_clock: Clock) -> tuple[F
     return TLSMemoryBIOFactory(options, False, server, clock), client
 
 
+def history_store(history: str, clock: Clock) -> HistoryStore:
+    """
+    The store of C{history} (C{history}: in memory; C{sqlite}: in a
+    temporary file, written inline so that its CPU is in the figure).
+    """
+    if history == "history":
+        return InMemoryHistory(10_000)
+    directory = Path(tempfile.mkdtemp(prefix="chatroom-delivery-"))
+    store = open_history(directory / HISTORY_FILE, clock, maybeDeferred, 10_000, None, 50)
+    # The file goes with the process; the store writes until then.
+    atexit.register(shutil.rmtree, directory, True)
+    return store
+
+
 def setup(
-    kind: str, members: int, history: bool, tls: bool, nodes: int = 1
+    kind: str, members: int, history: str, tls: bool, nodes: int = 1, shared: bool = False
 ) -> tuple[Clock, list[Pair], Callable[[], None]]:
     """
     A room of C{members} connections of C{kind}, all joined; with C{nodes}
-    above one, that many processes' rooms sharing one through an
+    above one (or C{shared}), that many processes' rooms sharing one through an
     in-process Redis (tests/fake_redis.py), the members spread over them.
 
     @return: The clock, the members' connections, and the end of a
@@ -168,14 +192,14 @@ def setup(
     clock.advance(START)
     factories: list[Any] = []
     redis: Any = None
-    if nodes > 1:
+    if nodes > 1 or shared:
         from chatroom.stores.redis.room import SharedRoom
         from tests.fake_redis import FakeLink, FakeRedis
 
         redis = FakeRedis()
         redis.clock = clock
     for index in range(nodes):
-        settings = HistorySettings(InMemoryHistory(10_000), on_join=0) if history else None
+        settings = HistorySettings(history_store(history, clock), on_join=0) if history else None
         if redis is None:
             sessions, _ = compose(clock, ModerationSettings(bans=InMemoryBans()), LIMITS, history=settings)
         else:
@@ -197,7 +221,9 @@ def setup(
         )
 
     def end_of_turn() -> None:
-        clock.advance(0)
+        # A busy room's turn takes a few milliseconds (the history file is
+        # written at most every WRITE_INTERVAL).
+        clock.advance(TURN)
         if redis is not None:
             # The other nodes read this turn's entry, then write in theirs.
             redis.pump()
@@ -226,11 +252,13 @@ def setup(
     return clock, pairs, end_of_turn
 
 
-def measure(kind: str, members: int, messages: int, history: bool, tls: bool, nodes: int = 1) -> float:
+def measure(
+    kind: str, members: int, messages: int, history: str, tls: bool, nodes: int = 1, shared: bool = False
+) -> float:
     """
     Microseconds of CPU per delivery, for C{messages} from (up to) ten members.
     """
-    _clock, pairs, end_of_turn = setup(kind, members, history, tls, nodes)
+    _clock, pairs, end_of_turn = setup(kind, members, history, tls, nodes, shared)
     senders = pairs[:SENDERS]
     prefix = b"" if kind == "line" else b"PRIVMSG #chatroom :"
     # Each sender's share of the messages, as it puts them on the wire.
@@ -259,12 +287,19 @@ def measure(kind: str, members: int, messages: int, history: bool, tls: bool, no
 
 
 def best(
-    rounds: int, kind: str, members: int, messages: int, history: bool, tls: bool, nodes: int = 1
+    rounds: int,
+    kind: str,
+    members: int,
+    messages: int,
+    history: str,
+    tls: bool,
+    nodes: int = 1,
+    shared: bool = False,
 ) -> float:
     """
     The least of C{rounds} L{measure}s: the figure least disturbed by the rest of the machine.
     """
-    return min(measure(kind, members, messages, history, tls, nodes) for _ in range(rounds))
+    return min(measure(kind, members, messages, history, tls, nodes, shared) for _ in range(rounds))
 
 
 def main() -> None:
@@ -284,17 +319,21 @@ def main() -> None:
         default=1,
         help="that many processes' rooms sharing one through an in-process Redis (--redis), in one process",
     )
+    parser.add_argument(
+        "--shared", action="store_true", help="with one node, its room through the in-process Redis too"
+    )
     args = parser.parse_args()
     for name in args.only.split(","):
         kind, _, extra = name.partition("+")
         tls = kind != "plain"
         kind = "line" if kind == "plain" else kind
-        history = extra == "history"
+        history = extra if extra in ("history", "sqlite") else ""
+        shared = args.shared
         if args.once:
-            measure(kind, args.members, args.messages, history, tls, args.nodes)
+            measure(kind, args.members, args.messages, history, tls, args.nodes, shared)
             continue
-        delivery = best(args.rounds, kind, args.members, args.messages, history, tls, args.nodes)
-        message = 2 * best(args.rounds, kind, 2, args.messages, history, tls, args.nodes)
+        delivery = best(args.rounds, kind, args.members, args.messages, history, tls, args.nodes, shared)
+        message = 2 * best(args.rounds, kind, 2, args.messages, history, tls, args.nodes, shared)
         print(
             f"{name}: {delivery:.3f} us per delivery ({args.members} members), {message:.1f} us per message",
             flush=True,

@@ -68,6 +68,8 @@ class Scenario:
     duration: float = 0.0
     # More arguments for the chatroom daemon (--chatroom-args).
     daemon_args: tuple[str, ...] = ()
+    # With --spread: node i of redis1/redis2 on core node_cores[i] alone.
+    node_cores: tuple[int, ...] = ()
 
     @property
     def idle(self) -> bool:
@@ -231,7 +233,9 @@ def start_nodes(count: int) -> Callable[[Path, Path, int | None, Scenario], Runn
                 node = work / f"node{index}"
                 node.mkdir()
                 flags = ("--redis", f"redis://127.0.0.1:{redis_port}/0", "--node-name", f"n{index}")
-                started.append(start_chatroom(node, certs, cpu, scenario, (*flags, "--reuse-port"), port))
+                cores = scenario.node_cores
+                core = cores[index % len(cores)] if cores else cpu
+                started.append(start_chatroom(node, certs, core, scenario, (*flags, "--reuse-port"), port))
         except BaseException:
             for running_node in started:
                 running_node.process.kill()
@@ -352,6 +356,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def switches(pid: int) -> int:
+    # Context switches so far, voluntary and not, of every thread.
+    total = 0
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        total += sum(int(n) for n in re.findall(r"ctxt_switches:\s+(\d+)", status.read_text()))
+    return total
+
+
 def rss_bytes(pid: int) -> int:
     return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
 
@@ -421,6 +433,7 @@ def measure(
         pids = [p.pid for p in server.processes]
         helpers = [p.pid for p in server.helpers]
         cpu_before = sum(map(cpu_seconds, pids))
+        switches_before = sum(map(switches, pids))
         helpers_before = sum(map(cpu_seconds, helpers))
         started = time.monotonic()
         process.stdin.write("go\n")
@@ -431,12 +444,17 @@ def measure(
         read_line(process.stdout, process, "stop")
         elapsed = time.monotonic() - started
         figures["server_cpu"] = (sum(map(cpu_seconds, pids)) - cpu_before) / elapsed
+        switched = sum(map(switches, pids)) - switches_before
         if helpers:
             figures["redis_cpu"] = (sum(map(cpu_seconds, helpers)) - helpers_before) / elapsed
         figures["rss_load_kb"] = rss_bytes(pid) / 1024
         figures.update(parse_figures(read_line(process.stdout, process, "result")))
         if figures["deliveries"]:
             figures["us_per_delivery"] = figures["server_cpu"] * elapsed * 1e6 / figures["deliveries"]
+            figures["switches_per_k"] = switched * 1000 / figures["deliveries"]
+            if figures.get("reads"):
+                # About one TLS record a read: how many lines one server write carries.
+                figures["lines_per_read"] = figures["deliveries"] / figures["reads"]
             if figures["server_cpu"]:
                 # Zero in a tiny run: CPU time is counted in clock ticks.
                 figures["deliveries_per_cpu_s"] = figures["deliveries"] / (figures["server_cpu"] * elapsed)
@@ -462,6 +480,8 @@ COLUMNS = [
     ("redis CPU", "redis_cpu", "{:.0%}"),
     ("deliv/CPU-s", "deliveries_per_cpu_s", "{:,.0f}"),
     ("us/deliv", "us_per_delivery", "{:.2f}"),
+    ("cs/1k deliv", "switches_per_k", "{:.1f}"),
+    ("lines/read", "lines_per_read", "{:.1f}"),
     ("gen CPU", "loadgen_cpu", "{:.0%}"),
     ("connect s", "connect_s", "{:.2f}"),
     ("reconnects", "retries", "{:.0f}"),
@@ -477,6 +497,8 @@ p50/p99/max: send to receive, per delivery; lost/reord/dup: must be 0;
 srv CPU: the server's CPU (100% = one core; all its processes); redis CPU: redis-server's, apart;
 deliv/CPU-s: deliveries per second of server CPU; us/deliv: server CPU microseconds per delivery;
 redis1/redis2: chatroom with --redis, one process, and two on one port (--reuse-port);
+cs/1k deliv: context switches of the server's processes and threads per 1000 deliveries;
+lines/read: deliveries per read of the load generator (about one TLS record: one server write);
 gen CPU: the load generator's own CPU (near 100% would make it the bottleneck);
 connect s: TLS connect and join of all clients; reconnects: connections the server reset while
 busy and the load generator made again; KB/conn: RSS added per idle connection."""
@@ -597,6 +619,12 @@ def main(argv: list[str] | None = None) -> int:
         help="pin nothing: the kernel spreads the servers and the load generator over the cores"
         " (for redis2, whose nodes then need not share one core)",
     )
+    parser.add_argument(
+        "--spread",
+        action="store_true",
+        help="redis1/redis2: each node pinned to a core of its own (node i to core i), redis-server"
+        " and the load generator unpinned: as where every process has its core",
+    )
     args = parser.parse_args(argv)
     table = SMOKE if args.smoke else SCENARIOS
     names = [n for n in args.scenarios.split(",") if n in table]
@@ -606,8 +634,12 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if unknown:
         parser.error(f"unknown: {', '.join(unknown)}")
-    server_cpu, loadgen_cpu = (None, None) if args.unpinned else cpus()
-    print(f"server core {server_cpu}, load generator core {loadgen_cpu}; 127.0.0.1 only")
+    server_cpu, loadgen_cpu = (None, None) if args.unpinned or args.spread else cpus()
+    node_cores = tuple(sorted(os.sched_getaffinity(0))) if args.spread else ()
+    if node_cores:
+        print(f"each node on a core of its own ({', '.join(map(str, node_cores))}); 127.0.0.1 only")
+    else:
+        print(f"server core {server_cpu}, load generator core {loadgen_cpu}; 127.0.0.1 only")
     print(LEGEND)
     failed = False
     with tempfile.TemporaryDirectory(prefix="chatroom-bench-") as tmp:
@@ -620,6 +652,8 @@ def main(argv: list[str] | None = None) -> int:
             scenario = table[name]
             if args.duration and not scenario.idle:
                 scenario = Scenario(**{**scenario.__dict__, "duration": args.duration})
+            if node_cores:
+                scenario = Scenario(**{**scenario.__dict__, "node_cores": node_cores})
             if args.chatroom_args:
                 scenario = Scenario(
                     **{**scenario.__dict__, "daemon_args": tuple(shlex.split(args.chatroom_args))}

@@ -83,6 +83,8 @@ static uint32_t *remaining;     /* per sender * window: receivers still due */
 static int *inflight;
 static uint32_t *hist;
 static uint64_t deliveries, latency_samples, echoes, dups, reorders, overflow_lat;
+/* Successful SSL_reads while sending: about one a TLS record (one server write). */
+static uint64_t reads;
 static int64_t max_lat_ns;
 static int64_t t_start, t_stop;
 static int sending;
@@ -292,6 +294,7 @@ static void on_readable(client_t *c) {
             lost(c);
         }
         int64_t t = now_ns();
+        if (sending) reads++;
         c->in_len += (size_t)n;
         char *start = c->in, *nl;
         char *end = c->in + c->in_len;
@@ -501,7 +504,7 @@ int main(int argc, char **argv) {
     sending = 0;
     int64_t t_end = now_ns();
     double cpu1 = cpu_s();
-    uint64_t in_window = deliveries;
+    uint64_t in_window = deliveries, reads_in_window = reads;
     printf("stop\n");
     fflush(stdout);
 
@@ -517,11 +520,11 @@ int main(int argc, char **argv) {
     double secs = (t_end - t_start) / 1e9;
     printf("result seconds=%.3f sent=%llu deliveries=%llu deliveries_per_s=%.0f"
            " p50_ms=%.3f p99_ms=%.3f max_ms=%.3f lost=%llu reordered=%llu duplicated=%llu"
-           " echoes=%llu loadgen_cpu=%.3f connect_s=%.3f\n",
+           " echoes=%llu loadgen_cpu=%.3f connect_s=%.3f reads=%llu\n",
            secs, (unsigned long long)total_sent, (unsigned long long)in_window, in_window / secs,
            percentile(0.50), percentile(0.99), max_lat_ns / 1e6,
            (unsigned long long)(expected - distinct), (unsigned long long)reorders, (unsigned long long)dups,
-           (unsigned long long)echoes, (cpu1 - cpu0) / secs, connect_s);
+           (unsigned long long)echoes, (cpu1 - cpu0) / secs, connect_s, (unsigned long long)reads_in_window);
     fflush(stdout);
     return 0;
 }

@@ -171,6 +171,22 @@ def test_retention_by_count_in_the_file(tmp_path: Path) -> None:
     assert [e.text for e in again.latest(100, clock.seconds())] == [f"m{n}" for n in range(15, 25)]
 
 
+def test_retention_by_count_counts_rows_not_ids(tmp_path: Path) -> None:
+    # A purge leaves gaps in the ids: the oldest rows go, as many as over the bound.
+    path = tmp_path / HISTORY_FILE
+    clock = new_clock()
+    store = store_at(path, clock, keep=6)
+    for n in range(6):
+        store.append(clock.seconds(), HistoryKind.SAID, "spammer" if n % 2 else "alice", f"m{n}", "")
+    clock.advance(WRITE_INTERVAL)
+    store.purge("spammer")
+    for n in range(6, 10):
+        store.append(clock.seconds(), HistoryKind.SAID, "alice", f"m{n}", "")
+    clock.advance(WRITE_INTERVAL)
+    assert said(path) == ["m2", "m4", "m6", "m7", "m8", "m9"]
+    store.close()
+
+
 def test_retention_by_age_on_the_clock(tmp_path: Path) -> None:
     path = tmp_path / HISTORY_FILE
     clock = new_clock()
