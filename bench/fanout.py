@@ -43,7 +43,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
@@ -651,13 +651,11 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             scenario = table[name]
             if args.duration and not scenario.idle:
-                scenario = Scenario(**{**scenario.__dict__, "duration": args.duration})
+                scenario = replace(scenario, duration=args.duration)
             if node_cores:
-                scenario = Scenario(**{**scenario.__dict__, "node_cores": node_cores})
+                scenario = replace(scenario, node_cores=node_cores)
             if args.chatroom_args:
-                scenario = Scenario(
-                    **{**scenario.__dict__, "daemon_args": tuple(shlex.split(args.chatroom_args))}
-                )
+                scenario = replace(scenario, daemon_args=tuple(shlex.split(args.chatroom_args)))
             every: dict[str, list[float]] = {}
             for round_ in range(max(1, args.rounds)):
                 results: dict[str, dict[str, float]] = {}
