@@ -638,8 +638,14 @@ def main(argv: list[str] | None = None) -> int:
     node_cores = tuple(sorted(os.sched_getaffinity(0))) if args.spread else ()
     if node_cores:
         print(f"each node on a core of its own ({', '.join(map(str, node_cores))}); 127.0.0.1 only")
+    elif server_cpu is None:
+        print("nothing pinned: the kernel places the servers and the load generator; 127.0.0.1 only")
     else:
-        print(f"server core {server_cpu}, load generator core {loadgen_cpu}; 127.0.0.1 only")
+        # A shared room's nodes and its redis-server too: two nodes get the one core one node has.
+        print(
+            f"every server process on core {server_cpu}, the load generator on core {loadgen_cpu};"
+            " 127.0.0.1 only"
+        )
     print(LEGEND)
     failed = False
     with tempfile.TemporaryDirectory(prefix="chatroom-bench-") as tmp:
